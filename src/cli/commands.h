@@ -1,0 +1,14 @@
+// One function per subcommand, each in its own cmd_*.cpp: it declares its flags on the CLI11 app
+// and calls into the library. No logic lives here.
+#pragma once
+
+namespace CLI { class App; }
+
+namespace mds::cli {
+
+void add_config_command(CLI::App& app);     // config show | schema
+void add_tokenizer_command(CLI::App& app);  // tokenizer train | encode | decode
+void add_data_command(CLI::App& app);       // data prepare | build | inspect
+void add_info_command(CLI::App& app);       // info: versions, devices, threads
+
+}  // namespace mds::cli

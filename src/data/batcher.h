@@ -1,0 +1,103 @@
+// Packing of (src, trg) token lists into fixed-shape rows, and token-budget batching.
+//
+// Row layout (length L = S + T + 2), DiffuSeq's [src ; SEP ; trg] with separate regions:
+//
+//   pos:   0     1 .. S             S+1    S+2 .. S+1+T
+//          BOS   src (PAD-filled)   SEP    trg  EOS  PAD ...
+//
+// S = the longest (truncated) source in the batch, T = the target region: data.max_trg_len when
+// trg_pad = "max" (so training and generation see the same shape), else the batch's longest target + 1.
+// Source padding is masked out of attention (key_mask = 0); target padding is generated, as in
+// DiffuSeq, so the model decides the output length.
+//
+// Masks, each B x L, 1 = yes:
+//   trg_mask     target region (noised, generated, in the loss); DiffuSeq's input_mask
+//   key_mask     may be attended to (everything except source padding)
+//   global_mask  global tokens: BOS and SEP; with globals = "bos+sep+target" every target position too
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/example_source.h"
+
+namespace mds {
+
+enum class Truncation { end, start, middle };  // which part of a long source is dropped
+enum class TargetPadding { max, batch };
+enum class GlobalTokens { none, bos_sep, bos_sep_target };
+
+Truncation parse_truncation(const std::string& name);       // "end" | "start" | "middle"
+TargetPadding parse_target_padding(const std::string& name);  // "max" | "batch"
+GlobalTokens parse_global_tokens(const std::string& name);   // "none" | "bos+sep" | "bos+sep+target"
+
+struct PackOptions {
+  int max_src_len = 1024;  // source tokens kept (BOS and SEP not counted)
+  int max_trg_len = 128;   // target region length, EOS included
+  Truncation truncation = Truncation::end;
+  TargetPadding trg_pad = TargetPadding::max;
+  GlobalTokens globals = GlobalTokens::bos_sep;
+};
+
+struct Batch {
+  int64_t batch_size = 0;  // B
+  int64_t length = 0;      // L
+  int64_t src_region = 0;  // S: the SEP sits at position S + 1
+  int64_t trg_region = 0;  // T
+  std::vector<int32_t> ids;           // B*L
+  std::vector<uint8_t> trg_mask;      // B*L
+  std::vector<uint8_t> key_mask;      // B*L
+  std::vector<uint8_t> global_mask;   // B*L
+  std::vector<int32_t> src_len;       // B, after truncation
+  std::vector<int32_t> trg_len;       // B, after truncation, EOS not counted
+  std::vector<std::size_t> example;   // B, index into the source
+  int64_t tokens() const { return batch_size * length; }
+};
+
+// Lengths of a row's regions for one example, after truncation.
+int64_t packed_src_len(std::size_t src_len, const PackOptions& options);
+int64_t packed_trg_len(std::size_t trg_len, const PackOptions& options);  // EOS not counted
+
+// Packs the given examples of `source` into one batch.
+Batch pack_batch(const ExampleSource& source, const std::vector<std::size_t>& examples,
+                 const PackOptions& options);
+
+struct BatchPlanOptions {
+  std::size_t batch_tokens = 16384;      // B * L never exceeds this
+  std::size_t max_batch_size = 0;        // 0 = no limit on B
+  std::size_t bucket_window = 100;       // sort by length within windows of this many batches' worth
+  bool shuffle = true;
+  uint64_t seed = 0;
+  int rank = 0, world_size = 1;          // each rank gets every world_size-th batch
+};
+
+// The batches of one epoch, for one rank: lists of example indices. Deterministic for
+// (seed, epoch, rank, world_size); all ranks get the same number of batches (the few left over
+// after an even split are dropped that epoch). Throws mds::Error when the budget cannot hold one
+// sequence of the longest possible shape.
+std::vector<std::vector<std::size_t>> plan_batches(const ExampleSource& source,
+                                                   const PackOptions& pack,
+                                                   const BatchPlanOptions& plan, uint64_t epoch);
+
+// Iterates over batches epoch after epoch; its position (epoch, batch) is part of a checkpoint.
+class Batcher {
+ public:
+  Batcher(const ExampleSource& source, PackOptions pack, BatchPlanOptions plan);
+  Batch next();  // moves to the next epoch when one ends
+  uint64_t epoch() const { return epoch_; }
+  std::size_t position() const { return position_; }  // batches taken in this epoch
+  std::size_t batches_per_epoch() const { return plan_.size(); }
+  void seek(uint64_t epoch, std::size_t position);  // resume exactly here
+
+ private:
+  const ExampleSource& source_;
+  PackOptions pack_;
+  BatchPlanOptions options_;
+  uint64_t epoch_ = 0;
+  std::size_t position_ = 0;
+  std::vector<std::vector<std::size_t>> plan_;
+};
+
+}  // namespace mds
