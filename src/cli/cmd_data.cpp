@@ -1,0 +1,125 @@
+// `moe-diffuseq data prepare|inspect|build`: tokenize jsonl into prepared data, describe prepared
+// data, and build the data sets the project ships recipes for.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/strings.h"
+#include "data/debian_descriptions.h"
+#include "data/prepared.h"
+#include "data/tokenizer.h"
+
+namespace mds::cli {
+namespace {
+
+struct PrepareOptions {
+  std::vector<std::string> inputs;
+  std::string tokenizer;
+  std::string out;
+};
+
+// "min 3  median 17  p90 40  p99 88  max 311" (nearest-rank percentiles).
+std::string length_summary(std::vector<uint32_t> lengths) {
+  if (lengths.empty()) return "-";
+  std::sort(lengths.begin(), lengths.end());
+  auto rank = [&](double q) {
+    std::size_t k = static_cast<std::size_t>(std::ceil(q * static_cast<double>(lengths.size())));
+    return lengths[std::min(lengths.size() - 1, k == 0 ? 0 : k - 1)];
+  };
+  return str_cat("min ", lengths.front(), "  median ", rank(0.5), "  p90 ", rank(0.9), "  p99 ",
+                 rank(0.99), "  max ", lengths.back());
+}
+
+void run_inspect(const std::string& dir) {
+  const PreparedDataset data(dir);
+  std::vector<uint32_t> src_len(data.size()), trg_len(data.size());
+  uint64_t src_tokens = 0, trg_tokens = 0;
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    src_len[i] = static_cast<uint32_t>(data.src(i).size);
+    trg_len[i] = static_cast<uint32_t>(data.trg(i).size);
+    src_tokens += src_len[i];
+    trg_tokens += trg_len[i];
+  }
+  // Inputs and skipped counts are only in meta.json (PreparedDataset already validated it).
+  nlohmann::json meta;
+  std::ifstream(data.dir() + "/meta.json") >> meta;
+
+  std::string out;
+  out += str_cat("data:          ", data.dir(), "\n");
+  out += str_cat("examples:      ", data.size(), " (", meta.value("skipped", 0), " skipped)\n");
+  out += str_cat("tokens:        ", src_tokens + trg_tokens, " (src ", src_tokens, ", trg ",
+                 trg_tokens, ")\n");
+  out += str_cat("src length:    ", length_summary(std::move(src_len)), "\n");
+  out += str_cat("trg length:    ", length_summary(std::move(trg_len)), "\n");
+  out += str_cat("vocab size:    ", data.vocab_size(), "\n");
+  out += str_cat("tokenizer:     ", data.tokenizer_fingerprint(), "\n");
+  if (meta.contains("inputs") && meta["inputs"].is_array()) {
+    for (const auto& input : meta["inputs"])
+      out += str_cat("input:         ", input.is_string() ? input.get<std::string>() : input.dump(),
+                     "\n");
+  }
+  std::fputs(out.c_str(), stdout);
+}
+
+}  // namespace
+
+void add_data_command(CLI::App& app) {
+  auto* data = app.add_subcommand("data", "prepare, inspect and build data sets");
+  data->require_subcommand(1);
+
+  auto prepare_options = std::make_shared<PrepareOptions>();
+  auto* prepare = data->add_subcommand(
+      "prepare", "tokenize jsonl files into a memory-mapped prepared data directory");
+  prepare->add_option("--input", prepare_options->inputs, "jsonl file (repeatable; .gz and .zst too)")
+      ->required();
+  prepare->add_option("--tokenizer", prepare_options->tokenizer,
+                      "tokenizer directory or tokenizer.model")
+      ->required();
+  prepare->add_option("--out", prepare_options->out, "output directory (replaced if it exists)")
+      ->required();
+  prepare->callback([prepare_options] {
+    const Tokenizer tok = Tokenizer::load(prepare_options->tokenizer);
+    prepare_dataset(prepare_options->inputs, tok, prepare_options->out);
+  });
+
+  auto inspect_dir = std::make_shared<std::string>();
+  auto* inspect = data->add_subcommand("inspect", "print counts and length statistics of prepared data");
+  inspect->add_option("dir", *inspect_dir, "prepared data directory")->required();
+  inspect->callback([inspect_dir] { run_inspect(*inspect_dir); });
+
+  auto* build = data->add_subcommand("build", "build a data set from a public source");
+  build->require_subcommand(1);
+  auto debian_out = std::make_shared<std::string>();
+  auto debian_options = std::make_shared<DebianBuildOptions>();
+  auto no_apt_update = std::make_shared<bool>(false);
+  auto* debian = build->add_subcommand(
+      "debian-descriptions",
+      "Debian package descriptions -> synopses, from apt's English translation lists");
+  debian->add_option("--out", *debian_out, "directory for train/valid/test.jsonl")->required();
+  debian->add_option("--lists-dir", debian_options->lists_dir, "apt lists directory")
+      ->capture_default_str();
+  debian->add_flag("--no-apt-update", *no_apt_update,
+                   "never run apt-get update, even when no translation lists are found");
+  debian->callback([debian_out, debian_options, no_apt_update] {
+    DebianBuildOptions options = *debian_options;
+    options.allow_apt_update = !*no_apt_update;
+    const DebianBuildStats s = build_debian_descriptions(*debian_out, options);
+    std::fputs(str_cat("records:     ", s.records, " (", s.duplicates, " duplicates dropped)\n",
+                       "train:       ", s.train, "\n", "valid:       ", s.valid, "\n",
+                       "test:        ", s.test, "\n", "written to:  ", *debian_out, "\n")
+                   .c_str(),
+               stdout);
+  });
+}
+
+}  // namespace mds::cli

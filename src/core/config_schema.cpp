@@ -1,0 +1,139 @@
+// The configuration schema: every key, its default and its meaning. docs/config.md is generated from
+// this table (`moe-diffuseq config schema`), so this is the one place a key is defined.
+#include "core/config.h"
+
+namespace mds {
+namespace {
+
+KeySpec b(const char* key, bool v, const char* doc) { return {key, Value::boolean(v), doc, {}}; }
+KeySpec i(const char* key, int64_t v, double lo, double hi, const char* doc) {
+  KeySpec s{key, Value::integer(v), doc, {}};
+  s.min = lo;
+  s.max = hi;
+  return s;
+}
+KeySpec f(const char* key, double v, double lo, double hi, const char* doc) {
+  KeySpec s{key, Value::real(v), doc, {}};
+  s.min = lo;
+  s.max = hi;
+  return s;
+}
+KeySpec s(const char* key, const char* v, std::vector<std::string> choices, const char* doc) {
+  return {key, Value::string(v), doc, std::move(choices)};
+}
+KeySpec l(const char* key, std::vector<int64_t> v, double lo, double hi, const char* doc) {
+  KeySpec k{key, Value::int_list(std::move(v)), doc, {}};
+  k.min = lo;
+  k.max = hi;
+  return k;
+}
+
+constexpr double kBig = 1e18;
+
+std::vector<KeySpec> make_schema() {
+  return {
+      // ------------------------------------------------------------------ model
+      i("model.embed_dim", 128, 1, 65536, "Dimension of the token embeddings: the space the diffusion runs in."),
+      i("model.dim", 768, 1, 65536, "Hidden size of the transformer."),
+      i("model.layers", 12, 1, 1024, "Number of transformer blocks."),
+      i("model.heads", 12, 1, 1024, "Attention heads per block; model.dim must be divisible by it."),
+      i("model.ffn_dim", 3072, 1, 1 << 20, "Hidden size of each expert feed-forward network (of the dense one when moe.experts = 1)."),
+      i("model.time_embed_dim", 128, 2, 65536, "Size of the sinusoidal time embedding fed to the time MLP (even)."),
+      i("model.max_positions", 0, 0, 1 << 24, "Learned position embeddings; 0 = data.max_src_len + data.max_trg_len + 2, the longest packed row."),
+      s("model.norm", "pre", {"pre", "post"}, "Layer-norm placement: pre-LN (stable for deep and long models) or post-LN as in DiffuSeq."),
+      f("model.dropout", 0.1, 0, 1, "Dropout on embeddings, attention output and FFN output."),
+      f("model.layer_norm_eps", 1e-12, 0, 1, "Layer-norm epsilon (DiffuSeq/BERT use 1e-12)."),
+      f("model.init_std", 0.02, 0, 10, "Standard deviation of the normal initialisation of linear weights and the router."),
+      // ------------------------------------------------------------------ attention
+      s("attention.type", "sparse", {"sparse", "dense"}, "sparse: sliding window with dilation and global tokens; dense: full attention (plain DiffuSeq)."),
+      i("attention.window", 256, 0, kBig, "One-sided window w: query i sees keys i + d*j for j in [-w, w]."),
+      l("attention.dilation", {}, 1, 1 << 20, "Dilation d per layer: one value for all layers or one per layer; empty = 1 in the lower half, 2 in the upper half."),
+      i("attention.dilated_heads", 0, 0, 1024, "Heads of a dilated layer that use its dilation (the rest use 1); 0 = all heads."),
+      s("attention.globals", "bos+sep", {"none", "bos+sep", "bos+sep+target"}, "Global tokens, which see and are seen by every position: BOS and SEP, optionally every target position too."),
+      b("attention.global_projections", false, "Separate query/key/value projections for global attention, as in Longformer."),
+      f("attention.dropout", 0.1, 0, 1, "Dropout on attention probabilities."),
+      // ------------------------------------------------------------------ moe
+      i("moe.experts", 8, 1, 4096, "Experts per MoE layer E; 1 = a dense feed-forward layer."),
+      i("moe.top_k", 2, 1, 4096, "Experts per token k (at most moe.experts)."),
+      b("moe.renormalize", true, "Renormalise the top-k router probabilities to sum to 1."),
+      f("moe.aux_loss_weight", 0.01, 0, kBig, "Weight of the load-balancing loss (Switch form, averaged over layers)."),
+      f("moe.z_loss_weight", 1e-3, 0, kBig, "Weight of the router z-loss (averaged over layers)."),
+      f("moe.capacity_factor", 0.0, 0, kBig, "0 = dropless; > 0: an expert takes at most ceil(cf * k * N / E) tokens, the rest pass through the residual and are counted."),
+      f("moe.jitter", 0.0, 0, 1, "Multiplicative router input jitter U(1-eps, 1+eps) during training; 0 = off."),
+      // ------------------------------------------------------------------ diffusion
+      i("diffusion.steps", 2000, 2, 1 << 20, "Number of diffusion steps T; the model sees time t*1000/T."),
+      s("diffusion.schedule", "sqrt", {"sqrt"}, "Noise schedule: alpha_bar(t) = 1 - sqrt(t + 1e-4) (DiffuSeq)."),
+      b("diffusion.soft_absorbing", true, "Learned absorbing vector m: noised targets drift toward m instead of 0 (DiffuSeq-v2)."),
+      f("diffusion.absorb_rate", 0.5, 0, 1, "gamma: a target token jumps to m with probability gamma*sqrt(1 - alpha_bar_t); 0 = no discrete jumps."),
+      s("diffusion.t_sampler", "lossaware", {"uniform", "lossaware"}, "How training draws t: uniform, or by the second moment of recent losses."),
+      // ------------------------------------------------------------------ loss
+      s("loss.positions", "target", {"target", "all"}, "Positions in the mse and rounding losses: target only, or all (DiffuSeq's code)."),
+      f("loss.rounding_weight", 1.0, 0, kBig, "Weight of the rounding cross-entropy."),
+      f("loss.prior_weight", 1.0, 0, kBig, "Weight of the tT (prior matching) term."),
+      f("loss.absorb_reg", 0.01, 0, kBig, "Weight of |m| (DiffuSeq-v2's effective value)."),
+      // ------------------------------------------------------------------ data
+      s("data.train", "", {}, "Training data: a prepared directory (`data prepare`) or a jsonl file."),
+      s("data.valid", "", {}, "Validation data: a prepared directory or a jsonl file; empty = none."),
+      s("data.tokenizer", "", {}, "Tokenizer directory or .model file (`tokenizer train`)."),
+      i("data.max_src_len", 1024, 0, 1 << 24, "Source tokens kept per example (BOS and SEP not counted)."),
+      i("data.max_trg_len", 128, 2, 1 << 24, "Length of the target region, EOS included: the longest output."),
+      s("data.truncation", "end", {"end", "start", "middle"}, "Which part of a long source is dropped."),
+      s("data.trg_pad", "max", {"max", "batch"}, "Target region length: always data.max_trg_len, or the batch's longest target."),
+      i("data.batch_tokens", 16384, 1, kBig, "Token budget of a batch: B * L never exceeds it (padding included)."),
+      i("data.max_batch_size", 0, 0, kBig, "Most sequences in a batch; 0 = no limit beyond the token budget."),
+      i("data.bucket_window", 100, 1, kBig, "Length bucketing: examples are sorted by length within windows of this many batches."),
+      b("data.shuffle", true, "Shuffle examples and batches each epoch (deterministic for train.seed)."),
+      // ------------------------------------------------------------------ train
+      s("train.out_dir", "runs/run", {}, "Run directory: config, metrics.jsonl, checkpoints."),
+      i("train.steps", 100000, 1, kBig, "Optimizer steps."),
+      f("train.lr", 1e-4, 0, kBig, "Peak learning rate (AdamW)."),
+      i("train.warmup_steps", 1000, 0, kBig, "Linear warm-up steps, then linear decay to train.min_lr at train.steps."),
+      f("train.min_lr", 0.0, 0, kBig, "Learning rate at the end of the decay."),
+      f("train.weight_decay", 0.0, 0, kBig, "AdamW weight decay."),
+      f("train.adam_beta1", 0.9, 0, 1, "AdamW beta1."),
+      f("train.adam_beta2", 0.999, 0, 1, "AdamW beta2."),
+      f("train.adam_eps", 1e-8, 0, 1, "AdamW epsilon."),
+      f("train.grad_clip", 1.0, 0, kBig, "Clip the global gradient norm to this; 0 = off."),
+      i("train.grad_accum", 1, 1, 1 << 20, "Batches accumulated per optimizer step."),
+      f("train.ema_decay", 0.9999, 0, 1, "Decay of the exponential moving average of the weights used for sampling; 0 = off."),
+      i("train.seed", 102, 0, kBig, "Seed of every random choice: data order, initialisation, noise."),
+      s("train.device", "auto", {"auto", "cpu", "cuda"}, "Where to train: auto = cuda when available."),
+      s("train.precision", "auto", {"auto", "fp32", "bf16"}, "Compute precision: auto = bf16 on GPU, fp32 on CPU; master weights are always fp32."),
+      i("train.threads", 0, 0, 4096, "CPU threads for LibTorch; 0 = all cores."),
+      i("train.log_every", 50, 1, kBig, "Steps between log lines and metrics.jsonl records."),
+      i("train.eval_every", 1000, 0, kBig, "Steps between validations; 0 = never."),
+      i("train.eval_batches", 50, 0, kBig, "Validation batches per validation; 0 = the whole set."),
+      i("train.eval_samples", 0, 0, kBig, "Validation examples generated and scored at each validation; 0 = none."),
+      i("train.save_every", 1000, 0, kBig, "Steps between checkpoints; 0 = only at the end."),
+      i("train.keep_last", 3, 1, kBig, "Checkpoints kept besides best/."),
+      i("train.max_bad_steps", 10, 1, kBig, "Stop after this many steps in a row with a NaN or inf loss (each is skipped)."),
+      s("train.early_stop_metric", "", {}, "Validation metric for early stopping (e.g. loss, bleu); empty = off."),
+      i("train.early_stop_patience", 5, 1, kBig, "Validations without improvement before early stopping."),
+      // ------------------------------------------------------------------ sample
+      s("sample.sampler", "dpm++2m", {"dpm++2m", "dpm++3m", "ddim", "ancestral"}, "Sampler."),
+      i("sample.steps", 10, 1, 1 << 20, "Model evaluations (DPM-Solver++, DDIM) or respaced steps (ancestral)."),
+      s("sample.skip_type", "time_uniform", {"time_uniform", "logSNR", "time_quadratic"}, "DPM-Solver++ time grid."),
+      s("sample.time_mapping", "upstream", {"upstream", "v2"}, "Model time of DPM-Solver++: upstream (t - 1/N)*1000, or DiffuSeq-v2's t*1000."),
+      b("sample.clamp", false, "Replace x0 predictions by the nearest token embedding at every step."),
+      b("sample.discrete_noise", false, "DiffuSeq-v2 discrete absorbing noise during ancestral sampling."),
+      i("sample.seed", 0, 0, kBig, "Seed of the sampling noise."),
+      i("sample.batch_size", 64, 1, kBig, "Sequences generated at once."),
+      i("sample.mbr", 1, 1, 1024, "Candidates per input for minimum-Bayes-risk selection; 1 = off."),
+      s("sample.mbr_metric", "bleu", {"bleu", "rouge-l"}, "Agreement measure used by MBR."),
+  };
+}
+
+}  // namespace
+
+const std::vector<KeySpec>& config_schema() {
+  static const std::vector<KeySpec> schema = make_schema();
+  return schema;
+}
+
+const KeySpec* find_key_spec(const std::string& key) {
+  for (const auto& spec : config_schema())
+    if (spec.key == key) return &spec;
+  return nullptr;
+}
+
+}  // namespace mds

@@ -1,0 +1,342 @@
+#include "data/debian_descriptions.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <unordered_set>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/strings.h"
+
+namespace fs = std::filesystem;
+
+namespace mds {
+
+namespace {
+
+constexpr const char* kAptHelper = "/usr/lib/apt/apt-helper";
+constexpr const char* kAptUpdate = "apt-get update -o Acquire::Languages=en";
+
+struct PendingRecord {
+  std::string package, synopsis;
+  std::vector<std::string> paragraphs;
+  std::string paragraph;
+  bool in_description = false;  // the last field seen is Description-en
+  std::size_t line = 0;         // first line of the record
+
+  void end_paragraph() {
+    if (!paragraph.empty()) paragraphs.push_back(std::move(paragraph));
+    paragraph.clear();
+  }
+};
+
+std::string join(const std::vector<std::string>& parts, const char* sep) {
+  std::string out;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i) out += sep;
+    out += parts[i];
+  }
+  return out;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+// Runs `command` through the shell and returns its exit status (-1 when it did not exit normally);
+// its standard output goes to `output`.
+int run_command(const std::string& command, std::string& output) {
+  output.clear();
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return -1;
+  char buffer[1 << 16];
+  std::size_t n;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
+  int status = pclose(pipe);
+  if (status == -1 || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+std::string tail(const std::string& s, std::size_t n) {
+  std::string_view t = trim(s);
+  return std::string(t.size() > n ? t.substr(t.size() - n) : t);
+}
+
+// apt names its lists ..._i18n_Translation-en plus the extension of the compression it keeps.
+bool is_translation_en(const std::string& name) {
+  static const char* kKey = "Translation-en";
+  std::size_t pos = name.find(kKey);
+  if (pos == std::string::npos) return false;
+  std::string rest = name.substr(pos + std::string(kKey).size());
+  for (const char* ext : {"", ".lz4", ".gz", ".xz", ".zst", ".bz2", ".lzma"})
+    if (rest == ext) return true;
+  return false;
+}
+
+std::vector<std::string> find_translation_files(const std::string& dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return files;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.is_regular_file(ec) && is_translation_en(entry.path().filename().string()))
+      files.push_back(entry.path().string());
+  }
+  std::sort(files.begin(), files.end());  // a fixed order, for a reproducible build
+  return files;
+}
+
+// apt-helper decompresses whatever apt stored (lz4, gz, xz, zst or plain).
+std::string read_list_file(const std::string& path) {
+  MDS_CHECK(access(kAptHelper, X_OK) == 0, "cannot read ", path, ": ", kAptHelper,
+            " (from Debian's apt package) is needed to decompress apt's lists");
+  char err_path[] = "/tmp/mds-apt-helper-XXXXXX";
+  int fd = mkstemp(err_path);
+  MDS_CHECK(fd >= 0, "cannot create a temporary file in /tmp");
+  close(fd);
+  std::string text;
+  int status = run_command(str_cat(kAptHelper, " cat-file ", shell_quote(path), " 2>",
+                                   shell_quote(err_path)), text);
+  std::string err;
+  {
+    std::ifstream f(err_path, std::ios::binary);
+    err.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  std::remove(err_path);
+  MDS_CHECK(status == 0, "cannot read ", path, ": `apt-helper cat-file` failed (exit status ",
+            status, ")", err.empty() ? "" : ": ", tail(err, 1000));
+  return text;
+}
+
+void run_apt_update(const std::string& lists_dir) {
+  MDS_CHECK(geteuid() == 0, "no Translation-en lists in ", lists_dir,
+            ": run as root or run `sudo ", kAptUpdate, "` first");
+  log_info("no Translation-en lists in ", lists_dir, ": running `", kAptUpdate, "`");
+  std::string output;
+  int status = run_command(str_cat(kAptUpdate, " -q 2>&1"), output);
+  MDS_CHECK(status == 0, "`", kAptUpdate, "` failed (exit status ", status, "): ",
+            tail(output, 2000));
+}
+
+uint64_t fnv1a64(const std::string& s) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// Writes through a temporary file and a rename, so a reader never sees half a file.
+void write_atomically(const fs::path& path, const std::string& bytes) {
+  fs::path tmp = path;
+  tmp += str_cat(".tmp-", getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    MDS_CHECK(f, "cannot write ", tmp.string());
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.flush();
+    MDS_CHECK(f, "cannot write ", tmp.string(), " (disk full?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    fail("cannot rename ", tmp.string(), " to ", path.string());
+  }
+}
+
+std::string today_utc() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+
+std::string readme(const DebianBuildStats& s, const DebianBuildOptions& o,
+                   const std::vector<std::string>& files) {
+  std::string r;
+  r += "# Debian package descriptions\n\n";
+  r += "Pairs of a Debian package's long description (`src`) and its one-line synopsis (`trg`):\n";
+  r += "real, varied text for summarization (description -> synopsis).\n";
+  r += "Each line of the jsonl files is `{\"id\": package, \"src\": description, "
+       "\"trg\": synopsis}`.\n\n";
+  r += "## Source and licence\n\n";
+  r += "apt's English translation lists (`Translation-en`), fetched by `" + std::string(kAptUpdate) +
+       "`\nfrom the archive configured on the machine that built the set:\n\n";
+  for (const auto& f : files) r += "- `" + fs::path(f).filename().string() + "`\n";
+  r += "\nEach description is part of its package and under that package's licence (see the\n"
+       "package's `copyright` file). The set is meant for research use.\n\n";
+  r += "## Counts\n\n";
+  r += "| split | pairs |\n|---|---:|\n";
+  r += str_cat("| train | ", s.train, " |\n| valid | ", s.valid, " |\n| test | ", s.test,
+               " |\n| total | ", s.records, " |\n\n");
+  r += str_cat(s.duplicates, " records were dropped as repeats of a description kept already.\n\n");
+  r += "## How it was built\n\n";
+  r += "Built on " + today_utc() + " (UTC) by `moe-diffuseq data build debian-descriptions`.\n\n";
+  r += "1. Every record with a `Package`, a synopsis (the `Description-en:` line) and a long\n"
+       "   description is read. In the description, the lines of a paragraph are joined by a\n"
+       "   space (indentation of preformatted lines dropped) and paragraphs (` .` lines) by a\n"
+       "   newline.\n";
+  r += "2. The records are sorted by package name; a description seen before (another package,\n"
+       "   or the same package in another list) is dropped, so no text appears twice.\n";
+  r += str_cat("3. The split is chosen by the FNV-1a 64-bit hash of the description: h % 100 < ",
+               o.valid_percent, " -> valid, < ", o.valid_percent + o.test_percent,
+               " -> test, else train. It is\n   deterministic and does not depend on the rest of "
+               "the data.\n");
+  return r;
+}
+
+}  // namespace
+
+std::vector<DebianRecord> parse_translation_file(const std::string& text,
+                                                 const std::string& origin) {
+  std::vector<DebianRecord> records;
+  PendingRecord rec;
+  auto finish = [&]() {
+    rec.end_paragraph();
+    DebianRecord r{rec.package, rec.synopsis, join(rec.paragraphs, "\n")};
+    if (!r.package.empty() && !r.synopsis.empty() && !r.description.empty()) {
+      // Invalid bytes would make invalid JSON later; such records are rare and dropped.
+      if (find_invalid_utf8(r.package) != std::string::npos ||
+          find_invalid_utf8(r.synopsis) != std::string::npos ||
+          find_invalid_utf8(r.description) != std::string::npos)
+        log_warn(origin, ":", rec.line, ": record of ", r.package,
+                 " is not valid UTF-8, skipped");
+      else
+        records.push_back(std::move(r));
+    }
+    rec = PendingRecord{};
+  };
+
+  std::size_t line_no = 0;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t eol = text.find('\n', pos);
+    if (eol == std::string::npos) eol = text.size();
+    std::string_view line(text.data() + pos, eol - pos);
+    pos = eol + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+
+    if (trim(line).empty()) {  // deb822 paragraph separator
+      finish();
+      continue;
+    }
+    if (rec.line == 0) rec.line = line_no;
+    if (line[0] == ' ' || line[0] == '\t') {
+      // A continuation line; only Description-en's matter. Lines with more indentation are
+      // preformatted in Debian policy; they are joined like the others (plain text output).
+      if (!rec.in_description) continue;
+      std::string_view content = trim(line.substr(1));
+      if (content == ".") rec.end_paragraph();
+      else if (!content.empty()) {
+        if (!rec.paragraph.empty()) rec.paragraph += ' ';
+        rec.paragraph += content;
+      }
+      continue;
+    }
+    std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) {
+      log_debug(origin, ":", line_no, ": not a field, skipped");
+      rec.in_description = false;
+      continue;
+    }
+    std::string name = to_lower_ascii(trim(line.substr(0, colon)));
+    std::string value(trim(line.substr(colon + 1)));
+    rec.in_description = false;
+    if (name == "package") {
+      rec.package = value;
+    } else if (name == "description-en") {
+      rec.synopsis = value;
+      rec.paragraphs.clear();
+      rec.paragraph.clear();
+      rec.in_description = true;
+    }
+  }
+  finish();
+  return records;
+}
+
+DebianBuildStats build_debian_descriptions(const std::string& out_dir,
+                                           const DebianBuildOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  MDS_CHECK(options.valid_percent >= 0 && options.test_percent >= 0 &&
+                options.valid_percent + options.test_percent <= 100,
+            "valid_percent (", options.valid_percent, ") and test_percent (", options.test_percent,
+            ") must be >= 0 and add up to at most 100");
+
+  std::vector<std::string> files = find_translation_files(options.lists_dir);
+  if (files.empty()) {
+    MDS_CHECK(options.allow_apt_update, "no Translation-en lists in ", options.lists_dir,
+              ": run `", kAptUpdate, "` (as root) first");
+    run_apt_update(options.lists_dir);
+    files = find_translation_files(options.lists_dir);
+    MDS_CHECK(!files.empty(), "`", kAptUpdate, "` ran but ", options.lists_dir,
+              " still has no Translation-en lists (does the archive in /etc/apt/sources.list* "
+              "publish them?)");
+  }
+
+  std::vector<DebianRecord> records;
+  for (const auto& file : files) {
+    std::string text = read_list_file(file);
+    auto parsed = parse_translation_file(text, file);
+    log_info("read ", parsed.size(), " descriptions from ", file, " (",
+             human_bytes(static_cast<double>(text.size())), ")");
+    for (auto& r : parsed) records.push_back(std::move(r));
+  }
+
+  // Package order makes the kept copy of a repeated description independent of the lists' order.
+  std::stable_sort(records.begin(), records.end(),
+                   [](const DebianRecord& a, const DebianRecord& b) { return a.package < b.package; });
+
+  DebianBuildStats stats;
+  std::unordered_set<std::string> seen;
+  std::string out[3];  // train, valid, test
+  for (const auto& r : records) {
+    if (!seen.insert(r.description).second) {
+      ++stats.duplicates;
+      continue;
+    }
+    ++stats.records;
+    const uint64_t bucket = fnv1a64(r.description) % 100;
+    int split = 0;
+    if (bucket < static_cast<uint64_t>(options.valid_percent)) split = 1;
+    else if (bucket < static_cast<uint64_t>(options.valid_percent + options.test_percent)) split = 2;
+    (split == 0 ? stats.train : split == 1 ? stats.valid : stats.test)++;
+    out[split] += str_cat("{\"id\": ", json_quote(r.package), ", \"src\": ",
+                          json_quote(r.description), ", \"trg\": ", json_quote(r.synopsis), "}\n");
+  }
+
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  MDS_CHECK(!ec, "cannot create ", out_dir, ": ", ec.message());
+  const fs::path dir(out_dir);
+  write_atomically(dir / "train.jsonl", out[0]);
+  write_atomically(dir / "valid.jsonl", out[1]);
+  write_atomically(dir / "test.jsonl", out[2]);
+  write_atomically(dir / "README.md", readme(stats, options, files));
+
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  log_info("wrote ", stats.records, " pairs to ", out_dir, " (train ", stats.train, ", valid ",
+           stats.valid, ", test ", stats.test, "; ", stats.duplicates,
+           " repeated descriptions dropped) in ", seconds, " s");
+  return stats;
+}
+
+}  // namespace mds

@@ -1,0 +1,52 @@
+#include "model/device.h"
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/DeviceType.h>
+
+#include <sstream>
+#include <thread>
+
+#include "core/error.h"
+#include "core/torch_compat.h"
+
+namespace mds {
+
+bool cuda_available() { return at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0; }
+
+int cuda_device_count() { return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0; }
+
+c10::Device resolve_device(const std::string& name) {
+  if (name == "cpu") return c10::Device(c10::kCPU);
+  if (name == "auto") return cuda_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+    MDS_CHECK(at::hasCUDA(), "device \"", name, "\" asked for, but this build of LibTorch has no CUDA");
+    MDS_CHECK(cuda_available(), "device \"", name, "\" asked for, but no GPU is visible");
+    return c10::Device(name);
+  }
+  fail("unknown device \"", name, "\": use auto, cpu, cuda or cuda:N");
+}
+
+void set_threads(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+}
+
+void seed_everything(uint64_t seed) {
+  at::manual_seed(seed);
+}
+
+std::string runtime_description(bool with_build_config) {
+  std::ostringstream os;
+  os << "LibTorch " << TORCH_VERSION << " (built against " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR
+     << ")\n";
+  os << "CUDA in this build: " << (at::hasCUDA() ? "yes" : "no") << "\n";
+  os << "GPUs visible: " << cuda_device_count() << "\n";
+  os << "CPU threads: " << at::get_num_threads() << " of " << std::thread::hardware_concurrency() << " cores\n";
+  if (with_build_config) os << "\n" << at::show_config();
+  return os.str();
+}
+
+}  // namespace mds

@@ -1,0 +1,24 @@
+// Choosing the compute device and setting up LibTorch's process-wide state (threads, seeds), plus a
+// description of the build and the hardware for `moe-diffuseq info` and run logs.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <string>
+
+namespace mds {
+
+// "auto" -> cuda:0 when a GPU is visible, else cpu; "cpu"; "cuda" (error if none is visible).
+c10::Device resolve_device(const std::string& name);
+bool cuda_available();
+int cuda_device_count();
+
+// 0 = all cores. Sets intra-op threads (inter-op threads stay LibTorch's default).
+void set_threads(int threads);
+void seed_everything(uint64_t seed);
+
+// Multi-line description: LibTorch version, CUDA build and devices, threads, BLAS.
+std::string runtime_description(bool with_build_config = false);
+
+}  // namespace mds

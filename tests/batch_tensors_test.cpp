@@ -1,0 +1,62 @@
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include "data/batcher.h"
+#include "model/batch_tensors.h"
+#include "model/device.h"
+
+namespace mds {
+namespace {
+
+Batch small_batch() {
+  InMemorySource source;
+  source.add({10, 11, 12}, {30, 31});
+  source.add({20}, {40, 41, 42, 43});
+  PackOptions pack;
+  pack.max_src_len = 8;
+  pack.max_trg_len = 4;
+  return pack_batch(source, {0, 1}, pack);
+}
+
+void expect_matches(const Batch& b, const BatchTensors& t) {
+  ASSERT_EQ(t.ids_BL.sizes(), (at::IntArrayRef{b.batch_size, b.length}));
+  at::Tensor ids = t.ids_BL.cpu();
+  at::Tensor trg = t.trg_mask_BL.cpu(), key = t.key_mask_BL.cpu(), glob = t.global_mask_BL.cpu();
+  EXPECT_EQ(ids.scalar_type(), at::kLong);
+  EXPECT_EQ(trg.scalar_type(), at::kBool);
+  for (int64_t r = 0; r < b.batch_size; ++r)
+    for (int64_t c = 0; c < b.length; ++c) {
+      const std::size_t k = static_cast<std::size_t>(r * b.length + c);
+      EXPECT_EQ(ids[r][c].item<int64_t>(), b.ids[k]);
+      EXPECT_EQ(trg[r][c].item<bool>(), b.trg_mask[k] != 0);
+      EXPECT_EQ(key[r][c].item<bool>(), b.key_mask[k] != 0);
+      EXPECT_EQ(glob[r][c].item<bool>(), b.global_mask[k] != 0);
+    }
+  EXPECT_EQ(t.src_len_B.cpu()[1].item<int64_t>(), b.src_len[1]);
+  EXPECT_EQ(t.trg_len_B.cpu()[1].item<int64_t>(), b.trg_len[1]);
+  EXPECT_EQ(t.src_region, b.src_region);
+}
+
+TEST(BatchTensors, CpuMatchesBatch) {
+  Batch b = small_batch();
+  expect_matches(b, to_tensors(b, c10::Device(c10::kCPU)));
+}
+
+TEST(BatchTensors, CudaMatchesBatch) {
+  if (!cuda_available()) GTEST_SKIP() << "no GPU visible: CUDA test skipped";
+  Batch b = small_batch();
+  BatchTensors t = to_tensors(b, c10::Device(c10::kCUDA, 0));
+  EXPECT_TRUE(t.ids_BL.is_cuda());
+  expect_matches(b, t);
+}
+
+TEST(Device, Resolve) {
+  EXPECT_TRUE(resolve_device("cpu").is_cpu());
+  EXPECT_EQ(resolve_device("auto").is_cuda(), cuda_available());
+  EXPECT_THROW(resolve_device("tpu"), Error);
+  if (!cuda_available()) EXPECT_THROW(resolve_device("cuda"), Error);
+}
+
+}  // namespace
+}  // namespace mds

@@ -1,0 +1,145 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "test_util.h"
+
+namespace mds {
+namespace {
+
+// The message of the mds::Error `f` throws ("" if none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, DefaultsCoverEverySchemaKey) {
+  Config c;
+  for (const auto& spec : config_schema()) EXPECT_EQ(c.get(spec.key), spec.default_value) << spec.key;
+  EXPECT_EQ(c.get_int("model.layers"), 12);
+  EXPECT_EQ(c.get_string("sample.sampler"), "dpm++2m");
+  EXPECT_DOUBLE_EQ(c.get_float("train.lr"), 1e-4);
+  EXPECT_EQ(c.origin("model.layers"), "default");
+  c.validate();
+}
+
+TEST(Config, FileThenOverrides) {
+  test::TempDir dir;
+  test::write_file(dir.file("c.toml"),
+                   "[model]\nlayers = 4\ndim = 64\nheads = 4\n[train]\nlr = 3e-4\n[attention]\ndilation = [1, 2, 2, 1]\n");
+  Config c = Config::load(dir.file("c.toml"), {"model.layers=6", "attention.dilation=2", "data.train=x/y.jsonl",
+                                                "train.lr=1", "sample.clamp=true"});
+  EXPECT_EQ(c.get_int("model.layers"), 6);
+  EXPECT_EQ(c.get_int("model.dim"), 64);
+  EXPECT_EQ(c.get_int_list("attention.dilation"), std::vector<int64_t>{2});
+  EXPECT_EQ(c.get_string("data.train"), "x/y.jsonl");
+  EXPECT_DOUBLE_EQ(c.get_float("train.lr"), 1.0);  // an integer is accepted for a number
+  EXPECT_TRUE(c.get_bool("sample.clamp"));
+  EXPECT_EQ(c.origin("model.layers"), "--set");
+  EXPECT_EQ(c.origin("model.dim"), dir.file("c.toml") + ":3");
+}
+
+TEST(Config, UnknownKeySuggestsClosest) {
+  Config c;
+  std::string msg = error_of([&] { c.merge_toml("[model]\nlayer = 3\n", "x.toml"); });
+  EXPECT_NE(msg.find("x.toml:2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unknown key \"model.layer\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("did you mean \"model.layers\""), std::string::npos) << msg;
+
+  msg = error_of([&] { c.set("trian.lr=1"); });
+  EXPECT_NE(msg.find("did you mean \"train.lr\""), std::string::npos) << msg;
+
+  msg = error_of([&] { c.merge_toml("[modle]\nlayers = 3\n", "x.toml"); });
+  EXPECT_NE(msg.find("unknown section or key \"modle\"; did you mean \"model\""), std::string::npos) << msg;
+
+  msg = error_of([&] { c.merge_toml("layers = 3\n", "x.toml"); });
+  EXPECT_NE(msg.find("did you mean \"model.layers\""), std::string::npos) << msg;
+
+  msg = error_of([&] { c.set("zzz.qqqqqq=1"); });
+  EXPECT_NE(msg.find("config schema"), std::string::npos) << msg;
+}
+
+TEST(Config, WrongTypesNameTheKey) {
+  Config c;
+  std::string msg = error_of([&] { c.merge_toml("[model]\n\nlayers = \"twelve\"\n", "y.toml"); });
+  EXPECT_EQ(msg, "y.toml:3: model.layers: expected an integer, got a string");
+  msg = error_of([&] { c.merge_toml("[train]\nlr = true\n", "y.toml"); });
+  EXPECT_EQ(msg, "y.toml:2: train.lr: expected a number, got a boolean");
+  msg = error_of([&] { c.merge_toml("[attention]\ndilation = [1, \"2\"]\n", "y.toml"); });
+  EXPECT_NE(msg.find("attention.dilation: expected a list of integers"), std::string::npos) << msg;
+  msg = error_of([&] { c.merge_toml("model = 3\n", "y.toml"); });
+  EXPECT_NE(msg.find("must be a table"), std::string::npos) << msg;
+  msg = error_of([&] { c.set("model.layers=1.5"); });
+  EXPECT_EQ(msg, "--set: model.layers: expected an integer, got a number");
+  msg = error_of([&] { c.set("model.layers"); });
+  EXPECT_NE(msg.find("expected section.key=value"), std::string::npos) << msg;
+  msg = error_of([&] { c.set("model.layers=[1"); });
+  EXPECT_NE(msg.find("cannot read"), std::string::npos) << msg;
+}
+
+TEST(Config, ChoicesAndBounds) {
+  Config c;
+  std::string msg = error_of([&] { c.set("sample.sampler=dpm++2"); });
+  EXPECT_NE(msg.find("is not one of"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("did you mean \"dpm++2m\""), std::string::npos) << msg;
+  msg = error_of([&] { c.set("model.dropout=1.5"); });
+  EXPECT_NE(msg.find("model.dropout = 1.5 is out of range [0, 1]"), std::string::npos) << msg;
+  msg = error_of([&] { c.merge_toml("[model]\nlayers = 0\n", "z.toml"); });
+  EXPECT_NE(msg.find("z.toml:2: model.layers = 0 is out of range"), std::string::npos) << msg;
+}
+
+TEST(Config, CrossKeyValidation) {
+  EXPECT_NE(error_of([] { Config::load("", {"model.dim=100", "model.heads=12"}); }).find("not divisible"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { Config::load("", {"moe.top_k=3", "moe.experts=2"}); }).find("moe.top_k"),
+            std::string::npos);
+  std::string msg = error_of([] { Config::load("", {"data.batch_tokens=100"}); });
+  EXPECT_NE(msg.find("data.batch_tokens"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("1154"), std::string::npos) << msg;  // 1024 + 128 + 2
+  msg = error_of([] { Config::load("", {"model.layers=4", "attention.dilation=[1,2]"}); });
+  EXPECT_NE(msg.find("one per layer"), std::string::npos) << msg;
+}
+
+TEST(Config, InvalidTomlNamesLine) {
+  Config c;
+  std::string msg = error_of([&] { c.merge_toml("[model]\nlayers = = 3\n", "bad.toml"); });
+  EXPECT_NE(msg.find("bad.toml:2: invalid TOML"), std::string::npos) << msg;
+  msg = error_of([] { Config::load("/nonexistent/c.toml"); });
+  EXPECT_NE(msg.find("cannot read config file /nonexistent/c.toml"), std::string::npos) << msg;
+}
+
+TEST(Config, ShowRoundTrips) {
+  Config c = Config::load("", {"model.layers=3", "data.train=a \"quoted\" path", "train.lr=3e-4",
+                               "attention.dilation=[1,2,3]"});
+  std::string text = c.to_toml(true);
+  Config back;
+  back.merge_toml(text, "shown");
+  for (const auto& spec : config_schema()) EXPECT_EQ(back.get(spec.key), c.get(spec.key)) << spec.key;
+  EXPECT_NE(text.find("# Number of transformer blocks."), std::string::npos);
+}
+
+TEST(Config, CommittedFilesLoad) {
+  for (const char* name : {"configs/tiny-cpu.toml"}) {
+    Config c = Config::load(test::source_path(name));
+    EXPECT_GE(c.get_int("model.layers"), 1) << name;
+  }
+}
+
+TEST(Config, DocsAreGeneratedFromSchema) {
+  // docs/config.md must be regenerated when keys change:
+  //   moe-diffuseq config schema > docs/config.md   (or run this test with MDS_WRITE_DOCS=1)
+  const std::string path = test::source_path("docs/config.md");
+  if (std::getenv("MDS_WRITE_DOCS")) test::write_file(path, config_schema_markdown());
+  EXPECT_EQ(test::read_file(path), config_schema_markdown()) << "docs/config.md is stale";
+}
+
+}  // namespace
+}  // namespace mds
