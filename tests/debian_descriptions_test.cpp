@@ -100,8 +100,8 @@ TEST(DebianDescriptions, ParsesRecords) {
   EXPECT_EQ(r[3].synopsis,
             "\"No Tofu\" font families with large Unicode coverage (CJK regular and bold)");
   EXPECT_EQ(r[3].description,
-            "Noto CJK fonts, supporting Simplified Chinese (简体中文), Japanese (日本語) and "
-            "Korean (한국어) — naïve café résumé.");
+            "Noto CJK fonts, supporting Simplified Chinese (简体中文), "
+            "Japanese (日本語) and Korean (한국어) — naïve café résumé.");
   EXPECT_EQ(r[4].package, "libfoo-common");
   EXPECT_EQ(r[5].package, "libfoo-data");
   EXPECT_EQ(r[4].description, r[5].description);
@@ -160,7 +160,10 @@ TEST(DebianDescriptions, BuildsSplits) {
              synthetic_records(200) +
                  "Package: 0ad\nDescription-en: Real-time strategy game of ancient warfare\n"
                  " 0 A.D. (pronounced \"zero ey-dee\") is a free, open-source, cross-platform\n"
-                 " real-time strategy (RTS) game of ancient warfare.\n");
+                 " real-time strategy (RTS) game of ancient warfare.\n\n"
+                 // Another description of acl: its list comes first in name order, so it wins.
+                 "Package: acl\nDescription-en: access control list - utilities\n"
+                 " This package contains the getfacl and setfacl utilities (updated).\n");
   // Not English translations, or not lists: ignored.
   test::write_file(lists.file("deb.example.org_dists_x_main_i18n_Translation-de"),
                    "Package: z\nDescription-de: zz\n zzz\n");
@@ -174,8 +177,8 @@ TEST(DebianDescriptions, BuildsSplits) {
   o.valid_percent = 20;
   o.test_percent = 10;
   DebianBuildStats s = build_debian_descriptions(out1.path(), o);
-  // 6 + 201 parsed; libfoo-data repeats libfoo-common, the second 0ad repeats the first.
-  EXPECT_EQ(s.duplicates, 2u);
+  // 6 + 202 parsed; libfoo-data repeats libfoo-common's description, 0ad and acl come twice.
+  EXPECT_EQ(s.duplicates, 3u);
   EXPECT_EQ(s.records, 205u);
   EXPECT_EQ(s.train + s.valid + s.test, s.records);
   EXPECT_GT(s.valid, 15u);
@@ -210,11 +213,16 @@ TEST(DebianDescriptions, BuildsSplits) {
                     test::read_file(out1.file("valid.jsonl")) +
                     test::read_file(out1.file("test.jsonl"));
   EXPECT_NE(all.find("{\"id\": \"fonts-noto-cjk\", \"src\": \"Noto CJK fonts, supporting "
-                     "Simplified Chinese (简体中文), Japanese (日本語) and Korean (한국어) — naïve "
-                     "café résumé.\", \"trg\": \"\\\"No Tofu\\\" font families with large Unicode "
+                     "Simplified Chinese (简体中文), Japanese (日本語) and "
+                     "Korean (한국어) — naïve café résumé.\", \"trg\": "
+                     "\"\\\"No Tofu\\\" font families with large Unicode "
                      "coverage (CJK regular and bold)\"}\n"),
             std::string::npos);
   EXPECT_NE(all.find("\"src\": \"libfoo is a library for doing foo.\\nThis package"),
+            std::string::npos);
+  EXPECT_NE(all.find("{\"id\": \"acl\", \"src\": \"This package contains the getfacl and "
+                     "setfacl utilities (updated).\", \"trg\": \"access control list - "
+                     "utilities\"}\n"),
             std::string::npos);
 
   std::string readme = test::read_file(out1.file("README.md"));

@@ -193,11 +193,19 @@ TEST(LineReader, ZstdLargeFile) {
 TEST(LineReader, ZstdTruncatedSmallFileIsAnError) {
   TempDir dir;
   std::string z = zstd_compress(kThree);
-  write_file(dir.file("cut.zst"), z.substr(0, z.size() - 1));
-  std::string msg = error_of([&] { read_all(dir.file("cut.zst")); });
-  EXPECT_NE(msg.find(dir.file("cut.zst") + ": corrupt zstd data after line 0: "),
-            std::string::npos)
-      << msg;
+  write_file(dir.file("cut.zst"), z.substr(0, z.size() - 1));  // last byte of the frame lost
+  // zstd may hand out the start of a raw block before seeing its end, so some lines may come
+  // first; the cut last line must not, and the message names the last complete line.
+  Lines got;
+  std::string msg = error_of([&] {
+    LineReader reader(dir.file("cut.zst"));
+    std::string line;
+    while (reader.next(line)) got.push_back(line);
+  });
+  ASSERT_LT(got.size(), kThreeLines.size());
+  EXPECT_EQ(got, Lines(kThreeLines.begin(), kThreeLines.begin() + got.size()));
+  EXPECT_EQ(msg, dir.file("cut.zst") + ": corrupt zstd data after line " +
+                     std::to_string(got.size()) + ": unexpected end of file (incomplete frame)");
 }
 
 TEST(LineReader, ZstdTruncatedLargeFileNamesTheLineReached) {
@@ -322,7 +330,8 @@ TEST(LineReader, LineLongerThanTheChunk) {
 
 TEST(LineReader, Unicode) {
   TempDir dir;
-  const Lines expected = {"café é", "中文文本", "emoji 😀👍🏽", "עברית RTL العربية", "mixed ß ø ñ"};
+  const Lines expected = {"café é", "中文文本", "emoji 😀👍🏽", "עברית RTL العربية",
+                         "mixed ß ø ñ"};
   std::string text;
   for (const auto& l : expected) text += l + "\r\n";
   write_file(dir.file("u.txt"), text);

@@ -43,7 +43,7 @@ int64_t target_region(int64_t max_trg, const PackOptions& o) {
   return o.trg_pad == TargetPadding::max ? o.max_trg_len : max_trg + 1;
 }
 
-// splitmix64: spreads (seed, epoch) over the whole state so that nearby seeds give unrelated orders.
+// splitmix64: spreads (seed, epoch) over the state, so nearby seeds give unrelated orders.
 uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -262,7 +262,8 @@ void Batcher::seek(uint64_t epoch, std::size_t position) {
   auto plan = plan_batches(source_, pack_, options_, epoch);
   check_plan_not_empty(plan, source_, options_, epoch);
   MDS_CHECK(position <= plan.size(), "cannot resume at batch ", position, " of epoch ", epoch,
-            ": the epoch has ", plan.size(), " batches (was the data or data.batch_tokens changed?)");
+            ": the epoch has ", plan.size(),
+            " batches (was the data or data.batch_tokens changed?)");
   plan_ = std::move(plan);
   epoch_ = epoch;
   position_ = position;

@@ -176,7 +176,8 @@ std::string readme(const DebianBuildStats& s, const DebianBuildOptions& o,
   r += "Each line of the jsonl files is `{\"id\": package, \"src\": description, "
        "\"trg\": synopsis}`.\n\n";
   r += "## Source and licence\n\n";
-  r += "apt's English translation lists (`Translation-en`), fetched by `" + std::string(kAptUpdate) +
+  r += "apt's English translation lists (`Translation-en`), fetched by `" +
+       std::string(kAptUpdate) +
        "`\nfrom the archive configured on the machine that built the set:\n\n";
   for (const auto& f : files) r += "- `" + fs::path(f).filename().string() + "`\n";
   r += "\nEach description is part of its package and under that package's licence (see the\n"
@@ -185,15 +186,17 @@ std::string readme(const DebianBuildStats& s, const DebianBuildOptions& o,
   r += "| split | pairs |\n|---|---:|\n";
   r += str_cat("| train | ", s.train, " |\n| valid | ", s.valid, " |\n| test | ", s.test,
                " |\n| total | ", s.records, " |\n\n");
-  r += str_cat(s.duplicates, " records were dropped as repeats of a description kept already.\n\n");
+  r += str_cat(s.duplicates, " records were dropped as repeats of a package or a description kept "
+               "already.\n\n");
   r += "## How it was built\n\n";
   r += "Built on " + today_utc() + " (UTC) by `moe-diffuseq data build debian-descriptions`.\n\n";
   r += "1. Every record with a `Package`, a synopsis (the `Description-en:` line) and a long\n"
        "   description is read. In the description, the lines of a paragraph are joined by a\n"
        "   space (indentation of preformatted lines dropped) and paragraphs (` .` lines) by a\n"
        "   newline.\n";
-  r += "2. The records are sorted by package name; a description seen before (another package,\n"
-       "   or the same package in another list) is dropped, so no text appears twice.\n";
+  r += "2. The records are sorted by package name. A package seen before (from another list, or\n"
+       "   a per-architecture variant of its description) is dropped, so ids are unique; then a\n"
+       "   description seen before (another package's) is dropped, so no text appears twice.\n";
   r += str_cat("3. The split is chosen by the FNV-1a 64-bit hash of the description: h % 100 < ",
                o.valid_percent, " -> valid, < ", o.valid_percent + o.test_percent,
                " -> test, else train. It is\n   deterministic and does not depend on the rest of "
@@ -302,12 +305,24 @@ DebianBuildStats build_debian_descriptions(const std::string& out_dir,
 
   // Package order makes the kept copy of a repeated description independent of the lists' order.
   std::stable_sort(records.begin(), records.end(),
-                   [](const DebianRecord& a, const DebianRecord& b) { return a.package < b.package; });
+                   [](const DebianRecord& a, const DebianRecord& b) {
+                     return a.package < b.package;
+                   });
 
+  // One record per package, so that ids are unique: a package may come again from another suite
+  // (security, updates) or with a per-architecture variant of its description; the first list in
+  // name order wins. Then one record per description, so that no text is in two splits.
   DebianBuildStats stats;
   std::unordered_set<std::string> seen;
+  std::size_t repeated_packages = 0;
   std::string out[3];  // train, valid, test
-  for (const auto& r : records) {
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const DebianRecord& r = records[i];
+    if (i > 0 && records[i - 1].package == r.package) {
+      if (records[i - 1].description != r.description) ++repeated_packages;
+      ++stats.duplicates;
+      continue;
+    }
     if (!seen.insert(r.description).second) {
       ++stats.duplicates;
       continue;
@@ -315,8 +330,10 @@ DebianBuildStats build_debian_descriptions(const std::string& out_dir,
     ++stats.records;
     const uint64_t bucket = fnv1a64(r.description) % 100;
     int split = 0;
-    if (bucket < static_cast<uint64_t>(options.valid_percent)) split = 1;
-    else if (bucket < static_cast<uint64_t>(options.valid_percent + options.test_percent)) split = 2;
+    const auto valid_end = static_cast<uint64_t>(options.valid_percent);
+    const auto test_end = valid_end + static_cast<uint64_t>(options.test_percent);
+    if (bucket < valid_end) split = 1;
+    else if (bucket < test_end) split = 2;
     (split == 0 ? stats.train : split == 1 ? stats.valid : stats.test)++;
     out[split] += str_cat("{\"id\": ", json_quote(r.package), ", \"src\": ",
                           json_quote(r.description), ", \"trg\": ", json_quote(r.synopsis), "}\n");
@@ -334,8 +351,9 @@ DebianBuildStats build_debian_descriptions(const std::string& out_dir,
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log_info("wrote ", stats.records, " pairs to ", out_dir, " (train ", stats.train, ", valid ",
-           stats.valid, ", test ", stats.test, "; ", stats.duplicates,
-           " repeated descriptions dropped) in ", seconds, " s");
+           stats.valid, ", test ", stats.test, "; ", stats.duplicates, " repeats dropped, ",
+           repeated_packages, " of them a package with another description) in ",
+           static_cast<int>(seconds * 10) / 10.0, " s");
   return stats;
 }
 
