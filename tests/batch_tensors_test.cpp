@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "core/error.h"
 #include "data/batcher.h"
 #include "model/batch_tensors.h"
 #include "model/device.h"
@@ -55,7 +56,9 @@ TEST(Device, Resolve) {
   EXPECT_TRUE(resolve_device("cpu").is_cpu());
   EXPECT_EQ(resolve_device("auto").is_cuda(), cuda_available());
   EXPECT_THROW(resolve_device("tpu"), Error);
-  if (!cuda_available()) EXPECT_THROW(resolve_device("cuda"), Error);
+  if (!cuda_available()) {
+    EXPECT_THROW(resolve_device("cuda"), Error);
+  }
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Prepared data: jsonl -> tokens.bin/index.bin/ids.txt/meta.json and back through the mapped reader,
-// skipped examples, atomic replacement, and errors on corrupted files.
+// Prepared data: jsonl -> tokens.bin/index.bin/ids.txt/meta.json and back through the mapped
+// reader, skipped examples, atomic replacement, and errors on corrupted files.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -34,10 +34,15 @@ class Prepared : public ::testing::Test {
     const char* words[] = {"the",    "quick", "brown", "fox",    "jumps",  "over",   "lazy",
                            "dog",    "café",  "über",  "naïve",  "中文",   "数据",   "Ελλάδα",
                            "river",  "stone", "paper", "garden", "window", "summer", "winter"};
+    // Made-up words from syllables give the text enough distinct pieces for 400.
+    const char* syllables[] = {"ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ber", "dan"};
     std::string jsonl;
     for (int i = 0; i < 300; ++i) {
       std::string src, trg;
       for (int k = 0; k < 8; ++k) src += std::string(k ? " " : "") + words[(i * 7 + k * 3) % 21];
+      for (int k = 0; k < 4; ++k)
+        src += std::string(" ") + syllables[(i + k) % 10] + syllables[(i * 3 + k) % 10] +
+               syllables[(i / 10 + k) % 10];
       for (int k = 0; k < 4; ++k) trg += std::string(k ? " " : "") + words[(i * 5 + k) % 21];
       jsonl += jsonl_line("", src, trg);
     }

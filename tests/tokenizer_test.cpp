@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <iostream>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "data/jsonl.h"
 #include "data/special_tokens.h"
 #include "data/tokenizer.h"
@@ -53,7 +55,8 @@ std::vector<std::string> corpus(std::size_t n) {
                                    "Die Prüfung war schwierig, aber fair.",
                                    "Fünf Müller öffnen die Tür."};
   static const char* const el[] = {"Καλημέρα, τι κάνεις σήμερα;", "Η θάλασσα είναι ήρεμη.",
-                                   "Το βιβλίο είναι στο τραπέζι.", "Ευχαριστώ πολύ για τη βοήθεια."};
+                                   "Το βιβλίο είναι στο τραπέζι.",
+                                   "Ευχαριστώ πολύ για τη βοήθεια."};
   static const char* const zh[] = {"今天天气很好。", "我们明天去北京。", "这本书非常有意思。",
                                    "请给我一杯茶。", "中文和英文都很重要。", "他在学校学习数学。"};
   static const char* const emoji[] = {"😀", "🎉", "👍", "🚀", "❤️", "🌍"};
@@ -146,6 +149,9 @@ TEST_P(TokenizerTypes, TrainsWithSpecialIdsAndRoundTrips) {
   for (int32_t id : tok.encode(kUnseen)) saw_byte_piece |= tok.piece(id).rfind("<0x", 0) == 0;
   EXPECT_TRUE(saw_byte_piece);
   EXPECT_TRUE(tok.encode("").empty());
+  // The special tokens are control symbols: the same text in the data is ordinary text.
+  for (int32_t id : tok.encode("a <sep> b <mask> c")) EXPECT_GE(id, SpecialTokens::count);
+  EXPECT_EQ(tok.decode(tok.encode("a <sep> b <mask> c")), "a <sep> b <mask> c");
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, TokenizerTypes, ::testing::Values("unigram", "bpe"));
@@ -306,6 +312,21 @@ TEST(TokenizerOptions, VeryLongLinesAreCutForTraining) {
   EXPECT_EQ(tok.decode(tok.encode(long_text)), long_text);
   // Training saw the cut pieces of the long Chinese lines, so it merged their characters.
   EXPECT_LT(tok.encode(long_text).size(), long_text.size() / 3);
+}
+
+// SentencePiece logs through std::cerr from inside its module; with debug logging on, that must
+// work in a program that uses std::cerr itself (which this test does, to hold a copy of it).
+TEST(TokenizerOptions, SentencePieceLogsAtDebugLevel) {
+  std::cerr << std::flush;
+  test::TempDir dir;
+  const std::string input = write_corpus(dir, "train.jsonl", 50);
+  const LogLevel before = log_level();
+  set_log_level(LogLevel::debug);
+  ::testing::internal::CaptureStderr();
+  EXPECT_NO_THROW(Tokenizer::train(small_options(input, "bpe"), dir.file("tok")));
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  set_log_level(before);
+  EXPECT_NE(logged.find("trainer_interface"), std::string::npos) << logged.substr(0, 2000);
 }
 
 }  // namespace

@@ -80,7 +80,7 @@ void add_data_command(CLI::App& app) {
   auto prepare_options = std::make_shared<PrepareOptions>();
   auto* prepare = data->add_subcommand(
       "prepare", "tokenize jsonl files into a memory-mapped prepared data directory");
-  prepare->add_option("--input", prepare_options->inputs, "jsonl file (repeatable; .gz and .zst too)")
+  prepare->add_option("--input", prepare_options->inputs, "jsonl file (repeatable; .gz, .zst)")
       ->required();
   prepare->add_option("--tokenizer", prepare_options->tokenizer,
                       "tokenizer directory or tokenizer.model")
@@ -93,7 +93,8 @@ void add_data_command(CLI::App& app) {
   });
 
   auto inspect_dir = std::make_shared<std::string>();
-  auto* inspect = data->add_subcommand("inspect", "print counts and length statistics of prepared data");
+  auto* inspect =
+      data->add_subcommand("inspect", "print counts and length statistics of prepared data");
   inspect->add_option("dir", *inspect_dir, "prepared data directory")->required();
   inspect->callback([inspect_dir] { run_inspect(*inspect_dir); });
 

@@ -89,9 +89,15 @@ void run_decode(const std::string& tokenizer) {
     ++lines;
     for (char& c : line)
       if (c == '\t' || c == '\r') c = ' ';
-    const std::vector<int32_t> ids = parse_ids(line, str_cat("stdin:", lines));
+    const std::string where = str_cat("stdin:", lines);
+    const std::vector<int32_t> ids = parse_ids(line, where);
     tokens += ids.size();
-    std::string text = tok.decode(ids);
+    std::string text;
+    try {
+      text = tok.decode(ids);
+    } catch (const Error& e) {
+      fail(where, ": ", e.what());
+    }
     text += '\n';
     std::fputs(text.c_str(), stdout);
   }
@@ -129,10 +135,8 @@ void add_tokenizer_command(CLI::App& app) {
   train->add_option("--threads", train_options->threads, "training threads (0 = all cores)")
       ->capture_default_str();
   train->add_option("--seed", train_options->seed, "random seed")->capture_default_str();
-  train->callback([train_options, out_dir] {
-    Tokenizer tok = Tokenizer::train(*train_options, *out_dir);
-    log_info("tokenizer ", tok.fingerprint(), ": ", tok.vocab_size(), " pieces in ", *out_dir);
-  });
+  // Tokenizer::train logs the summary.
+  train->callback([train_options, out_dir] { Tokenizer::train(*train_options, *out_dir); });
 
   auto encode_options = std::make_shared<EncodeOptions>();
   auto* encode = tokenizer->add_subcommand(

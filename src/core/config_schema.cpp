@@ -41,7 +41,7 @@ std::vector<KeySpec> make_schema() {
       i("model.time_embed_dim", 128, 2, 65536, "Size of the sinusoidal time embedding fed to the time MLP (even)."),
       i("model.max_positions", 0, 0, 1 << 24, "Learned position embeddings; 0 = data.max_src_len + data.max_trg_len + 2, the longest packed row."),
       s("model.norm", "pre", {"pre", "post"}, "Layer-norm placement: pre-LN (stable for deep and long models) or post-LN as in DiffuSeq."),
-      f("model.dropout", 0.1, 0, 1, "Dropout on embeddings, attention output and FFN output."),
+      f("model.dropout", 0.1, 0, 1, "Dropout on the embeddings and on each attention and FFN output (the sparse kernel has no dropout on probabilities)."),
       f("model.layer_norm_eps", 1e-12, 0, 1, "Layer-norm epsilon (DiffuSeq/BERT use 1e-12)."),
       f("model.init_std", 0.02, 0, 10, "Standard deviation of the normal initialisation of linear weights and the router."),
       // ------------------------------------------------------------------ attention
@@ -51,7 +51,6 @@ std::vector<KeySpec> make_schema() {
       i("attention.dilated_heads", 0, 0, 1024, "Heads of a dilated layer that use its dilation (the rest use 1); 0 = all heads."),
       s("attention.globals", "bos+sep", {"none", "bos+sep", "bos+sep+target"}, "Global tokens, which see and are seen by every position: BOS and SEP, optionally every target position too."),
       b("attention.global_projections", false, "Separate query/key/value projections for global attention, as in Longformer."),
-      f("attention.dropout", 0.1, 0, 1, "Dropout on attention probabilities."),
       // ------------------------------------------------------------------ moe
       i("moe.experts", 8, 1, 4096, "Experts per MoE layer E; 1 = a dense feed-forward layer."),
       i("moe.top_k", 2, 1, 4096, "Experts per token k (at most moe.experts)."),

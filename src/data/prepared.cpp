@@ -1,4 +1,4 @@
-// Prepared data: jsonl -> tokens.bin + index.bin + ids.txt + meta.json, and the memory-mapped reader.
+// Prepared data: jsonl -> tokens.bin, index.bin, ids.txt, meta.json; and the memory-mapped reader.
 #include "data/prepared.h"
 
 #include <fcntl.h>
@@ -24,7 +24,8 @@
 namespace fs = std::filesystem;
 
 // tokens.bin and index.bin are little-endian and mapped as they are.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "prepared data assumes a little-endian host");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "prepared data assumes a little-endian host");
 
 namespace mds {
 namespace {
@@ -307,7 +308,8 @@ PrepareStats prepare_dataset(const std::vector<std::string>& inputs, const Token
 
 // ------------------------------------------------------------------------------------ reader
 
-PreparedDataset::PreparedDataset(const std::string& dir_arg) : dir_(strip_trailing_slashes(dir_arg)) {
+PreparedDataset::PreparedDataset(const std::string& dir_arg)
+    : dir_(strip_trailing_slashes(dir_arg)) {
   std::error_code ec;
   MDS_CHECK(fs::is_directory(dir_, ec), dir_, ": no such directory (expected prepared data from "
             "`moe-diffuseq data prepare`)");

@@ -1,11 +1,16 @@
 // SentencePiece behind mds::Tokenizer: training on jsonl src/trg text, loading, encoding, decoding.
 #include "data/tokenizer.h"
 
-#include <sentencepiece_processor.h>  // SentencePieceProcessor, SetRandomGeneratorSeed
-#include <sentencepiece_trainer.h>    // SentencePieceTrainer, SentenceIterator
+// Only for the complete type that the destructor of sp_ deletes (its destructor is virtual, so no
+// SentencePiece symbol is linked); every call goes through the module.
+#include <sentencepiece_processor.h>
+
+#include <dlfcn.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -14,13 +19,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-#include <unordered_map>
-#include <unistd.h>
+#include <utility>
 
 #include "core/error.h"
 #include "core/log.h"
 #include "core/strings.h"
 #include "data/jsonl.h"
+#include "data/sentencepiece/module_api.h"
 
 namespace fs = std::filesystem;
 
@@ -29,24 +34,41 @@ namespace {
 
 constexpr int kMinVocabSize = 300;            // 256 byte pieces + 6 specials + some characters
 constexpr std::size_t kMaxPieceBytes = 2000;  // long lines are cut into pieces of at most this
-constexpr int kMaxSentenceBytes = 8192;       // SentencePiece skips longer sentences; ours never are
+constexpr int kMaxSentenceBytes = 8192;       // SentencePiece drops longer ones; ours never are
+constexpr char kModuleName[] = "libmds_sentencepiece.so";
 
 const char* const kSpecialPieces[SpecialTokens::count] = {"<pad>", "<unk>", "<s>",
                                                           "</s>",  "<sep>", "<mask>"};
 
-// Feeds SentencePiece the src and trg text of every example of every input, one line of text at a
-// time. An error (a bad jsonl line) is kept here and rethrown by the caller, because exceptions
-// should not cross SentencePiece's code.
-class JsonlSentences : public sentencepiece::SentenceIterator {
+// The training text: the src and trg of every example of every input, one line of text at a time.
+class JsonlSentences {
  public:
-  explicit JsonlSentences(const std::vector<std::string>& inputs) : inputs_(inputs) { advance(); }
+  explicit JsonlSentences(const std::vector<std::string>& inputs) : inputs_(inputs) {}
 
-  bool done() const override { return done_; }
-  void Next() override { advance(); }
-  const std::string& value() const override { return value_; }
-  sentencepiece::util::Status status() const override {
-    if (error_.empty()) return {};
-    return {sentencepiece::util::StatusCode::kInvalidArgument, error_};
+  // The next sentence, or false at the end. Throws on a bad jsonl line.
+  bool next(std::string_view* sentence) {
+    while (!next_piece(sentence)) {
+      if (!next_example()) return false;
+    }
+    ++sentences_;
+    bytes_ += sentence->size();
+    return true;
+  }
+
+  // For the module: errors are kept here and rethrown after training, because exceptions must
+  // not cross SentencePiece's code.
+  static int pull(void* ctx, const char** data, size_t* size) {
+    auto* self = static_cast<JsonlSentences*>(ctx);
+    try {
+      std::string_view s;
+      if (!self->next(&s)) return 0;
+      *data = s.data();
+      *size = s.size();
+      return 1;
+    } catch (const std::exception& e) {
+      self->error_ = e.what();
+      return -1;
+    }
   }
 
   const std::string& error() const { return error_; }
@@ -56,23 +78,6 @@ class JsonlSentences : public sentencepiece::SentenceIterator {
   std::size_t bytes() const { return bytes_; }
 
  private:
-  void advance() {
-    if (done_) return;
-    try {
-      while (!next_piece()) {
-        if (!next_example()) {
-          done_ = true;
-          return;
-        }
-      }
-      ++sentences_;
-      bytes_ += value_.size();
-    } catch (const std::exception& e) {
-      error_ = e.what();
-      done_ = true;
-    }
-  }
-
   // Loads the next example's text into pending_ (src and trg); false at the end of the inputs.
   bool next_example() {
     Example ex;
@@ -97,7 +102,7 @@ class JsonlSentences : public sentencepiece::SentenceIterator {
 
   // The next non-blank piece of pending_: a line, cut at spaces (or at a character boundary) so
   // that no piece is longer than kMaxPieceBytes.
-  bool next_piece() {
+  bool next_piece(std::string_view* sentence) {
     while (pos_ < pending_.size()) {
       std::size_t eol = pending_.find('\n', pos_);
       if (eol == std::string::npos) eol = pending_.size();
@@ -106,16 +111,14 @@ class JsonlSentences : public sentencepiece::SentenceIterator {
         std::size_t cut = pending_.rfind(' ', pos_ + kMaxPieceBytes);
         if (cut == std::string::npos || cut <= pos_) {
           cut = pos_ + kMaxPieceBytes;  // no space: back up to the start of a UTF-8 character
-          while (cut > pos_ + 1 && (static_cast<unsigned char>(pending_[cut]) & 0xC0) == 0x80) --cut;
+          while (cut > pos_ + 1 && (static_cast<unsigned char>(pending_[cut]) & 0xC0) == 0x80)
+            --cut;
         }
         end = cut;
       }
-      std::string_view piece = trim(std::string_view(pending_).substr(pos_, end - pos_));
+      *sentence = trim(std::string_view(pending_).substr(pos_, end - pos_));
       pos_ = end == eol ? eol + 1 : end;
-      if (!piece.empty()) {
-        value_.assign(piece);
-        return true;
-      }
+      if (!sentence->empty()) return true;
     }
     return false;
   }
@@ -125,10 +128,79 @@ class JsonlSentences : public sentencepiece::SentenceIterator {
   std::unique_ptr<JsonlReader> reader_;
   std::string pending_;
   std::size_t pos_ = 0;
-  std::string value_;
   std::string error_;
-  bool done_ = false;
   std::size_t sentences_ = 0, examples_ = 0, skipped_ = 0, bytes_ = 0;
+};
+
+// ------------------------------------------------------------------------- the module
+
+std::string directory_of_executable() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string() : exe.parent_path().string();
+}
+
+// Opens libmds_sentencepiece.so once (see data/sentencepiece/module_api.h for why it is a
+// module). Looked for in $MDS_SENTENCEPIECE_MODULE, beside the executable, in ../lib/moe-diffuseq
+// from it (installed), then where the build put it.
+const mds_spm_api& spm() {
+  static const mds_spm_api* api = [] {
+    std::vector<std::string> candidates;
+    if (const char* env = std::getenv("MDS_SENTENCEPIECE_MODULE"); env && *env)
+      candidates.push_back(env);
+    const std::string exe_dir = directory_of_executable();
+    if (!exe_dir.empty()) {
+      candidates.push_back(exe_dir + "/" + kModuleName);
+      candidates.push_back(exe_dir + "/../lib/moe-diffuseq/" + kModuleName);
+    }
+#ifdef MDS_SENTENCEPIECE_MODULE
+    candidates.push_back(MDS_SENTENCEPIECE_MODULE);
+#endif
+    std::string tried;
+    for (const std::string& path : candidates) {
+      std::error_code ec;
+      if (!fs::exists(path, ec)) {
+        tried += str_cat("\n  ", path, ": not found");
+        continue;
+      }
+      // DEEPBIND: SentencePiece must bind to its own protobuf, not to LibTorch's.
+      void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      if (!handle) {
+        tried += str_cat("\n  ", path, ": ", dlerror());
+        continue;
+      }
+      auto get = reinterpret_cast<mds_spm_get_api_fn>(dlsym(handle, "mds_spm_get_api"));
+      const mds_spm_api* found = get ? get() : nullptr;
+      if (!found || found->version != MDS_SPM_API_VERSION) {
+        tried += str_cat("\n  ", path, ": not a compatible ", kModuleName);
+        continue;
+      }
+      log_debug("SentencePiece module: ", path);
+      return found;  // never closed: processors live as long as the program
+    }
+    fail("cannot load the SentencePiece module ", kModuleName,
+         " (set MDS_SENTENCEPIECE_MODULE to its path); tried:", tried);
+  }();
+  return *api;
+}
+
+void append_bytes(void* ctx, const char* data, size_t size) {
+  static_cast<std::string*>(ctx)->append(data, size);
+}
+
+// Collects the outputs of one module call.
+struct Results {
+  std::vector<int32_t> ids;
+  std::string text, error;
+  static void on_ids(void* ctx, const int* ids, size_t n) {
+    static_cast<Results*>(ctx)->ids.assign(ids, ids + n);
+  }
+  static void on_text(void* ctx, const char* data, size_t n) {
+    static_cast<Results*>(ctx)->text.append(data, n);
+  }
+  static void on_error(void* ctx, const char* data, size_t n) {
+    static_cast<Results*>(ctx)->error.append(data, n);
+  }
 };
 
 std::string read_whole_file(const std::string& path) {
@@ -140,7 +212,7 @@ std::string read_whole_file(const std::string& path) {
   return os.str();
 }
 
-// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half a file.
+// Writes `bytes` to `path` through a temporary file and a rename: no reader sees half a file.
 void write_file_atomic(const std::string& path, const std::string& bytes) {
   const std::string tmp = str_cat(path, ".tmp-", getpid());
   {
@@ -168,12 +240,12 @@ std::string utc_now() {
 }
 
 // Throws unless the model has the project's special tokens at ids 0..5.
-void check_special_pieces(const sentencepiece::SentencePieceProcessor& sp, const std::string& origin) {
-  const int n = sp.GetPieceSize();
+void check_special_pieces(const Tokenizer& tok, const std::string& origin) {
+  const int32_t n = tok.vocab_size();
   for (int32_t id = 0; id < SpecialTokens::count; ++id) {
-    const std::string got = id < n ? sp.IdToPiece(id) : std::string("(none)");
-    MDS_CHECK(got == kSpecialPieces[id], origin, ": not a moe-diffuseq tokenizer: id ", id, " is \"",
-              got, "\", expected \"", kSpecialPieces[id], "\"");
+    const std::string got = id < n ? tok.piece(id) : std::string("(none)");
+    MDS_CHECK(got == kSpecialPieces[id], origin, ": not a moe-diffuseq tokenizer: id ", id,
+              " is \"", got, "\", expected \"", kSpecialPieces[id], "\"");
   }
 }
 
@@ -197,19 +269,21 @@ Tokenizer Tokenizer::train(const TokenizerTrainOptions& options, const std::stri
   MDS_CHECK(options.threads >= 0, "--threads must not be negative");
   for (const std::string& input : options.inputs)
     MDS_CHECK(input == "-" || fs::exists(input), input, ": no such file");
+  const mds_spm_api& api = spm();
 
   int threads = options.threads;
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const bool debug = log_level() <= LogLevel::debug;
-
-  std::unordered_map<std::string, std::string> args = {
+  const std::vector<std::pair<std::string, std::string>> args = {
       {"model_type", options.model_type},
       {"vocab_size", std::to_string(options.vocab_size)},
       {"pad_id", "0"},
       {"unk_id", "1"},
       {"bos_id", "2"},
       {"eos_id", "3"},
-      {"user_defined_symbols", "<sep>,<mask>"},
+      // Control symbols: they hold ids 4 and 5 but never match text, so a literal "<sep>" in the
+      // data stays text.
+      {"control_symbols", "<sep>,<mask>"},
       {"byte_fallback", "true"},
       {"character_coverage", str_cat(options.character_coverage)},
       {"normalization_rule_name", options.normalization},
@@ -220,30 +294,39 @@ Tokenizer Tokenizer::train(const TokenizerTrainOptions& options, const std::stri
       // 0 = INFO, 1 = WARNING: SentencePiece's own progress is only wanted when debugging.
       {"minloglevel", debug ? "0" : "1"},
   };
-  sentencepiece::SetRandomGeneratorSeed(options.seed);
+  std::vector<const char*> keys, values;
+  for (const auto& [key, value] : args) {
+    keys.push_back(key.c_str());
+    values.push_back(value.c_str());
+  }
 
   log_info("training a ", options.model_type, " tokenizer of ", options.vocab_size, " pieces on ",
            options.inputs.size(), " input(s)");
   const auto start = std::chrono::steady_clock::now();
   JsonlSentences sentences(options.inputs);
-  std::string model;
-  sentencepiece::util::Status status =
-      sentencepiece::SentencePieceTrainer::Train(args, &sentences, &model);
+  Results out;
+  const int failed = api.train(keys.data(), values.data(), keys.size(), options.seed,
+                               &JsonlSentences::pull, &sentences, &Results::on_text,
+                               &Results::on_error, &out);
   if (!sentences.error().empty()) throw Error(sentences.error());
   MDS_CHECK(sentences.sentences() > 0, "tokenizer train: the inputs hold no text (",
             sentences.examples(), " examples)");
-  if (!status.ok()) {
-    std::string message = status.message();
-    if (message.find("Vocabulary size is too large") != std::string::npos)
+  if (failed) {
+    std::string message = out.error;
+    // Drop SentencePiece's "./src/file.cc(660) [condition] " prefix: it means nothing to users.
+    if (message.rfind("./src/", 0) == 0 && message.find("] ") != std::string::npos)
+      message = message.substr(message.find("] ") + 2);
+    if (message.find("Vocabulary size") != std::string::npos)
       message += " (lower --vocab-size or give more text)";
     fail("tokenizer training failed: ", message);
   }
+  const std::string& model = out.text;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
+  // control_symbols are placed after the reserved ids; from_serialized checks that they got
+  // 4 and 5.
   Tokenizer tok = from_serialized(model);
-  // user_defined_symbols are placed after the reserved ids; this checks they got 4 and 5.
-  check_special_pieces(*tok.sp_, "trained tokenizer");
 
   std::error_code ec;
   fs::create_directories(out_dir, ec);
@@ -275,10 +358,10 @@ Tokenizer Tokenizer::train(const TokenizerTrainOptions& options, const std::stri
       {"seconds", seconds},
   };
   write_file_atomic(out_dir + "/tokenizer.json", info.dump(2) + "\n");
-  log_info("tokenizer: ", tok.vocab_size(), " pieces from ", sentences.examples(), " examples (",
-           sentences.sentences(), " lines, ", human_bytes(static_cast<double>(sentences.bytes())),
-           ") in ", str_cat(static_cast<int64_t>(seconds * 10) / 10.0), " s -> ", out_dir,
-           "/tokenizer.model");
+  log_info("tokenizer ", tok.fingerprint(), ": ", tok.vocab_size(), " pieces from ",
+           sentences.examples(), " examples (", sentences.sentences(), " lines, ",
+           human_bytes(static_cast<double>(sentences.bytes())), ") in ",
+           static_cast<int64_t>(seconds * 10) / 10.0, " s -> ", out_dir, "/tokenizer.model");
   return tok;
 }
 
@@ -289,34 +372,37 @@ Tokenizer Tokenizer::load(const std::string& path) {
   MDS_CHECK(fs::exists(file, ec), file, ": no such file (expected a tokenizer directory or a "
             "tokenizer.model)");
   const std::string bytes = read_whole_file(file);
+  Results out;
+  void* sp = spm().load(bytes.data(), bytes.size(), &Results::on_error, &out);
+  MDS_CHECK(sp, file, ": not a SentencePiece model: ", out.error);
   Tokenizer tok;
-  tok.sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  sentencepiece::util::Status status = tok.sp_->LoadFromSerializedProto(bytes);
-  MDS_CHECK(status.ok(), file, ": not a SentencePiece model: ", status.message());
-  check_special_pieces(*tok.sp_, file);
+  tok.sp_.reset(static_cast<sentencepiece::SentencePieceProcessor*>(sp));
+  check_special_pieces(tok, file);
   return tok;
 }
 
 Tokenizer Tokenizer::from_serialized(const std::string& model_proto) {
+  Results out;
+  void* sp = spm().load(model_proto.data(), model_proto.size(), &Results::on_error, &out);
+  MDS_CHECK(sp, "not a SentencePiece model: ", out.error);
   Tokenizer tok;
-  tok.sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  sentencepiece::util::Status status = tok.sp_->LoadFromSerializedProto(model_proto);
-  MDS_CHECK(status.ok(), "not a SentencePiece model: ", status.message());
-  check_special_pieces(*tok.sp_, "serialized tokenizer");
+  tok.sp_.reset(static_cast<sentencepiece::SentencePieceProcessor*>(sp));
+  check_special_pieces(tok, "serialized tokenizer");
   return tok;
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   MDS_ASSERT(sp_);
-  std::vector<int> ids;
-  sentencepiece::util::Status status = sp_->Encode(text, &ids);
-  MDS_CHECK(status.ok(), "tokenizer: cannot encode text: ", status.message());
-  return std::vector<int32_t>(ids.begin(), ids.end());
+  Results out;
+  const int failed = spm().encode(sp_.get(), text.data(), text.size(), &Results::on_ids,
+                                  &Results::on_error, &out);
+  MDS_CHECK(!failed, "tokenizer: cannot encode text: ", out.error);
+  return std::move(out.ids);
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   MDS_ASSERT(sp_);
-  const int n = sp_->GetPieceSize();
+  const int32_t n = vocab_size();
   std::vector<int> kept;
   kept.reserve(ids.size());
   for (int32_t id : ids) {
@@ -327,27 +413,32 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
               " pieces");
     kept.push_back(id);
   }
-  std::string text;
-  sentencepiece::util::Status status = sp_->Decode(kept, &text);
-  MDS_CHECK(status.ok(), "tokenizer: cannot decode: ", status.message());
-  return text;
+  Results out;
+  const int failed = spm().decode(sp_.get(), kept.data(), kept.size(), &Results::on_text,
+                                  &Results::on_error, &out);
+  MDS_CHECK(!failed, "tokenizer: cannot decode: ", out.error);
+  return std::move(out.text);
 }
 
 int32_t Tokenizer::vocab_size() const {
   MDS_ASSERT(sp_);
-  return sp_->GetPieceSize();
+  return spm().piece_size(sp_.get());
 }
 
 std::string Tokenizer::piece(int32_t id) const {
   MDS_ASSERT(sp_);
-  MDS_CHECK(id >= 0 && id < sp_->GetPieceSize(), "tokenizer: no piece with id ", id,
-            " (the vocabulary has ", sp_->GetPieceSize(), ")");
-  return sp_->IdToPiece(id);
+  const int32_t n = vocab_size();
+  MDS_CHECK(id >= 0 && id < n, "tokenizer: no piece with id ", id, " (the vocabulary has ", n, ")");
+  std::size_t size = 0;
+  const char* data = spm().piece(sp_.get(), id, &size);
+  return std::string(data, size);
 }
 
 std::string Tokenizer::serialized() const {
   MDS_ASSERT(sp_);
-  return sp_->serialized_model_proto();
+  std::string bytes;
+  spm().serialized(sp_.get(), &append_bytes, &bytes);
+  return bytes;
 }
 
 std::string Tokenizer::fingerprint() const {
