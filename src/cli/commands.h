@@ -10,5 +10,6 @@ void add_config_command(CLI::App& app);     // config show | schema
 void add_tokenizer_command(CLI::App& app);  // tokenizer train | encode | decode
 void add_data_command(CLI::App& app);       // data prepare | build | inspect
 void add_info_command(CLI::App& app);       // info: versions, devices, threads
+void add_model_command(CLI::App& app);      // model describe
 
 }  // namespace mds::cli

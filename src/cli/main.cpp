@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   mds::cli::add_config_command(app);
   mds::cli::add_tokenizer_command(app);
   mds::cli::add_data_command(app);
+  mds::cli::add_model_command(app);
   mds::cli::add_info_command(app);
 
   try {

@@ -285,7 +285,8 @@ void Config::validate() const {
                                    get_int("model.heads")));
   if (get_int("model.time_embed_dim") % 2 != 0)
     fail_keys("model.time_embed_dim", "must be even (cos and sin halves)");
-  if (get_int("moe.top_k") > get_int("moe.experts"))
+  // With one expert the layer is a plain FFN and top_k does not apply.
+  if (get_int("moe.experts") > 1 && get_int("moe.top_k") > get_int("moe.experts"))
     fail_keys("moe.top_k", str_cat("moe.top_k = ", get_int("moe.top_k"), " is larger than moe.experts = ",
                                    get_int("moe.experts")));
   const auto& dil = get_int_list("attention.dilation");

@@ -1,0 +1,39 @@
+// Sliding-window attention with dilation and global tokens (Longformer), without an L x L matrix.
+//
+// Dimensions: B batch, H heads, L length, K head dim, W one-sided window, G global tokens.
+//
+// Semantics (docs/math.md, eq. A1-A3): a query i that is not global sees the keys
+//   { i + d_h * j : j in [-W, W], 0 <= i + d_h * j < L }  union  { every global key },
+// each key once, minus padding keys (key_mask false). A global query sees every non-padding key.
+// Scores are scaled by `scale` (default 1/sqrt(K)); the softmax runs in float32 or better.
+// A query with no visible key outputs zeros (never NaN). Time and memory are O(L * (2W + 1 + G)).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace mds::kernels {
+
+struct SlidingAttentionParams {
+  int64_t window = 256;            // W, one-sided
+  std::vector<int64_t> dilation;   // d per head (size H), or one value for all heads; empty = 1
+  double scale = 0.0;              // 0 = 1/sqrt(K)
+};
+
+// q_BHLK, k_BHLK, v_BHLK: float32 or float64 (bf16 on CUDA), same device and dtype.
+// key_mask_BL, global_mask_BL: bool. Differentiable in q, k and v (custom autograd Function whose
+// backward is banded as well). Returns out_BHLK.
+at::Tensor sliding_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
+                             const at::Tensor& key_mask_BL, const at::Tensor& global_mask_BL,
+                             const SlidingAttentionParams& params);
+
+// The specification as a dense boolean mask [B, H, L, L] (true = query may see key), and dense
+// masked-softmax attention built from plain torch ops. O(L^2): tests and small references only.
+at::Tensor sliding_attention_mask(const at::Tensor& key_mask_BL, const at::Tensor& global_mask_BL, int64_t heads,
+                                  const SlidingAttentionParams& params);
+at::Tensor dense_masked_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
+                                  const at::Tensor& mask_BHLL, double scale = 0.0);
+
+}  // namespace mds::kernels

@@ -1,0 +1,113 @@
+#include "model/denoiser.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "core/error.h"
+#include "data/special_tokens.h"
+
+namespace mds {
+
+DenoiserImpl::DenoiserImpl(ModelOptions o) : options_(std::move(o)) {
+  const auto& o_ = options_;
+  MDS_CHECK(o_.vocab_size > SpecialTokens::count, "vocabulary size ", o_.vocab_size, " is too small");
+  MDS_CHECK(static_cast<int64_t>(o_.attention.size()) == o_.layers, "internal error: attention options per layer");
+  // DiffuSeq initialises the word embedding N(0, 1): token vectors start far apart.
+  word_embedding_ = register_parameter("word_embedding", torch::randn({o_.vocab_size, o_.embed_dim}));
+  lm_bias_ = register_parameter("lm_bias", torch::zeros({o_.vocab_size}));
+  position_embedding_ =
+      register_parameter("position_embedding", torch::randn({o_.max_positions, o_.dim}) * o_.init_std);
+  if (o_.soft_absorbing)  // DiffuSeq-v2: m ~ N(0, 1/E)
+    absorbing_ = register_parameter("absorbing", torch::randn({o_.embed_dim}) / std::sqrt(double(o_.embed_dim)));
+  up_ = register_module("up", Projection(o_.embed_dim, o_.dim, o_.dim));
+  down_ = register_module("down", Projection(o_.dim, o_.dim, o_.embed_dim));
+  time_mlp_ = register_module("time_mlp", TimeMlp(o_.time_embed_dim, o_.dim));
+  auto ln = torch::nn::LayerNormOptions({o_.dim}).eps(o_.layer_norm_eps);
+  ln_embed_ = register_module("ln_embed", torch::nn::LayerNorm(ln));
+  if (o_.pre_norm) ln_final_ = register_module("ln_final", torch::nn::LayerNorm(ln));
+  dropout_ = register_module("dropout", torch::nn::Dropout(o_.dropout));
+  for (int64_t l = 0; l < o_.layers; ++l)
+    blocks_.push_back(register_module("block" + std::to_string(l), Block(o_, l)));
+}
+
+torch::Tensor DenoiserImpl::embed(const torch::Tensor& ids_BL) const {
+  return torch::embedding(word_embedding_, ids_BL);
+}
+
+torch::Tensor DenoiserImpl::logits(const torch::Tensor& x_BLE) const {
+  return torch::linear(x_BLE, word_embedding_.to(x_BLE.scalar_type()), lm_bias_.to(x_BLE.scalar_type()));
+}
+
+DenoiserOutput DenoiserImpl::forward(const torch::Tensor& x_t_BLE, const torch::Tensor& t_B,
+                                     const torch::Tensor& key_mask_BL, const torch::Tensor& global_mask_BL,
+                                     bool with_logits) {
+  const auto B = x_t_BLE.size(0), L = x_t_BLE.size(1);
+  MDS_CHECK(L <= options_.max_positions, "sequence of length ", L, " is longer than model.max_positions = ",
+            options_.max_positions);
+  TORCH_CHECK(x_t_BLE.dim() == 3 && x_t_BLE.size(2) == options_.embed_dim, "x_t must be [B, L, ",
+              options_.embed_dim, "], got ", x_t_BLE.sizes());
+  TORCH_CHECK(t_B.dim() == 1 && t_B.size(0) == B, "t must be [B] = [", B, "], got ", t_B.sizes());
+
+  auto h = up_->forward(x_t_BLE) + position_embedding_.narrow(0, 0, L).unsqueeze(0) +
+           time_mlp_->forward(t_B).unsqueeze(1);
+  h = dropout_->forward(ln_embed_->forward(h));
+
+  DenoiserOutput out;
+  auto opts = torch::TensorOptions().dtype(torch::kFloat).device(x_t_BLE.device());
+  out.aux_loss = torch::zeros({}, opts);
+  out.z_loss = torch::zeros({}, opts);
+  for (auto& block : blocks_) {
+    BlockOutput b = block->forward(h, key_mask_BL, global_mask_BL);
+    h = b.h_BLD;
+    out.aux_loss = out.aux_loss + b.moe.aux_loss;
+    out.z_loss = out.z_loss + b.moe.z_loss;
+    out.tokens_per_expert.push_back(b.moe.tokens_per_expert_E);
+    out.dropped += b.moe.dropped;
+  }
+  // Averaged over layers, so the weights mean the same whatever the depth (MegaBlocks does this).
+  out.aux_loss = out.aux_loss / static_cast<double>(blocks_.size());
+  out.z_loss = out.z_loss / static_cast<double>(blocks_.size());
+  out.moe_loss = options_.aux_loss_weight * out.aux_loss + options_.z_loss_weight * out.z_loss;
+  if (options_.pre_norm) h = ln_final_->forward(h);
+  out.x0_BLE = down_->forward(h);
+  if (with_logits) out.logits_BLV = logits(out.x0_BLE);
+  return out;
+}
+
+ParameterCounts DenoiserImpl::parameter_counts() const {
+  ParameterCounts c;
+  for (const auto& p : named_parameters()) {
+    const int64_t n = p.value().numel();
+    c.total += n;
+    if (p.key() == "word_embedding" || p.key() == "lm_bias" || p.key() == "position_embedding") c.embedding += n;
+    const auto& k = p.key();
+    const bool expert = k.find(".moe.w1") != std::string::npos || k.find(".moe.b1") != std::string::npos ||
+                        k.find(".moe.w2") != std::string::npos || k.find(".moe.b2") != std::string::npos;
+    if (expert) c.experts += n;
+  }
+  // A token uses top_k of the experts' parameters (all of them when experts == 1).
+  const int64_t used_experts = options_.experts == 1 ? c.experts : c.experts / options_.experts * options_.top_k;
+  c.active = c.total - c.experts + used_experts;
+  return c;
+}
+
+std::string DenoiserImpl::describe() const {
+  const auto c = parameter_counts();
+  const auto& o = options_;
+  std::ostringstream os;
+  auto millions = [](int64_t n) { std::ostringstream s; s.precision(3); s << n / 1e6 << "M"; return s.str(); };
+  os << "denoiser: " << o.layers << " layers, dim " << o.dim << ", " << o.heads << " heads, embed " << o.embed_dim
+     << ", vocab " << o.vocab_size << ", " << (o.attention.empty() || o.attention[0].sparse ? "sparse" : "dense")
+     << " attention";
+  if (!o.attention.empty() && o.attention[0].sparse) {
+    os << " (window " << o.attention[0].window << ", dilation per layer";
+    for (const auto& a : o.attention) os << " " << a.dilation_head.front();
+    os << ")";
+  }
+  os << ", " << (o.experts == 1 ? std::string("dense FFN") : str_cat(o.experts, " experts top-", o.top_k)) << " (ffn "
+     << o.ffn_dim << ")\nparameters: " << millions(c.total) << " total, " << millions(c.active)
+     << " active per token (embeddings " << millions(c.embedding) << ", experts " << millions(c.experts) << ")";
+  return os.str();
+}
+
+}  // namespace mds

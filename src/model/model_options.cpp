@@ -1,0 +1,63 @@
+#include "model/model_options.h"
+
+#include "core/error.h"
+
+namespace mds {
+
+std::vector<int64_t> resolve_layer_dilation(const std::vector<int64_t>& configured, int64_t layers) {
+  std::vector<int64_t> out(static_cast<std::size_t>(layers), 1);
+  if (configured.empty()) {
+    for (int64_t l = layers / 2; l < layers; ++l) out[static_cast<std::size_t>(l)] = 2;
+  } else if (configured.size() == 1) {
+    for (auto& d : out) d = configured[0];
+  } else {
+    MDS_CHECK(static_cast<int64_t>(configured.size()) == layers, "attention.dilation has ", configured.size(),
+              " values; give one, or one per layer (model.layers = ", layers, ")");
+    out = configured;
+  }
+  return out;
+}
+
+ModelOptions model_options_from_config(const Config& c, int64_t vocab_size) {
+  ModelOptions o;
+  o.vocab_size = vocab_size;
+  o.embed_dim = c.get_int("model.embed_dim");
+  o.dim = c.get_int("model.dim");
+  o.layers = c.get_int("model.layers");
+  o.heads = c.get_int("model.heads");
+  o.ffn_dim = c.get_int("model.ffn_dim");
+  o.time_embed_dim = c.get_int("model.time_embed_dim");
+  o.max_positions = c.get_int("model.max_positions");
+  if (o.max_positions == 0) o.max_positions = c.get_int("data.max_src_len") + c.get_int("data.max_trg_len") + 2;
+  o.pre_norm = c.get_string("model.norm") == "pre";
+  o.dropout = c.get_float("model.dropout");
+  o.layer_norm_eps = c.get_float("model.layer_norm_eps");
+  o.init_std = c.get_float("model.init_std");
+
+  const bool sparse = c.get_string("attention.type") == "sparse";
+  const auto layer_dilation = resolve_layer_dilation(c.get_int_list("attention.dilation"), o.layers);
+  const int64_t dilated_heads = c.get_int("attention.dilated_heads");
+  for (int64_t l = 0; l < o.layers; ++l) {
+    AttentionOptions a;
+    a.sparse = sparse;
+    a.window = c.get_int("attention.window");
+    a.global_projections = c.get_bool("attention.global_projections");
+    const int64_t d = layer_dilation[static_cast<std::size_t>(l)];
+    // Longformer's recipe dilates only a few heads, so the others keep the fine local view.
+    for (int64_t h = 0; h < o.heads; ++h)
+      a.dilation_head.push_back(dilated_heads == 0 || h < dilated_heads ? d : 1);
+    o.attention.push_back(a);
+  }
+
+  o.experts = c.get_int("moe.experts");
+  o.top_k = c.get_int("moe.top_k");
+  o.renormalize = c.get_bool("moe.renormalize");
+  o.capacity_factor = c.get_float("moe.capacity_factor");
+  o.jitter = c.get_float("moe.jitter");
+  o.aux_loss_weight = c.get_float("moe.aux_loss_weight");
+  o.z_loss_weight = c.get_float("moe.z_loss_weight");
+  o.soft_absorbing = c.get_bool("diffusion.soft_absorbing");
+  return o;
+}
+
+}  // namespace mds

@@ -1,0 +1,43 @@
+// The model's hyperparameters as plain structs, resolved from a Config (defaults filled in, per-layer
+// dilation expanded) so that model code never reads configuration keys itself.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace mds {
+
+struct AttentionOptions {
+  bool sparse = true;                  // false: dense attention (plain DiffuSeq)
+  int64_t window = 256;                // one-sided
+  std::vector<int64_t> dilation_head;  // this layer's dilation per head (size = heads)
+  bool global_projections = false;     // Longformer's separate Q_g, K_g, V_g
+};
+
+struct ModelOptions {
+  int64_t vocab_size = 0;
+  int64_t embed_dim = 128, dim = 768, layers = 12, heads = 12, ffn_dim = 3072, time_embed_dim = 128;
+  int64_t max_positions = 0;
+  bool pre_norm = true;
+  double dropout = 0.1, layer_norm_eps = 1e-12, init_std = 0.02;
+  // Attention, one entry per layer.
+  std::vector<AttentionOptions> attention;
+  // Mixture of experts (experts == 1: dense FFN).
+  int64_t experts = 8, top_k = 2;
+  bool renormalize = true;
+  double capacity_factor = 0.0, jitter = 0.0;
+  double aux_loss_weight = 0.01, z_loss_weight = 1e-3;
+  bool soft_absorbing = true;
+};
+
+// Resolves the model.*, attention.* and moe.* keys; `vocab_size` comes from the tokenizer.
+ModelOptions model_options_from_config(const Config& config, int64_t vocab_size);
+
+// Dilation of each layer from attention.dilation: one value for all, one per layer, or (empty)
+// 1 in the lower half and 2 in the upper half.
+std::vector<int64_t> resolve_layer_dilation(const std::vector<int64_t>& configured, int64_t layers);
+
+}  // namespace mds

@@ -1,0 +1,89 @@
+// Mixture-of-experts feed-forward layer.
+//
+// Dimensions: N tokens, D model dim, E experts, A = k experts per token, F expert hidden.
+#include "model/moe_layer.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "kernels/moe/moe.h"
+#include "model/router.h"
+
+namespace mds {
+
+MoeLayerImpl::MoeLayerImpl(const MoeOptions& options) : options_(options) {
+  const int64_t D = options.dim, F = options.ffn_dim, E = options.experts;
+  MDS_CHECK(D >= 1, "MoeLayer: dim must be >= 1, got ", D);
+  MDS_CHECK(F >= 1, "MoeLayer: ffn_dim must be >= 1, got ", F);
+  MDS_CHECK(E >= 1, "MoeLayer: experts must be >= 1, got ", E);
+  // With one expert top_k is moot (the default top_k = 2 must still work with moe.experts = 1).
+  MDS_CHECK(E == 1 || (options.top_k >= 1 && options.top_k <= E), "MoeLayer: top_k must be in [1, ",
+            E, "], got ", options.top_k);
+  MDS_CHECK(options.capacity_factor >= 0, "MoeLayer: capacity_factor must be >= 0, got ",
+            options.capacity_factor);
+  MDS_CHECK(options.jitter >= 0 && options.jitter < 1, "MoeLayer: jitter must be in [0, 1), got ",
+            options.jitter);
+  if (E == 1) options_.top_k = 1;
+
+  const double s = options.init_std;
+  // No router for a single expert: it would be a parameter that never receives a gradient.
+  if (E > 1) router_DE = register_parameter("router", torch::randn({D, E}) * s);
+  w1_EDF = register_parameter("w1", torch::randn({E, D, F}) * s);
+  b1_EF = register_parameter("b1", torch::zeros({E, F}));
+  w2_EFD = register_parameter("w2", torch::randn({E, F, D}) * s);
+  b2_ED = register_parameter("b2", torch::zeros({E, D}));
+}
+
+MoeLayerOutput MoeLayerImpl::forward(const at::Tensor& x_ND) {
+  const int64_t D = options_.dim, E = options_.experts, k = options_.top_k;
+  MDS_CHECK(x_ND.defined() && x_ND.dim() == 2 && x_ND.size(1) == D,
+            "MoeLayer: x_ND must be [N, D] with D = ", D, ", got ",
+            x_ND.defined() ? x_ND.sizes() : at::IntArrayRef{});
+  const int64_t N = x_ND.size(0);
+  const auto f32 = x_ND.options().dtype(at::kFloat);
+  MoeLayerOutput out;
+
+  if (E == 1) {
+    at::Tensor h_NF = at::gelu(at::addmm(b1_EF[0], x_ND, w1_EDF[0]));
+    out.y_ND = at::addmm(b2_ED[0], h_NF, w2_EFD[0]);
+    out.aux_loss = at::zeros({}, f32);
+    out.z_loss = at::zeros({}, f32);
+    out.tokens_per_expert_E = at::full({1}, N, at::TensorOptions().dtype(at::kLong));
+    return out;
+  }
+
+  at::Tensor router_in_ND = x_ND.to(at::kFloat);
+  if (is_training() && options_.jitter > 0)
+    router_in_ND = router_in_ND *
+                   at::empty_like(router_in_ND).uniform_(1 - options_.jitter, 1 + options_.jitter);
+  RouterOutput r =
+      route(at::matmul(router_in_ND, router_DE.to(at::kFloat)), k, options_.renormalize);
+
+  // Capacity as in DeepSpeed (algorithms.md 4.4): ceil(cf * k * N / E) assignments per expert.
+  int64_t capacity = -1;
+  if (options_.capacity_factor > 0)
+    capacity = static_cast<int64_t>(
+        std::ceil(options_.capacity_factor * static_cast<double>(k * N) / static_cast<double>(E)));
+  kernels::MoeDispatchStats stats;
+  out.y_ND = kernels::moe_ffn(x_ND, {w1_EDF, b1_EF, w2_EFD, b2_ED}, r.expert_NA,
+                              r.weight_NA.to(x_ND.scalar_type()), capacity, &stats);
+  out.aux_loss = r.aux_loss;
+  out.z_loss = r.z_loss;
+  out.tokens_per_expert_E = stats.tokens_per_expert_E;
+  out.dropped = stats.dropped;
+  return out;
+}
+
+int64_t MoeLayerImpl::parameter_count() const {
+  const int64_t D = options_.dim, F = options_.ffn_dim, E = options_.experts;
+  const int64_t router = E > 1 ? D * E : 0;
+  return router + E * (D * F + F + F * D + D);
+}
+
+int64_t MoeLayerImpl::active_parameter_count() const {
+  const int64_t D = options_.dim, F = options_.ffn_dim, E = options_.experts;
+  const int64_t router = E > 1 ? D * E : 0;
+  return router + options_.top_k * (D * F + F + F * D + D);
+}
+
+}  // namespace mds

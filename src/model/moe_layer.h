@@ -1,0 +1,52 @@
+// Mixture-of-experts feed-forward layer: fp32 router, top-k routing, sorted expert dispatch.
+//
+// Dimensions: N tokens, D model dim, E experts, A = k experts per token, F expert hidden.
+//
+// y_n = sum_a weight_na FFN_{expert_na}(x_n) (docs/math.md eq. M1, M4); the residual and the norm
+// live outside. The auxiliary losses come back unweighted; the model weights them
+// (moe.aux_loss_weight, moe.z_loss_weight) and averages them over layers.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace mds {
+
+struct MoeOptions {
+  int64_t dim = 0, ffn_dim = 0, experts = 8, top_k = 2;
+  bool renormalize = true;
+  double capacity_factor = 0.0;  // 0 = dropless; > 0: capacity ceil(cf * k * N / E) per expert
+  double jitter = 0.0;  // multiplicative router-input jitter U(1-eps, 1+eps), training only
+  double init_std = 0.02;
+};
+
+struct MoeLayerOutput {
+  at::Tensor y_ND;                 // x's dtype
+  at::Tensor aux_loss, z_loss;     // float32 scalars, unweighted (0 when experts == 1)
+  at::Tensor tokens_per_expert_E;  // int64 on CPU: assignments each expert received after dropping
+  int64_t dropped = 0;             // assignments dropped by the capacity
+};
+
+// Parameters: "router" [D, E] (absent when experts == 1), "w1" [E, D, F], "b1" [E, F],
+// "w2" [E, F, D], "b2" [E, D]. With experts == 1 the layer is a dense FFN: no routing; top_k and
+// the capacity are ignored.
+class MoeLayerImpl : public torch::nn::Module {
+ public:
+  explicit MoeLayerImpl(const MoeOptions& options);
+
+  MoeLayerOutput forward(const at::Tensor& x_ND);
+
+  int64_t parameter_count() const;
+  // Parameters one token uses: the router plus k experts.
+  int64_t active_parameter_count() const;
+  const MoeOptions& options() const { return options_; }
+
+  at::Tensor router_DE, w1_EDF, b1_EF, w2_EFD, b2_ED;
+
+ private:
+  MoeOptions options_;
+};
+TORCH_MODULE(MoeLayer);
+
+}  // namespace mds
