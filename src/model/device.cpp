@@ -3,8 +3,8 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/DeviceType.h>
+#include <torch/cuda.h>
 
 #include <sstream>
 #include <thread>
@@ -14,9 +14,9 @@
 
 namespace mds {
 
-bool cuda_available() { return at::hasCUDA() && at::detail::getCUDAHooks().getNumGPUs() > 0; }
+bool cuda_available() { return torch::cuda::is_available(); }
 
-int cuda_device_count() { return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0; }
+int cuda_device_count() { return static_cast<int>(torch::cuda::device_count()); }
 
 c10::Device resolve_device(const std::string& name) {
   if (name == "cpu") return c10::Device(c10::kCPU);
