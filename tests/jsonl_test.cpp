@@ -5,11 +5,11 @@
 #include <zstd.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "test_util.h"
 
 namespace mds {
@@ -352,7 +352,6 @@ TEST(JsonQuote, RoundTripsThroughAJsonParser) {
 
 // The real wiki-simplification training set from the shared data directory, when present.
 TEST(Jsonl, SharedWikiSimplificationTrain) {
-  namespace fs = std::filesystem;
   std::string shared;
   if (const char* env = std::getenv("MDS_SHARED_DIR"); env != nullptr && *env != '\0') {
     shared = env;

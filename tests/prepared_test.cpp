@@ -3,18 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/jsonl.h"
 #include "data/prepared.h"
 #include "data/tokenizer.h"
 #include "test_util.h"
-
-namespace fs = std::filesystem;
 
 namespace mds {
 namespace {
@@ -148,15 +146,13 @@ TEST_F(Prepared, ReplacesAnEarlierPreparedSetAndLeavesNoTemporaries) {
   PreparedDataset data(out);
   ASSERT_EQ(data.size(), 1u);
   EXPECT_EQ(data.id(0), "c");
-  std::vector<std::string> entries;
-  for (const auto& e : fs::directory_iterator(dir_.path())) entries.push_back(e.path().filename());
-  std::sort(entries.begin(), entries.end());
-  EXPECT_EQ(entries, (std::vector<std::string>{"a.jsonl", "b.jsonl", "c.jsonl", "prepared"}));
+  EXPECT_EQ(fs::list_directory(dir_.path()),
+            (std::vector<std::string>{"a.jsonl", "b.jsonl", "c.jsonl", "prepared"}));
 }
 
 TEST_F(Prepared, RefusesToReplaceADirectoryThatIsNotPreparedData) {
   const std::string out = dir_.file("mine");
-  fs::create_directory(out);
+  fs::create_directories(out);
   test::write_file(out + "/notes.txt", "important");
   EXPECT_THROW(prepare_dataset(write_inputs(), *tok_, out), Error);
   EXPECT_EQ(test::read_file(out + "/notes.txt"), "important");
@@ -177,8 +173,7 @@ TEST_F(Prepared, BadInputLineIsAnErrorAndLeavesNothing) {
   test::write_file(dir_.file("bad.jsonl"), jsonl_line("", "ok", "ok") + "{\"src\": 3}\n");
   EXPECT_THROW(prepare_dataset({dir_.file("bad.jsonl")}, *tok_, dir_.file("out")), Error);
   EXPECT_FALSE(fs::exists(dir_.file("out")));
-  for (const auto& e : fs::directory_iterator(dir_.path()))
-    EXPECT_EQ(e.path().filename(), "bad.jsonl");
+  EXPECT_EQ(fs::list_directory(dir_.path()), std::vector<std::string>{"bad.jsonl"});
 }
 
 // Expects opening `dir` to fail with a message naming `file`.

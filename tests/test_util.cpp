@@ -1,29 +1,16 @@
 #include "test_util.h"
 
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 
-namespace fs = std::filesystem;
+#include "core/fs.h"
 
 namespace mds::test {
 
-TempDir::TempDir() {
-  std::random_device rd;
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    fs::path p = fs::temp_directory_path() / ("mds-test-" + std::to_string(rd()));
-    if (fs::create_directory(p)) { path_ = p.string(); return; }
-  }
-  throw std::runtime_error("cannot create a temporary directory");
-}
+TempDir::TempDir() : path_(fs::make_temp_directory("mds-test-")) {}
 
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
+TempDir::~TempDir() { fs::remove_all_noexcept(path_); }
 
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary);

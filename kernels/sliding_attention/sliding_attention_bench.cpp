@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/fs.h"
 #include "kernels/sliding_attention/sliding_attention.h"
 
 #include <sys/resource.h>
@@ -29,7 +30,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <new>
@@ -344,10 +344,11 @@ int bench_main(int argc, char** argv) {
                                    {"sparse_time", growth(sparse, true)},
                                    {"dense_memory", growth(dense, false)},
                                    {"sparse_memory", growth(sparse, false)}};
-  const std::filesystem::path path(opt.json_path);
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  const std::string& path = opt.json_path;
+  const std::string dir = fs::parent_path(path);
+  if (!dir.empty()) fs::create_directories(dir);
   std::ofstream(path) << report.dump(2) << '\n';
-  std::printf("\nwrote %s\n", std::filesystem::absolute(path).c_str());
+  std::printf("\nwrote %s\n", fs::absolute(path).c_str());
   return 0;
 }
 

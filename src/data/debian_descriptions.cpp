@@ -8,15 +8,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <filesystem>
 #include <fstream>
 #include <unordered_set>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "core/strings.h"
-
-namespace fs = std::filesystem;
 
 namespace mds {
 
@@ -88,13 +86,12 @@ bool is_translation_en(const std::string& name) {
 
 std::vector<std::string> find_translation_files(const std::string& dir) {
   std::vector<std::string> files;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return files;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.is_regular_file(ec) && is_translation_en(entry.path().filename().string()))
-      files.push_back(entry.path().string());
+  if (!fs::is_directory(dir)) return files;
+  // list_directory sorts: a fixed order, for a reproducible build.
+  for (const std::string& name : fs::list_directory(dir)) {
+    const std::string path = fs::join(dir, name);
+    if (is_translation_en(name) && fs::is_regular_file(path)) files.push_back(path);
   }
-  std::sort(files.begin(), files.end());  // a fixed order, for a reproducible build
   return files;
 }
 
@@ -139,25 +136,6 @@ uint64_t fnv1a64(const std::string& s) {
   return h;
 }
 
-// Writes through a temporary file and a rename, so a reader never sees half a file.
-void write_atomically(const fs::path& path, const std::string& bytes) {
-  fs::path tmp = path;
-  tmp += str_cat(".tmp-", getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    MDS_CHECK(f, "cannot write ", tmp.string());
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    f.flush();
-    MDS_CHECK(f, "cannot write ", tmp.string(), " (disk full?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    fail("cannot rename ", tmp.string(), " to ", path.string());
-  }
-}
-
 std::string today_utc() {
   std::time_t now = std::time(nullptr);
   std::tm tm{};
@@ -179,7 +157,7 @@ std::string readme(const DebianBuildStats& s, const DebianBuildOptions& o,
   r += "apt's English translation lists (`Translation-en`), fetched by `" +
        std::string(kAptUpdate) +
        "`\nfrom the archive configured on the machine that built the set:\n\n";
-  for (const auto& f : files) r += "- `" + fs::path(f).filename().string() + "`\n";
+  for (const auto& f : files) r += "- `" + fs::filename(f) + "`\n";
   r += "\nEach description is part of its package and under that package's licence (see the\n"
        "package's `copyright` file). The set is meant for research use.\n\n";
   r += "## Counts\n\n";
@@ -339,14 +317,11 @@ DebianBuildStats build_debian_descriptions(const std::string& out_dir,
                           json_quote(r.description), ", \"trg\": ", json_quote(r.synopsis), "}\n");
   }
 
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  MDS_CHECK(!ec, "cannot create ", out_dir, ": ", ec.message());
-  const fs::path dir(out_dir);
-  write_atomically(dir / "train.jsonl", out[0]);
-  write_atomically(dir / "valid.jsonl", out[1]);
-  write_atomically(dir / "test.jsonl", out[2]);
-  write_atomically(dir / "README.md", readme(stats, options, files));
+  fs::create_directories(out_dir);
+  fs::write_file_atomic(fs::join(out_dir, "train.jsonl"), out[0]);
+  fs::write_file_atomic(fs::join(out_dir, "valid.jsonl"), out[1]);
+  fs::write_file_atomic(fs::join(out_dir, "test.jsonl"), out[2]);
+  fs::write_file_atomic(fs::join(out_dir, "README.md"), readme(stats, options, files));
 
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -10,18 +10,16 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "core/strings.h"
 #include "data/jsonl.h"
-
-namespace fs = std::filesystem;
 
 // tokens.bin and index.bin are little-endian and mapped as they are.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -136,9 +134,7 @@ struct RemoveOnFailure {
   std::string path;
   bool armed = true;
   ~RemoveOnFailure() {
-    if (!armed) return;
-    std::error_code ec;
-    fs::remove_all(path, ec);
+    if (armed) fs::remove_all_noexcept(path);
   }
 };
 
@@ -181,21 +177,19 @@ PrepareStats prepare_dataset(const std::vector<std::string>& inputs, const Token
   MDS_CHECK(!inputs.empty(), "data prepare: no --input given");
   MDS_CHECK(!out_dir_arg.empty(), "data prepare: no --out given");
   const std::string out_dir = strip_trailing_slashes(out_dir_arg);
-  std::error_code ec;
-  if (fs::exists(out_dir, ec)) {
-    MDS_CHECK(fs::is_directory(out_dir, ec), out_dir, ": exists and is not a directory");
+  if (fs::exists(out_dir)) {
+    MDS_CHECK(fs::is_directory(out_dir), out_dir, ": exists and is not a directory");
     // Never replace a directory that is not ours: --out pointing at the wrong place must not
     // delete anything.
-    MDS_CHECK(fs::is_empty(out_dir, ec) || is_prepared_dir(out_dir), out_dir,
+    MDS_CHECK(fs::list_directory(out_dir).empty() || is_prepared_dir(out_dir), out_dir,
               ": exists and is not a prepared data set; remove it or choose another --out");
   }
   for (const std::string& input : inputs)
-    MDS_CHECK(input == "-" || fs::exists(input, ec), input, ": no such file");
+    MDS_CHECK(input == "-" || fs::exists(input), input, ": no such file");
 
   const std::string tmp_dir = str_cat(out_dir, ".tmp-", getpid());
-  fs::remove_all(tmp_dir, ec);
-  fs::create_directories(tmp_dir, ec);
-  MDS_CHECK(!ec, tmp_dir, ": cannot create the directory: ", ec.message());
+  fs::remove_all_noexcept(tmp_dir);  // left by a crashed run with the same pid
+  fs::create_directories(tmp_dir);
   RemoveOnFailure cleanup{tmp_dir};
 
   const std::string fingerprint = tokenizer.fingerprint();
@@ -280,21 +274,21 @@ PrepareStats prepare_dataset(const std::vector<std::string>& inputs, const Token
   sync_dir(tmp_dir);
 
   // Swap the new directory in: the old one is moved aside first, so OUT_DIR is never half-written.
-  if (fs::exists(out_dir, ec)) {
+  if (fs::exists(out_dir)) {
     const std::string old_dir = str_cat(out_dir, ".old-", getpid());
-    fs::remove_all(old_dir, ec);
-    fs::rename(out_dir, old_dir, ec);
-    MDS_CHECK(!ec, out_dir, ": cannot move the old data aside: ", ec.message());
-    fs::rename(tmp_dir, out_dir, ec);
-    MDS_CHECK(!ec, out_dir, ": cannot rename ", tmp_dir, " to it: ", ec.message(),
-              " (the previous data is in ", old_dir, ")");
-    fs::remove_all(old_dir, ec);
+    fs::remove_all_noexcept(old_dir);
+    fs::rename(out_dir, old_dir);
+    try {
+      fs::rename(tmp_dir, out_dir);
+    } catch (const Error& e) {
+      fail(e.what(), " (the previous data is in ", old_dir, ")");
+    }
+    fs::remove_all_noexcept(old_dir);  // the new data is in place: a leftover is harmless
   } else {
-    fs::rename(tmp_dir, out_dir, ec);
-    MDS_CHECK(!ec, out_dir, ": cannot rename ", tmp_dir, " to it: ", ec.message());
+    fs::rename(tmp_dir, out_dir);
   }
   cleanup.armed = false;
-  sync_dir(fs::absolute(out_dir).parent_path().string());
+  sync_dir(fs::parent_path(fs::absolute(out_dir)));
 
   const double s = seconds_since(start);
   log_info("prepared ", stats.examples, " examples (", stats.skipped, " skipped): ",
@@ -310,8 +304,7 @@ PrepareStats prepare_dataset(const std::vector<std::string>& inputs, const Token
 
 PreparedDataset::PreparedDataset(const std::string& dir_arg)
     : dir_(strip_trailing_slashes(dir_arg)) {
-  std::error_code ec;
-  MDS_CHECK(fs::is_directory(dir_, ec), dir_, ": no such directory (expected prepared data from "
+  MDS_CHECK(fs::is_directory(dir_), dir_, ": no such directory (expected prepared data from "
             "`moe-diffuseq data prepare`)");
   const std::string meta_path = dir_ + "/meta.json";
   const nlohmann::json meta = read_meta(meta_path);

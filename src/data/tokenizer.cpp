@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -22,12 +21,11 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 #include "core/strings.h"
 #include "data/jsonl.h"
 #include "data/sentencepiece/module_api.h"
-
-namespace fs = std::filesystem;
 
 namespace mds {
 namespace {
@@ -135,9 +133,11 @@ class JsonlSentences {
 // ------------------------------------------------------------------------- the module
 
 std::string directory_of_executable() {
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string() : exe.parent_path().string();
+  try {
+    return fs::parent_path(fs::canonical("/proc/self/exe"));
+  } catch (const Error&) {
+    return "";
+  }
 }
 
 // Opens libmds_sentencepiece.so once (see data/sentencepiece/module_api.h for why it is a
@@ -158,8 +158,7 @@ const mds_spm_api& spm() {
 #endif
     std::string tried;
     for (const std::string& path : candidates) {
-      std::error_code ec;
-      if (!fs::exists(path, ec)) {
+      if (!fs::exists(path)) {
         tried += str_cat("\n  ", path, ": not found");
         continue;
       }
@@ -210,24 +209,6 @@ std::string read_whole_file(const std::string& path) {
   os << f.rdbuf();
   if (f.bad()) fail(path, ": cannot read the tokenizer model");
   return os.str();
-}
-
-// Writes `bytes` to `path` through a temporary file and a rename: no reader sees half a file.
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = str_cat(path, ".tmp-", getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) fail(tmp, ": cannot create the file");
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    f.flush();
-    if (!f) fail(tmp, ": cannot write the file");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    fail(path, ": cannot write the file");
-  }
 }
 
 std::string utc_now() {
@@ -328,10 +309,8 @@ Tokenizer Tokenizer::train(const TokenizerTrainOptions& options, const std::stri
   // 4 and 5.
   Tokenizer tok = from_serialized(model);
 
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  MDS_CHECK(!ec, out_dir, ": cannot create the directory: ", ec.message());
-  write_file_atomic(out_dir + "/tokenizer.model", model);
+  fs::create_directories(out_dir);
+  fs::write_file_atomic(out_dir + "/tokenizer.model", model);
 
   nlohmann::json info = {
       {"format", "moe-diffuseq-tokenizer"},
@@ -357,7 +336,7 @@ Tokenizer Tokenizer::train(const TokenizerTrainOptions& options, const std::stri
         {"bytes", sentences.bytes()}}},
       {"seconds", seconds},
   };
-  write_file_atomic(out_dir + "/tokenizer.json", info.dump(2) + "\n");
+  fs::write_file_atomic(out_dir + "/tokenizer.json", info.dump(2) + "\n");
   log_info("tokenizer ", tok.fingerprint(), ": ", tok.vocab_size(), " pieces from ",
            sentences.examples(), " examples (", sentences.sentences(), " lines, ",
            human_bytes(static_cast<double>(sentences.bytes())), ") in ",
@@ -366,10 +345,9 @@ Tokenizer Tokenizer::train(const TokenizerTrainOptions& options, const std::stri
 }
 
 Tokenizer Tokenizer::load(const std::string& path) {
-  std::error_code ec;
   std::string file = path;
-  if (fs::is_directory(path, ec)) file = (fs::path(path) / "tokenizer.model").string();
-  MDS_CHECK(fs::exists(file, ec), file, ": no such file (expected a tokenizer directory or a "
+  if (fs::is_directory(path)) file = fs::join(path, "tokenizer.model");
+  MDS_CHECK(fs::exists(file), file, ": no such file (expected a tokenizer directory or a "
             "tokenizer.model)");
   const std::string bytes = read_whole_file(file);
   Results out;

@@ -1,0 +1,214 @@
+// File-system helpers on POSIX calls (fs.h says why not <filesystem>).
+#include "core/fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "core/error.h"
+
+namespace mds::fs {
+namespace {
+
+[[noreturn]] void fail_errno(const std::string& path, const char* what, int err = errno) {
+  fail(path, ": ", what, ": ", std::strerror(err));
+}
+
+bool stat_path(const std::string& path, struct stat* st) {
+  return ::stat(path.c_str(), st) == 0;
+}
+
+std::string strip_trailing_slashes(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return path;
+}
+
+// Closes a descriptor on every way out of a scope.
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  // Closes now and reports the error: close can be the first to report a failed write (NFS).
+  void close_checked(const std::string& path) {
+    const int rc = ::close(fd);
+    fd = -1;
+    if (rc != 0) fail_errno(path, "cannot close");
+  }
+};
+
+}  // namespace
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return stat_path(path, &st);
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return stat_path(path, &st) && S_ISDIR(st.st_mode);
+}
+
+bool is_regular_file(const std::string& path) {
+  struct stat st {};
+  return stat_path(path, &st) && S_ISREG(st.st_mode);
+}
+
+uint64_t file_size(const std::string& path) {
+  struct stat st {};
+  if (!stat_path(path, &st)) fail_errno(path, "cannot stat");
+  if (!S_ISREG(st.st_mode)) fail(path, ": not a regular file");
+  return static_cast<uint64_t>(st.st_size);
+}
+
+void create_directories(const std::string& path) {
+  if (path.empty()) fail("cannot create a directory with an empty path");
+  if (is_directory(path)) return;
+  const std::string parent = parent_path(path);
+  if (!parent.empty() && parent != path) create_directories(parent);
+  if (::mkdir(path.c_str(), 0777) != 0) {
+    const int err = errno;
+    // EEXIST from a directory: another process made it meanwhile.
+    if (!(err == EEXIST && is_directory(path)))
+      fail_errno(path, "cannot create the directory", err);
+  }
+}
+
+void remove_all(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {  // lstat: a symlink is removed, not its target
+    if (errno == ENOENT) return;
+    fail_errno(path, "cannot stat");
+  }
+  if (S_ISDIR(st.st_mode)) {
+    for (const std::string& name : list_directory(path)) remove_all(join(path, name));
+    if (::rmdir(path.c_str()) != 0 && errno != ENOENT)
+      fail_errno(path, "cannot remove the directory");
+  } else if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    fail_errno(path, "cannot remove");
+  }
+}
+
+bool remove_all_noexcept(const std::string& path) noexcept {
+  try {
+    remove_all(path);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+void remove_file(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) fail_errno(path, "cannot remove");
+}
+
+void rename(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    fail(from, ": cannot rename to ", to, ": ", std::strerror(errno));
+}
+
+std::vector<std::string> list_directory(const std::string& path) {
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), &::closedir);
+  if (!dir) fail_errno(path, "cannot open the directory");
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;  // readdir returns nullptr both at the end and on an error
+    const dirent* entry = ::readdir(dir.get());
+    if (entry == nullptr) {
+      if (errno != 0) fail_errno(path, "cannot read the directory");
+      break;
+    }
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string join(const std::string& a, const std::string& b) {
+  if (a.empty() || (!b.empty() && b.front() == '/')) return b;
+  if (b.empty()) return a;
+  return a.back() == '/' ? a + b : a + "/" + b;
+}
+
+std::string parent_path(const std::string& path) {
+  const std::string p = strip_trailing_slashes(path);
+  const std::size_t slash = p.rfind('/');
+  if (slash == std::string::npos) return "";
+  const std::string parent = strip_trailing_slashes(p.substr(0, slash));
+  return parent.empty() ? "/" : parent;
+}
+
+std::string filename(const std::string& path) {
+  const std::string p = strip_trailing_slashes(path);
+  const std::size_t slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+std::string absolute(const std::string& path) {
+  if (path.empty()) fail("cannot make an empty path absolute");
+  if (path.front() == '/') return path;
+  char cwd[PATH_MAX];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) fail_errno(path, "cannot get the working directory");
+  return join(cwd, path);
+}
+
+std::string canonical(const std::string& path) {
+  std::unique_ptr<char, void (*)(void*)> resolved(::realpath(path.c_str(), nullptr), &std::free);
+  if (!resolved) fail_errno(path, "cannot resolve the path");
+  return resolved.get();
+}
+
+std::string temp_directory() {
+  const char* dir = std::getenv("TMPDIR");
+  return dir != nullptr && *dir != '\0' ? dir : "/tmp";
+}
+
+std::string make_temp_directory(const std::string& prefix) {
+  std::string path = join(temp_directory(), prefix + "XXXXXX");
+  if (::mkdtemp(path.data()) == nullptr) fail_errno(path, "cannot create a temporary directory");
+  return path;
+}
+
+void fsync_path(const std::string& path) {
+  Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (file.fd < 0) fail_errno(path, "cannot open to sync");
+  // EINVAL: the file system cannot sync this kind of file (some do not sync directories).
+  if (::fsync(file.fd) != 0 && errno != EINVAL) fail_errno(path, "cannot sync");
+  file.close_checked(path);
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  const std::string tmp = str_cat(path, ".tmp-", ::getpid());
+  try {
+    Fd file{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+    if (file.fd < 0) fail_errno(tmp, "cannot create");
+    const char* p = bytes.data();
+    std::size_t left = bytes.size();
+    while (left > 0) {
+      const ssize_t n = ::write(file.fd, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail_errno(tmp, "cannot write", n < 0 ? errno : EIO);
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    if (::fsync(file.fd) != 0) fail_errno(tmp, "cannot sync");
+    file.close_checked(tmp);
+    rename(tmp, path);
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  const std::string dir = parent_path(path);
+  fsync_path(dir.empty() ? "." : dir);
+}
+
+}  // namespace mds::fs
