@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/strings.h"
+#include "data/baseline.h"
 #include "data/debian_descriptions.h"
 #include "data/prepared.h"
 #include "data/tokenizer.h"
@@ -97,6 +98,19 @@ void add_data_command(CLI::App& app) {
       data->add_subcommand("inspect", "print counts and length statistics of prepared data");
   inspect->add_option("dir", *inspect_dir, "prepared data directory")->required();
   inspect->callback([inspect_dir] { run_inspect(*inspect_dir); });
+
+  auto baseline_args = std::make_shared<std::vector<std::string>>(3);
+  auto* baseline = data->add_subcommand(
+      "baseline", "predictions of the trivial baseline: the most frequent training target for every input");
+  baseline->add_option("--train", (*baseline_args)[0], "training jsonl")->required();
+  baseline->add_option("--input", (*baseline_args)[1], "jsonl to predict for")->required();
+  baseline->add_option("--output", (*baseline_args)[2], "predictions jsonl")->required();
+  baseline->callback([baseline_args] {
+    const auto& a = *baseline_args;
+    const std::string target = most_frequent_target(a[0]);
+    const std::size_t n = write_constant_predictions(a[1], target, a[2]);
+    log_info("baseline \"", target, "\" for ", n, " inputs -> ", a[2]);
+  });
 
   auto* build = data->add_subcommand("build", "build a data set from a public source");
   build->require_subcommand(1);

@@ -11,5 +11,8 @@ void add_tokenizer_command(CLI::App& app);  // tokenizer train | encode | decode
 void add_data_command(CLI::App& app);       // data prepare | build | inspect
 void add_info_command(CLI::App& app);       // info: versions, devices, threads
 void add_model_command(CLI::App& app);      // model describe
+void add_train_command(CLI::App& app);      // train
+void add_generate_command(CLI::App& app);   // generate
+void add_eval_command(CLI::App& app);       // eval: metrics of predictions
 
 }  // namespace mds::cli

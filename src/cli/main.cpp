@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
   mds::cli::add_tokenizer_command(app);
   mds::cli::add_data_command(app);
   mds::cli::add_model_command(app);
+  mds::cli::add_train_command(app);
+  mds::cli::add_generate_command(app);
+  mds::cli::add_eval_command(app);
   mds::cli::add_info_command(app);
 
   try {

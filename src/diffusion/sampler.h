@@ -1,0 +1,57 @@
+// Samplers: from noise on the target positions to x0, with the source re-anchored after every model
+// call and every update (docs/math.md eq. P1-P6).
+//
+// Dimensions: B batch, L length, E embedding dim.
+//
+//   dpm++2m, dpm++3m  DPM-Solver++ multistep (data prediction), discrete-time schedule through
+//                     lambda interpolation, time_uniform / logSNR / time_quadratic grids,
+//                     lower_order_final; model time (t - 1/N)*1000 (upstream) or t*1000 (DiffuSeq-v2)
+//   ddim              DDIM (eta = 0) on a correctly respaced subsequence of the T steps
+//   ancestral         posterior sampling with fixed-large variance on a respaced subsequence
+//                     (all T steps when sample.steps >= T), optional discrete absorbing noise
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "diffusion/schedule.h"
+
+namespace mds {
+
+// The denoiser as samplers see it: x0 prediction for x_BLE at (float) model time model_t_B.
+using X0Predictor = std::function<at::Tensor(const at::Tensor& x_BLE, const at::Tensor& model_t_B)>;
+
+struct SamplerOptions {
+  std::string sampler = "dpm++2m";  // dpm++2m | dpm++3m | ddim | ancestral
+  int64_t steps = 10;
+  std::string skip_type = "time_uniform";  // DPM-Solver++ grid
+  std::string time_mapping = "upstream";   // upstream | v2
+  bool clamp = false;                      // replace x0 predictions by the nearest embedding row
+  bool discrete_noise = false;             // ancestral: DiffuSeq-v2 jumps to m
+  double absorb_rate = 0.5;                // gamma for discrete_noise
+};
+
+struct SampleInputs {
+  at::Tensor anchor_BLE;      // embeddings of the packed ids: the source part is kept as is
+  at::Tensor trg_mask_BL;     // bool: positions to generate
+  at::Tensor absorbing_E;     // m, or undefined (x_T then starts at N(0, I))
+  at::Tensor embedding_VE;    // word embedding, for clamping
+};
+
+// Starts from x_T = m + N(0, I) on target positions (anchor elsewhere) and returns x0 [B, L, E].
+at::Tensor sample(const NoiseSchedule& schedule, const X0Predictor& predict, const SampleInputs& inputs,
+                  const SamplerOptions& options, at::Generator generator);
+
+// The same, from a given x_T (tests; resuming). x_T's source part is replaced by the anchor.
+at::Tensor sample_from(const NoiseSchedule& schedule, const X0Predictor& predict, const SampleInputs& inputs,
+                       const SamplerOptions& options, at::Tensor x_T_BLE, at::Generator generator);
+
+// Nearest embedding row of every x position (squared L2), as DiffuSeq's rounding: [B, L, E].
+at::Tensor clamp_to_embeddings(const at::Tensor& x_BLE, const at::Tensor& embedding_VE);
+
+}  // namespace mds

@@ -1,0 +1,25 @@
+// metrics.jsonl (one JSON object per logged step and per validation) and the progress line.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace mds {
+
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path);  // appends: a resumed run continues the file
+  ~MetricsLog();
+  void write(const nlohmann::json& record);      // one line, flushed
+
+ private:
+  std::FILE* file_ = nullptr;
+  std::string path_;
+};
+
+// "1:02:03" for a duration in seconds.
+std::string format_duration(double seconds);
+
+}  // namespace mds

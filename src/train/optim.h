@@ -1,0 +1,59 @@
+// Optimisation state: AdamW, the learning-rate schedule and the EMA of the weights, each with its
+// state as named tensors so that a checkpoint restores it exactly (docs/math.md eq. O1-O3).
+//
+// AdamW is ours rather than torch::optim::AdamW because LibTorch's keys its state by tensor address
+// and changed that layout between versions; the update is the same (decoupled weight decay, bias
+// correction), checked against torch::optim::AdamW in tests/optim_test.cpp.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mds {
+
+struct AdamWOptions {
+  double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+};
+
+class AdamW {
+ public:
+  AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options);
+  void step(double lr);  // parameters without a gradient are skipped
+  void zero_grad();
+  int64_t steps() const { return steps_; }
+
+  std::map<std::string, torch::Tensor> state() const;  // "<name>.exp_avg", "<name>.exp_avg_sq", "step"
+  void load_state(const std::map<std::string, torch::Tensor>& state, const std::string& origin);
+
+ private:
+  std::vector<std::pair<std::string, torch::Tensor>> params_;
+  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;  // float32, like the master weights
+  AdamWOptions options_;
+  int64_t steps_ = 0;
+};
+
+// O2: linear warm-up from 0 to `peak` over `warmup` steps, then linear decay to `min_lr` at `total`.
+double learning_rate(int64_t step, int64_t total, int64_t warmup, double peak, double min_lr);
+
+// O3: ema <- decay * ema + (1 - decay) * weight, in float32, for every parameter.
+class Ema {
+ public:
+  Ema(const torch::nn::Module& module, double decay);
+  void update(const torch::nn::Module& module);
+  const std::map<std::string, torch::Tensor>& weights() const { return weights_; }
+  void load(const std::map<std::string, torch::Tensor>& weights, const std::string& origin);
+  double decay() const { return decay_; }
+
+ private:
+  double decay_;
+  std::map<std::string, torch::Tensor> weights_;
+};
+
+// Global L2 norm of the gradients, and clipping them to `max_norm` (0 = no clipping). Returns the norm
+// before clipping.
+double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm);
+
+}  // namespace mds

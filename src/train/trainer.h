@@ -1,0 +1,29 @@
+// The training loop: data -> forward process -> loss -> AdamW, with EMA, validation, checkpoints and
+// exact resume. Single device; the run directory layout is in docs/formats.md.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace mds {
+
+struct TrainOptions {
+  bool resume = false;      // continue from the newest checkpoint of train.out_dir
+  int64_t stop_after = -1;  // stop (with a checkpoint) after this many steps of this process; -1 = run to the end
+};
+
+struct TrainResult {
+  int64_t step = 0;            // steps done in all
+  std::string stop_reason;     // "finished", "early stopping", "stopped after N steps"
+  std::vector<double> losses;  // the training loss of every step this process ran (NaN for skipped ones)
+  double best_valid = 0.0;     // best validation loss (NaN when there was no validation)
+  double tokens_per_second = 0.0;
+};
+
+TrainResult train(const Config& config, const TrainOptions& options);
+
+}  // namespace mds

@@ -1,0 +1,237 @@
+// `moe-diffuseq eval` without the CLI: reading predictions, aligning them with each other and with
+// references (by id, by line, and the errors), and the report built from them.
+#include "metrics/eval_report.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "metrics/eval_inputs.h"
+#include "test_util.h"
+
+namespace mds::metrics {
+namespace {
+
+using Strings = std::vector<std::string>;
+
+// The message of the mds::Error that `f` throws ("" when it does not throw).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+PredictionRecord rec(const std::string& id, const std::string& prediction, Strings refs = {},
+                     std::size_t line = 1) {
+  PredictionRecord r;
+  r.id = id;
+  r.prediction = prediction;
+  r.refs = std::move(refs);
+  r.line = line;
+  return r;
+}
+
+TEST(EvalInputs, ReadPredictions) {
+  test::TempDir dir;
+  const std::string path = dir.file("p.jsonl");
+  // BOM, CRLF, a blank line, an integer id, "reference" repeated inside "refs", unknown fields.
+  test::write_file(
+      path,
+      "\xEF\xBB\xBF{\"id\": 7, \"src\": \"s\", \"prediction\": \"p\", \"reference\": \"r\", "
+      "\"refs\": [\"r\", \"r2\"], \"x\": 1}\r\n"
+      "\n"
+      "{\"prediction\": \"\"}\n");
+  const auto records = read_predictions(path);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].id, "7");
+  EXPECT_EQ(records[0].src, "s");
+  EXPECT_EQ(records[0].refs, (Strings{"r", "r2"}));
+  EXPECT_EQ(records[1].line, 3u);
+  EXPECT_EQ(records[1].prediction, "");
+  EXPECT_TRUE(records[1].refs.empty());
+}
+
+TEST(EvalInputs, ReadPredictionsErrorsNameFileLineAndField) {
+  test::TempDir dir;
+  const std::string path = dir.file("p.jsonl");
+  test::write_file(path, "{\"prediction\": \"a\"}\n{\"src\": \"b\"}\n");
+  EXPECT_EQ(error_of([&] { read_predictions(path); }),
+            path + ":2: field \"prediction\" is missing");
+  test::write_file(path, "{\"prediction\": 3}\n");
+  EXPECT_EQ(error_of([&] { read_predictions(path); }),
+            path + ":1: field \"prediction\": expected a string, got a number");
+  test::write_file(path, "{\"prediction\": \"a\", \"refs\": [\"x\", 1]}\n");
+  EXPECT_EQ(error_of([&] { read_predictions(path); }),
+            path + ":1: field \"refs\": item 1: expected a string, got a number");
+  test::write_file(path, "{\"prediction\": \"a\"\n");
+  EXPECT_NE(error_of([&] { read_predictions(path); }).find(path + ":1: malformed JSON"),
+            std::string::npos);
+  test::write_file(path, "\n\n");
+  EXPECT_EQ(error_of([&] { read_predictions(path); }),
+            path + ": no predictions (the file is empty)");
+  EXPECT_NE(error_of([&] { read_predictions(dir.file("missing.jsonl")); }).find("cannot open"),
+            std::string::npos);
+}
+
+TEST(EvalInputs, MergeReferences) {
+  // wiki-simplification style: refs repeat trg first -> unchanged.
+  EXPECT_EQ(merge_references(true, "a", {"a", "b", "a"}), (Strings{"a", "b", "a"}));
+  // Extra references only -> trg first.
+  EXPECT_EQ(merge_references(true, "a", {"b"}), (Strings{"a", "b"}));
+  EXPECT_EQ(merge_references(true, "", {}), (Strings{""}));  // an empty reference is real
+  EXPECT_EQ(merge_references(false, "", {"b"}), (Strings{"b"}));
+}
+
+TEST(EvalInputs, AlignsFilesById) {
+  const std::vector<std::vector<PredictionRecord>> preds = {
+      {rec("1", "one", {"r1"}, 1), rec("2", "two", {"r2"}, 2)},
+      {rec("2", "TWO", {}, 1), rec("1", "ONE", {}, 2)}};
+  const EvalSet set = align_inputs({"a.jsonl", "b.jsonl"}, preds, "", nullptr, true);
+  EXPECT_EQ(set.matched_by, "id");
+  EXPECT_EQ(set.predictions[1], (Strings{"ONE", "TWO"}));
+  EXPECT_EQ(set.references[1], Strings{"r2"});
+
+  auto missing = preds;
+  missing[1][0].id = "3";
+  EXPECT_EQ(error_of([&] {
+              align_inputs({"a.jsonl", "b.jsonl"}, missing, "", nullptr, true);
+            }),
+            "b.jsonl has no prediction for id \"2\" (a.jsonl:2)");
+  auto duplicate = preds;
+  duplicate[1][1].id = "2";
+  EXPECT_EQ(error_of([&] {
+              align_inputs({"a.jsonl", "b.jsonl"}, duplicate, "", nullptr, true);
+            }),
+            "b.jsonl:2: duplicate id \"2\" (first on line 1)");
+}
+
+TEST(EvalInputs, AlignsByLineWithoutIdsAndChecksCounts) {
+  const std::vector<std::vector<PredictionRecord>> preds = {
+      {rec("", "one", {"r1"}), rec("", "two", {"r2"})}, {rec("", "ONE"), rec("", "TWO")}};
+  const EvalSet set = align_inputs({"a.jsonl", "b.jsonl"}, preds, "", nullptr, true);
+  EXPECT_EQ(set.matched_by, "line");
+  EXPECT_EQ(set.predictions[1], (Strings{"ONE", "TWO"}));
+
+  auto shorter = preds;
+  shorter[1].pop_back();
+  EXPECT_EQ(
+      error_of([&] {
+        align_inputs({"a.jsonl", "b.jsonl"}, shorter, "", nullptr, true);
+      }),
+      "b.jsonl has 1 predictions but a.jsonl has 2 (matched by line, since not every line has an "
+      "\"id\")");
+  auto no_ref = preds;
+  no_ref[0][1].refs.clear();
+  no_ref[0][1].line = 5;
+  EXPECT_EQ(error_of([&] {
+              align_inputs({"a.jsonl", "b.jsonl"}, no_ref, "", nullptr, true);
+            }),
+            "a.jsonl:5: no reference for this prediction (give --references, or a \"reference\" or "
+            "\"refs\" field)");
+  // Reference-free metrics do not need them.
+  EXPECT_EQ(error_of([&] {
+              align_inputs({"a.jsonl", "b.jsonl"}, no_ref, "", nullptr, false);
+            }),
+            "");
+}
+
+TEST(EvalInputs, ReferencesFileOverridesById) {
+  const std::vector<std::vector<PredictionRecord>> preds = {
+      {rec("x", "p1", {"old"}), rec("y", "p2")}};
+  const std::vector<ReferenceRecord> refs = {{"y", "src y", {"ry"}, 1},
+                                             {"x", "src x", {"rx", "rx2"}, 2}};
+  const EvalSet set = align_inputs({"p.jsonl"}, preds, "r.jsonl", &refs, true);
+  EXPECT_EQ(set.matched_by, "id");
+  EXPECT_EQ(set.references[0], (Strings{"rx", "rx2"}));
+  EXPECT_EQ(set.references[1], Strings{"ry"});
+  EXPECT_EQ(set.sources[1], "src y");  // taken from the references when the predictions have none
+
+  std::vector<ReferenceRecord> other = refs;
+  other[0].id = "z";
+  EXPECT_EQ(error_of([&] { align_inputs({"p.jsonl"}, preds, "r.jsonl", &other, true); }),
+            "r.jsonl has no reference for id \"y\" (p.jsonl:1)");
+  std::vector<ReferenceRecord> more = refs;
+  more.push_back({"w", "", {"rw"}, 3});
+  EXPECT_EQ(error_of([&] { align_inputs({"p.jsonl"}, preds, "r.jsonl", &more, true); }),
+            "r.jsonl has 3 references but p.jsonl has 2 predictions");
+  // Without ids on the references side, by line.
+  std::vector<ReferenceRecord> no_ids = {{"", "", {"first"}, 1}, {"", "", {"second"}, 2}};
+  const EvalSet by_line = align_inputs({"p.jsonl"}, preds, "r.jsonl", &no_ids, true);
+  EXPECT_EQ(by_line.matched_by, "line");
+  EXPECT_EQ(by_line.references[0], Strings{"first"});
+  const std::vector<ReferenceRecord> none;
+  EXPECT_EQ(error_of([&] { align_inputs({"p.jsonl"}, preds, "r.jsonl", &none, true); }),
+            "r.jsonl: no references (the file is empty)");
+}
+
+TEST(EvalReport, MetricNames) {
+  EXPECT_EQ(parse_metric_list("bleu, rouge1,bleu"), (Strings{"bleu", "rouge1"}));
+  const std::string message = error_of([] { parse_metric_list("roug1"); });
+  EXPECT_NE(message.find("unknown metric \"roug1\" (did you mean \"rouge1\"?)"), std::string::npos);
+  EXPECT_FALSE(needs_references({"dist1", "len"}));
+  EXPECT_TRUE(needs_references({"len", "f1"}));
+}
+
+TEST(EvalReport, OneFile) {
+  EvalSet set;
+  set.prediction_files = {"p.jsonl"};
+  set.matched_by = "line";
+  set.ids = {"1", "2"};
+  set.sources = {"s1", "s2"};
+  set.references = {{"the cat sat on the mat"}, {"a dog"}};
+  set.predictions = {{"the cat sat on the mat", "a dog"}};
+  EvalOptions options;
+  options.per_example = true;
+  const EvalReport report = evaluate(set, options);
+  ASSERT_EQ(report.systems.size(), 1u);
+  const auto& metrics = report.systems[0].metrics;
+  ASSERT_EQ(metrics.size(), default_metrics().size());
+  EXPECT_EQ(metrics[0].name, "bleu");
+  EXPECT_NEAR(metrics[0].value, 100.0, 1e-9);  // identical texts
+  EXPECT_EQ(report.json["systems"][0]["metrics"]["exact"]["value"], 100.0);
+  EXPECT_EQ(report.json["systems"][0]["metrics"]["f1"]["scale"], "0-100");
+  EXPECT_EQ(report.json["systems"][0]["metrics"]["rouge1"]["value"], 1.0);
+  EXPECT_EQ(report.json["systems"][0]["metrics"]["len"]["value"], 4.0);  // (6 + 2) / 2
+  EXPECT_EQ(report.json["systems"][0]["metrics"]["bleu"]["signature"],
+            "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0");
+  ASSERT_EQ(report.systems[0].per_example.size(), 2u);
+  EXPECT_EQ(report.systems[0].per_example[1]["id"], "2");
+  EXPECT_EQ(report.systems[0].per_example[1]["scores"]["exact"], true);
+  EXPECT_NE(report.table().find("sacreBLEU 2.6.0"), std::string::npos);
+  EXPECT_TRUE(report.diversity.empty());
+}
+
+TEST(EvalReport, SeveralFilesGiveDiversityAndMbr) {
+  EvalSet set;
+  set.prediction_files = {"a.jsonl", "b.jsonl", "c.jsonl"};
+  set.matched_by = "id";
+  set.ids = {"1"};
+  set.sources = {"s"};
+  set.references = {{"a b c d"}};
+  // Two identical samples and an odd one: selectBest picks the first of the identical pair.
+  set.predictions = {{"x y z w"}, {"a b c d"}, {"a b c d"}};
+  EvalOptions options;
+  options.metrics = {"diffuseq-bleu", "dist1"};
+  const EvalReport report = evaluate(set, options);
+  ASSERT_EQ(report.systems.size(), 4u);
+  EXPECT_EQ(report.systems[3].name, "MBR");
+  EXPECT_EQ(report.systems[3].predictions, Strings{"a b c d"});
+  EXPECT_NEAR(report.systems[3].metrics[0].value, 1.0, 1e-12);
+  ASSERT_EQ(report.diversity.size(), 4u);
+  EXPECT_EQ(report.diversity[0].name, "self-bleu");
+  // Pairs (x, a), (x, a), (a, a): get_bleu 0, 0, 1 -> mean 1/3.
+  EXPECT_NEAR(report.diversity[0].value, 1.0 / 3.0, 1e-12);
+  // 4-grams: "x y z w", "a b c d" twice -> 2 unique of 3.
+  EXPECT_NEAR(report.diversity[1].value, 2.0 / 3.0, 1e-12);
+  EXPECT_EQ(report.json["mbr"]["picks_per_file"], (std::vector<int>{0, 1, 0}));
+  EXPECT_NE(report.table().find("MBR pick among 3 samples"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mds::metrics

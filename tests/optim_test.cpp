@@ -1,0 +1,92 @@
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "train/optim.h"
+
+namespace mds {
+namespace {
+
+TEST(AdamW, MatchesLibTorchAdamW) {
+  torch::manual_seed(0);
+  auto w0 = torch::randn({5, 3}, torch::kDouble);
+  auto mine = w0.clone().requires_grad_(true);
+  auto theirs = w0.clone().requires_grad_(true);
+  AdamWOptions o;
+  o.lr = 0.01;
+  o.weight_decay = 0.1;
+  AdamW adam({{"w", mine}}, o);
+  torch::optim::AdamW ref({theirs}, torch::optim::AdamWOptions(0.01).weight_decay(0.1));
+  for (int step = 0; step < 5; ++step) {
+    auto g = torch::randn({5, 3}, torch::kDouble);
+    adam.zero_grad();
+    ref.zero_grad();
+    (mine * g).sum().backward();
+    (theirs * g).sum().backward();
+    adam.step(0.01);
+    ref.step();
+    // Our moments are float32 (like the master weights of a bf16 run): agreement to float precision.
+    EXPECT_LT((mine - theirs).abs().max().item<double>(), 1e-6) << "step " << step;
+  }
+  EXPECT_EQ(adam.steps(), 5);
+}
+
+TEST(AdamW, StateRoundTripContinuesIdentically) {
+  torch::manual_seed(1);
+  auto a = torch::randn({4}).requires_grad_(true);
+  auto b = a.detach().clone().requires_grad_(true);
+  AdamW first({{"p", a}}, {});
+  for (int i = 0; i < 3; ++i) {
+    first.zero_grad();
+    (a * a).sum().backward();
+    first.step(0.1);
+  }
+  AdamW second({{"p", b}}, {});
+  {
+    torch::NoGradGuard g;
+    b.copy_(a);
+  }
+  second.load_state(first.state(), "test");
+  EXPECT_EQ(second.steps(), 3);
+  for (auto* opt : {&first, &second}) {
+    auto& p = opt == &first ? a : b;
+    opt->zero_grad();
+    (p * p).sum().backward();
+    opt->step(0.1);
+  }
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_THROW(second.load_state({}, "empty"), Error);
+}
+
+TEST(LearningRate, WarmupThenLinearDecay) {
+  EXPECT_DOUBLE_EQ(learning_rate(0, 100, 10, 1.0, 0.0), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate(9, 100, 10, 1.0, 0.0), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate(10, 100, 10, 1.0, 0.0), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate(55, 100, 10, 1.0, 0.0), 0.5);
+  EXPECT_DOUBLE_EQ(learning_rate(100, 100, 10, 1.0, 0.1), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate(5, 100, 0, 2.0, 0.0), 2.0 * (1.0 - 5.0 / 100.0));
+}
+
+TEST(Ema, AveragesWeights) {
+  torch::nn::Linear layer(2, 1);
+  Ema ema(*layer, 0.5);
+  const auto w0 = layer->weight.detach().clone();
+  {
+    torch::NoGradGuard g;
+    layer->weight.add_(2.0);
+  }
+  ema.update(*layer);
+  EXPECT_TRUE(torch::allclose(ema.weights().at("weight"), w0 + 1.0));
+}
+
+TEST(ClipGradients, ScalesToTheMaximumNorm) {
+  auto p = torch::zeros({2}).requires_grad_(true);
+  (p * torch::tensor({3.0f, 4.0f})).sum().backward();
+  EXPECT_NEAR(clip_gradients({p}, 1.0), 5.0, 1e-6);
+  EXPECT_NEAR(p.grad().norm().item<double>(), 1.0, 1e-5);
+  EXPECT_NEAR(clip_gradients({p}, 0.0), 1.0, 1e-5);  // 0: measured, not clipped
+}
+
+}  // namespace
+}  // namespace mds
