@@ -162,8 +162,12 @@ const mds_spm_api& spm() {
         tried += str_cat("\n  ", path, ": not found");
         continue;
       }
-      // DEEPBIND: SentencePiece must bind to its own protobuf, not to LibTorch's.
-      void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      // DEEPBIND only where another protobuf is already visible (Debian's LibTorch loads the system
+      // one): SentencePiece must then bind to its own. Elsewhere (PyTorch's LibTorch keeps its protobuf
+      // hidden) a plain local load is safer: DEEPBIND also splits the C++ runtime's globals (std::cerr)
+      // between the program and the module.
+      const bool clash = dlsym(RTLD_DEFAULT, "_ZN6google8protobuf8internal13VerifyVersionEiiPKc") != nullptr;
+      void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | (clash ? RTLD_DEEPBIND : 0));
       if (!handle) {
         tried += str_cat("\n  ", path, ": ", dlerror());
         continue;
