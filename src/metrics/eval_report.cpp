@@ -209,9 +209,8 @@ void append_rows(std::string& out, const std::vector<MetricValue>& metrics) {
 
 const std::vector<std::string>& known_metrics() {
   static const std::vector<std::string> names = {
-      "bleu",      "sentence-bleu",   "chrf",  "diffuseq-bleu", "nltk-corpus-bleu",
-      "rouge1",    "rouge2",          "rougeL", "rougeLsum",    "diffuseq-rougeL",
-      "exact",     "f1",              "dist1", "dist2",         "len"};
+      "bleu", "sentence-bleu", "chrf", "diffuseq-bleu", "nltk-corpus-bleu", "rouge1", "rouge2",
+      "rougeL", "rougeLsum", "diffuseq-rougeL", "exact", "f1", "dist1", "dist2", "len"};
   return names;
 }
 
