@@ -2,6 +2,7 @@
 // reproduces them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -79,6 +80,46 @@ TEST_F(TrainTest, ResumeGivesTheSameLossesAsAnUninterruptedRun) {
   }
   // A second run into the same directory without --resume is refused.
   EXPECT_THROW(train(sets("split"), {}), Error);
+}
+
+TEST_F(TrainTest, ValidationGeneratesScoresAndStopsEarly) {
+  Config c = Config::load("", tiny("validated", {"train.steps=50", "data.valid=" + dir_->file("eight.jsonl"),
+                                                 "train.eval_every=2", "train.eval_samples=3", "sample.steps=2",
+                                                 "train.early_stop_metric=rougeL", "train.early_stop_patience=1"}));
+  TrainResult r = train(c, {});
+  // rougeL of a barely trained model does not keep rising at every validation: with a patience of 1
+  // the run stops long before its 50 steps.
+  EXPECT_EQ(r.stop_reason, "early stopping");
+  EXPECT_LT(r.step, 50);
+  const std::string metrics = test::read_file(fs::join(dir_->file("validated"), "metrics.jsonl"));
+  EXPECT_NE(metrics.find("\"valid_bleu\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"valid_rougeL\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"valid_loss\""), std::string::npos) << metrics;
+  const std::string samples = test::read_file(fs::join(dir_->file("validated"), "samples/step_2.jsonl"));
+  EXPECT_EQ(std::count(samples.begin(), samples.end(), '\n'), 3);
+  EXPECT_TRUE(fs::exists(fs::join(dir_->file("validated"), "best/model.safetensors")));
+  // A metric that does not exist is refused before training starts.
+  EXPECT_THROW(train(Config::load("", tiny("bad-metric", {"data.valid=" + dir_->file("eight.jsonl"),
+                                                         "train.eval_samples=3",
+                                                         "train.early_stop_metric=blue"})), {}),
+               Error);
+}
+
+TEST_F(TrainTest, NonFiniteLossesAreSkippedThenStopTheRun) {
+  // An absurd weight decay multiplies every weight by about -1e15 per step: within a few steps the
+  // forward pass overflows, and every later loss is inf or NaN.
+  Config c = Config::load("", tiny("exploding", {"train.steps=20", "train.lr=1e-3", "train.warmup_steps=0",
+                                                 "train.weight_decay=1e18", "train.max_bad_steps=3"}));
+  std::string message;
+  try {
+    train(c, {});
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("3 steps in a row had a NaN or inf loss"), std::string::npos) << message;
+  EXPECT_NE(message.find("no checkpoint was written"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(fs::join(dir_->file("exploding"), "checkpoints")) &&
+               !fs::list_directory(fs::join(dir_->file("exploding"), "checkpoints")).empty());
 }
 
 TEST_F(TrainTest, OverfitsEightRealPairs) {

@@ -23,12 +23,14 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   // L1: x0 regression; at t = 0 the target is the clean embedding itself (DiffuSeq).
   auto target_BLE = torch::where((t_dev == 0).view({B, 1, 1}), emb_BLE, noised.x0_BLE);
   auto mse_B = masked_mean((target_BLE - out.x0_BLE).pow(2).mean(-1));
-  // L2: rounding cross-entropy of the noisy x0 against the ids.
-  auto logits_BLV = model->logits(noised.x0_BLE);
-  auto ce_BL = torch::nn::functional::cross_entropy(
-                   logits_BLV.reshape({-1, logits_BLV.size(-1)}).to(torch::kFloat), batch.ids_BL.reshape({-1}),
-                   torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
-                   .view({B, -1});
+  // L2: rounding cross-entropy of the noisy x0 against the ids, on the chosen positions only: the
+  // [positions x V] logits are the largest tensor of a small model's step.
+  auto chosen_idx = chosen_BL.reshape({-1}).nonzero().squeeze(1);
+  auto x0_sel = noised.x0_BLE.reshape({-1, noised.x0_BLE.size(-1)}).index_select(0, chosen_idx);
+  auto ce_sel = torch::nn::functional::cross_entropy(
+      model->logits(x0_sel).to(torch::kFloat), batch.ids_BL.reshape({-1}).index_select(0, chosen_idx),
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  auto ce_BL = torch::zeros({chosen_BL.numel()}, ce_sel.options()).index_add(0, chosen_idx, ce_sel).view({B, -1});
   auto rounding_B = masked_mean(ce_BL.to(emb_BLE.scalar_type()));
   // L3: prior matching at T: x0 scaled by sqrt(ab_{T-1}) should sit at the prior's mean m.
   auto centred_BLE = m_E.defined() && o.forward.soft_absorbing ? noised.x0_BLE - m_E.view({1, 1, -1}) : noised.x0_BLE;

@@ -53,6 +53,14 @@ TextGenerator::TextGenerator(const std::string& dir, const std::vector<std::stri
   schedule_ = NoiseSchedule::make(config_.get_string("diffusion.schedule"), config_.get_int("diffusion.steps"));
 }
 
+TextGenerator::TextGenerator(const Config& config, const Tokenizer& tokenizer, Denoiser model, c10::Device device)
+    : config_(config),
+      tokenizer_(Tokenizer::from_serialized(tokenizer.serialized())),
+      model_(std::move(model)),
+      device_(device) {
+  schedule_ = NoiseSchedule::make(config_.get_string("diffusion.schedule"), config_.get_int("diffusion.steps"));
+}
+
 std::vector<std::string> TextGenerator::generate(const std::vector<std::string>& sources, const GenerateOptions& o) {
   MDS_CHECK(o.mbr >= 1, "--mbr must be at least 1");
   if (o.mbr == 1) return generate_once(sources, o, o.seed);

@@ -31,6 +31,8 @@ class TextGenerator {
   // Loads DIR/model.safetensors (EMA weights), DIR/config.toml and DIR/tokenizer.model; `overrides` are
   // --set assignments applied to the checkpoint's configuration (sample.*, train.device, ...).
   TextGenerator(const std::string& checkpoint_dir, const std::vector<std::string>& overrides = {});
+  // Around a model in memory (validation during training): shares `model`, copies the tokenizer.
+  TextGenerator(const Config& config, const Tokenizer& tokenizer, Denoiser model, c10::Device device);
   // One prediction per source, in order.
   std::vector<std::string> generate(const std::vector<std::string>& sources, const GenerateOptions& options);
   const Config& config() const { return config_; }

@@ -5,7 +5,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <cmath>
 #include <limits>
 
@@ -13,10 +15,13 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "data/batcher.h"
+#include "data/jsonl.h"
 #include "data/open_examples.h"
 #include "data/tokenizer.h"
 #include "diffusion/loss.h"
 #include "diffusion/t_sampler.h"
+#include "infer/generator.h"
+#include "metrics/eval_report.h"
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
 #include "model/device.h"
@@ -95,6 +100,56 @@ double validate(Denoiser& model, const ExampleSource& valid, const Config& c, co
   model->train();
   gen.set_state(saved);
   return count > 0 ? sum / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
+}
+
+// Generates the first train.eval_samples validation examples with the EMA weights and scores them
+// (the generations go to RUN/samples/step_N.jsonl). Returns {metric: value}.
+std::map<std::string, double> validate_by_generation(Denoiser& model, const Ema* ema, const ExampleSource& valid,
+                                                     const Config& c, const Tokenizer& tokenizer, c10::Device device,
+                                                     const std::string& run_dir, int64_t step,
+                                                     const std::vector<std::string>& metric_names) {
+  const std::size_t n = std::min<std::size_t>(valid.size(), static_cast<std::size_t>(c.get_int("train.eval_samples")));
+  std::vector<std::string> sources, references;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto src = valid.src(i), trg = valid.trg(i);
+    sources.push_back(tokenizer.decode(std::vector<int32_t>(src.begin(), src.end())));
+    references.push_back(tokenizer.decode(std::vector<int32_t>(trg.begin(), trg.end())));
+  }
+  // Sample with the EMA weights, as generate would, then put the training weights back.
+  std::map<std::string, torch::Tensor> backup;
+  if (ema) {
+    for (const auto& [name, t] : state_dict(*model)) backup[name] = t.clone();
+    load_state_dict(*model, ema->weights(), "EMA weights");
+  }
+  model->eval();
+  TextGenerator generator(c, tokenizer, model, device);
+  const std::vector<std::string> predictions = generator.generate(sources, generate_options_from_config(c));
+  model->train();
+  if (ema) load_state_dict(*model, backup, "training weights");
+
+  metrics::EvalSet set;
+  set.prediction_files = {"validation samples"};
+  set.matched_by = "line";
+  set.sources = sources;
+  for (const auto& r : references) set.references.push_back({r});
+  set.predictions = {predictions};
+  for (std::size_t i = 0; i < n; ++i) {
+    set.ids.push_back(std::to_string(i));
+    set.lines.push_back(i + 1);
+  }
+  metrics::EvalOptions eo;
+  eo.metrics = metric_names;
+  metrics::EvalReport report = metrics::evaluate(set, eo);
+  std::map<std::string, double> out;
+  for (const auto& m : report.systems.front().metrics) out[m.name] = m.value;
+
+  std::string text;
+  for (std::size_t i = 0; i < n; ++i)
+    text += "{\"src\": " + json_quote(sources[i]) + ", \"reference\": " + json_quote(references[i]) +
+            ", \"prediction\": " + json_quote(predictions[i]) + "}\n";
+  fs::create_directories(fs::join(run_dir, "samples"));
+  fs::write_file_atomic(fs::join(run_dir, "samples/step_" + std::to_string(step) + ".jsonl"), text);
+  return out;
 }
 
 }  // namespace
@@ -194,7 +249,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   };
 
   // ------------------------------------------------------------------ loop
-  MetricsLog metrics(fs::join(run_dir, "metrics.jsonl"));
+  MetricsLog metrics_log(fs::join(run_dir, "metrics.jsonl"));
   const int64_t total_steps = c.get_int("train.steps");
   const int64_t accum = c.get_int("train.grad_accum");
   const int64_t log_every = c.get_int("train.log_every");
@@ -203,8 +258,19 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   const int64_t max_bad = c.get_int("train.max_bad_steps");
   const double grad_clip = c.get_float("train.grad_clip");
   const std::string early_metric = c.get_string("train.early_stop_metric");
-  MDS_CHECK(early_metric.empty() || early_metric == "loss", "train.early_stop_metric = \"", early_metric,
-            "\": only \"loss\" (the validation loss) is available");
+  // Metrics of generated validation samples (train.eval_samples > 0); "loss" is the validation loss.
+  std::vector<std::string> sample_metrics = {"bleu", "diffuseq-bleu", "rougeL", "f1"};
+  if (!early_metric.empty() && early_metric != "loss") {
+    const auto parsed = metrics::parse_metric_list(early_metric);  // an unknown name is an error here
+    MDS_CHECK(c.get_int("train.eval_samples") > 0, "train.early_stop_metric = \"", early_metric,
+              "\" needs generated validation samples: set train.eval_samples > 0");
+    MDS_CHECK(parsed.front() != "len", "train.early_stop_metric = \"len\" is not a quality measure");
+    if (std::find(sample_metrics.begin(), sample_metrics.end(), parsed.front()) == sample_metrics.end())
+      sample_metrics.push_back(parsed.front());
+  }
+  MDS_CHECK(early_metric.empty() || valid_data, "train.early_stop_metric needs data.valid");
+  const std::string stop_metric = early_metric.empty() || early_metric == "loss"
+                                      ? std::string("loss") : metrics::parse_metric_list(early_metric).front();
   const bool terminal = stderr_is_terminal();
 
   TrainResult result;
@@ -280,7 +346,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       const double tok_s = static_cast<double>(window.tokens) / std::max(1e-9, seconds_since(window.start));
       const double run_s = seconds_since(loop_start);
       const double left = run_s / static_cast<double>(step - first_step) * static_cast<double>(total_steps - step);
-      metrics.write({{"step", step}, {"loss", window.loss / n}, {"mse", window.mse / n},
+      metrics_log.write({{"step", step}, {"loss", window.loss / n}, {"mse", window.mse / n},
                      {"rounding", window.rounding / n}, {"prior", window.prior / n}, {"absorb", window.absorb / n},
                      {"moe_aux", window.aux / n}, {"moe_z", window.z / n}, {"grad_norm", window.grad_norm / n},
                      {"lr", lr}, {"tokens_per_s", tok_s}, {"moe_dropped", window.dropped},
@@ -297,7 +363,18 @@ TrainResult train(const Config& c, const TrainOptions& options) {
 
     bool saved_this_step = false;
     if (valid_data && eval_every > 0 && (step % eval_every == 0 || step == total_steps)) {
-      const double v = validate(model, *valid_data, c, schedule, loss_opts, device);
+      const double loss_v = validate(model, *valid_data, c, schedule, loss_opts, device);
+      nlohmann::json record = {{"step", step}, {"valid_loss", loss_v}};
+      double v = loss_v;
+      if (c.get_int("train.eval_samples") > 0) {
+        auto scores = validate_by_generation(model, ema.get(), *valid_data, c, tokenizer, device, run_dir, step,
+                                             sample_metrics);
+        for (const auto& [name, value] : scores) record["valid_" + name] = value;
+        log_info("step ", step, ": generated validation samples: bleu ", scores["bleu"], ", rougeL ",
+                 scores["rougeL"], " (", fs::join(run_dir, "samples/step_" + std::to_string(step) + ".jsonl"), ")");
+        // Early stopping compares "higher is better" metrics through their negation.
+        if (stop_metric != "loss") v = -scores.at(stop_metric);
+      }
       const bool improved = std::isnan(best_valid) || v < best_valid;
       if (improved) {
         best_valid = v;
@@ -305,9 +382,11 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       } else {
         ++evals_without_gain;
       }
-      metrics.write({{"step", step}, {"valid_loss", v}, {"best_valid_loss", best_valid}});
+      record["best_" + std::string(stop_metric == "loss" ? "valid_loss" : "valid_" + stop_metric)] =
+          stop_metric == "loss" ? best_valid : -best_valid;
+      metrics_log.write(record);
       if (terminal) std::fprintf(stderr, "\n");
-      log_info("step ", step, ": validation loss ", v, improved ? " (best so far)" : "");
+      log_info("step ", step, ": validation loss ", loss_v, improved ? " (best so far by " + stop_metric + ")" : "");
       if (improved) {
         save(fs::join(run_dir, "best"));
       }
