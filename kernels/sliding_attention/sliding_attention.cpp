@@ -3,14 +3,16 @@
 //
 // Dimensions: B batch, H heads, L length, K head dim, W one-sided window, G global tokens.
 //
-// The loops live in sliding_attention_cpu.cpp (reference and fallback). The CUDA path is not
-// written yet: CUDA tensors get an mds::Error saying so. Semantics: docs/math.md, eq. A1-A3.
+// The loops live in sliding_attention_cpu.cpp (the reference, and the CPU path). CUDA tensors in
+// bf16/fp16 take the split path (sliding_attention_split.cpp); in float32/float64 the dense
+// specification. Semantics: docs/math.md, eq. A1-A3 and A5.
 #include "kernels/sliding_attention/sliding_attention.h"
 
 #include <torch/torch.h>
 
 #include "core/error.h"
 #include "kernels/sliding_attention/sliding_attention_cpu.h"
+#include "kernels/sliding_attention/sliding_attention_split.h"
 
 #include <algorithm>
 #include <cmath>
@@ -86,8 +88,8 @@ SlidingBand check_args(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const
   check_qkv(q_BHLK, k_BHLK, v_BHLK, "sliding_attention");
   const at::ScalarType dtype = q_BHLK.scalar_type();
   if (q_BHLK.is_cuda()) {
-    TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16,
-                "sliding_attention: q_BHLK on CUDA must be float32, float64 or bfloat16, got ",
+    TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kBFloat16 || dtype == at::kHalf,
+                "sliding_attention: q_BHLK on CUDA must be float32, float64, bfloat16 or float16, got ",
                 dtype);
   } else {
     TORCH_CHECK(q_BHLK.is_cpu(), "sliding_attention: q_BHLK is on ", q_BHLK.device(),
@@ -103,41 +105,6 @@ SlidingBand check_args(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const
   return band;
 }
 
-// ---------------------------------------------------------------------------- dispatch
-
-[[noreturn]] void fail_no_cuda_path(const at::Tensor& q_BHLK) {
-#ifdef MDS_WITH_CUDA
-  // TODO(gpu): call the launchers of sliding_attention_cuda.h here once that file exists.
-  mds::fail(
-      "sliding_attention: q_BHLK is on ", q_BHLK.device(),
-      " but this CUDA build has no sliding_attention GPU kernel yet; move the tensors to CPU");
-#else
-  mds::fail(
-      "sliding_attention: q_BHLK is on ", q_BHLK.device(),
-      " but the CUDA path is not built (configure with -DMDS_CUDA=ON); move the tensors to CPU");
-#endif
-}
-
-detail::SlidingForwardCpu forward_on_device(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK,
-                                            const at::Tensor& v_BHLK, const at::Tensor& key_mask_BL,
-                                            const at::Tensor& global_mask_BL,
-                                            const SlidingBand& band) {
-  if (!q_BHLK.is_cpu()) fail_no_cuda_path(q_BHLK);
-  return detail::sliding_attention_forward_cpu(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, global_mask_BL,
-                                               band);
-}
-
-detail::SlidingGradsCpu backward_on_device(const at::Tensor& dout_BHLK, const at::Tensor& q_BHLK,
-                                           const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
-                                           const at::Tensor& out_BHLK, const at::Tensor& lse_BHL,
-                                           const at::Tensor& key_mask_BL,
-                                           const at::Tensor& global_mask_BL,
-                                           const SlidingBand& band) {
-  if (!q_BHLK.is_cpu()) fail_no_cuda_path(q_BHLK);
-  return detail::sliding_attention_backward_cpu(dout_BHLK, q_BHLK, k_BHLK, v_BHLK, out_BHLK,
-                                                lse_BHL, key_mask_BL, global_mask_BL, band);
-}
-
 // ---------------------------------------------------------------------------- autograd
 
 class SlidingAttentionFunction : public torch::autograd::Function<SlidingAttentionFunction> {
@@ -148,7 +115,7 @@ class SlidingAttentionFunction : public torch::autograd::Function<SlidingAttenti
                             const at::Tensor& key_mask_BL, const at::Tensor& global_mask_BL,
                             const SlidingBand& band) {
     detail::SlidingForwardCpu fwd =
-        forward_on_device(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, global_mask_BL, band);
+        detail::sliding_attention_forward_cpu(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, global_mask_BL, band);
     ctx->save_for_backward(
         {q_BHLK, k_BHLK, v_BHLK, fwd.out_BHLK, fwd.lse_BHL, key_mask_BL, global_mask_BL});
     ctx->saved_data["window"] = band.window;
@@ -165,7 +132,7 @@ class SlidingAttentionFunction : public torch::autograd::Function<SlidingAttenti
     band.dilation_H = ctx->saved_data["dilation"].toIntVector();
     band.scale = ctx->saved_data["scale"].toDouble();
     const at::Tensor dout_BHLK = grad_outputs[0].contiguous();
-    detail::SlidingGradsCpu grads = backward_on_device(
+    detail::SlidingGradsCpu grads = detail::sliding_attention_backward_cpu(
         dout_BHLK, saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], saved[6], band);
     // One entry per forward argument: the masks and the band are not differentiable.
     return {grads.dq_BHLK, grads.dk_BHLK, grads.dv_BHLK, at::Tensor(), at::Tensor(), at::Tensor()};
@@ -181,6 +148,14 @@ at::Tensor sliding_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK,
                              const at::Tensor& global_mask_BL,
                              const SlidingAttentionParams& params) {
   const SlidingBand band = check_args(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, global_mask_BL, params);
+  if (q_BHLK.is_cuda()) {
+    if (detail::split_path_supported(q_BHLK))
+      return detail::sliding_attention_split(q_BHLK.contiguous(), k_BHLK.contiguous(), v_BHLK.contiguous(),
+                                             key_mask_BL.contiguous(), global_mask_BL.contiguous(), band,
+                                             {params.max_globals, params.key_padding});
+    const at::Tensor mask_BHLL = sliding_attention_mask(key_mask_BL, global_mask_BL, q_BHLK.size(1), params);
+    return dense_masked_attention(q_BHLK, k_BHLK, v_BHLK, mask_BHLL, band.scale);
+  }
   // The loops index raw memory; views such as q.view(B, L, H, K).transpose(1, 2) are copied here.
   return SlidingAttentionFunction::apply(q_BHLK.contiguous(), k_BHLK.contiguous(),
                                          v_BHLK.contiguous(), key_mask_BL.contiguous(),

@@ -20,11 +20,17 @@ struct SlidingAttentionParams {
   int64_t window = 256;            // W, one-sided
   std::vector<int64_t> dilation;   // d per head (size H), or one value for all heads; empty = 1
   double scale = 0.0;              // 0 = 1/sqrt(K)
+  // Optional facts about the masks that spare the CUDA path a device sync each (< 0 = work it out).
+  int64_t max_globals = -1;        // the most global tokens in any row
+  int key_padding = -1;            // 0: key_mask is all true; 1: some key is padding
 };
 
-// q_BHLK, k_BHLK, v_BHLK: float32 or float64 (bf16 on CUDA), same device and dtype.
-// key_mask_BL, global_mask_BL: bool. Differentiable in q, k and v (custom autograd Function whose
-// backward is banded as well). Returns out_BHLK.
+// q_BHLK, k_BHLK, v_BHLK: float32 or float64 (also bf16/fp16 on CUDA), same device and dtype.
+// key_mask_BL, global_mask_BL: bool. Differentiable in q, k and v. Returns out_BHLK.
+// Paths: CPU -> the banded reference loops (custom autograd, banded backward); CUDA bf16/fp16 ->
+// FlashAttention-2 with a window on the interleaved sub-sequences plus dense global passes merged
+// through the log-sum-exp (sliding_attention_split.h); CUDA float32/float64 -> the dense masked
+// specification below (O(L^2): exact, for tests and short sequences).
 at::Tensor sliding_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
                              const at::Tensor& key_mask_BL, const at::Tensor& global_mask_BL,
                              const SlidingAttentionParams& params);

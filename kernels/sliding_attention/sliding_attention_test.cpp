@@ -11,11 +11,14 @@
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/cuda.h>
 
 #include "core/error.h"
 #include "kernels/sliding_attention/sliding_attention.h"
+#include "kernels/sliding_attention/sliding_attention_split.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -296,6 +299,130 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) { return info.
 
 INSTANTIATE_TEST_SUITE_P(Cases, SlidingAttentionVsDense, ::testing::ValuesIn(dense_cases()),
                          case_name);
+
+// ---------------------------------------------------------------------------- the split path
+
+// The split path (window pass + global passes merged through the LSE, sliding_attention_split.h) with
+// the CPU window kernel in place of FlashAttention: the relayout for dilation, the masking column,
+// the merge and its backward are tested here in CI; only the window kernel differs on the GPU.
+detail::SlidingBand resolved_band(const Case& c) {
+  detail::SlidingBand band;
+  band.window = c.W;
+  band.dilation_H.assign(c.H, c.dilation.empty() ? 1 : c.dilation[0]);
+  if (static_cast<int64_t>(c.dilation.size()) == c.H) band.dilation_H = c.dilation;
+  band.scale = c.scale != 0.0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(c.K));
+  return band;
+}
+
+Outputs run_split(const Inputs& in, const Case& c) {
+  return run_with_grads(
+      [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+        return detail::sliding_attention_split(q, k, v, in.key_mask_BL, in.global_mask_BL, resolved_band(c));
+      },
+      in);
+}
+
+class SlidingAttentionSplitVsReference : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SlidingAttentionSplitVsReference, ForwardAndGradientsMatchInFloat64AndFloat32) {
+  const Case& c = GetParam();
+  for (const at::ScalarType dtype : {at::kDouble, at::kFloat}) {
+    SCOPED_TRACE(dtype);
+    const Inputs in = random_inputs(c, dtype);
+    expect_close(run_split(in, c), run_sparse(in, c.params()), tolerance(dtype));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SlidingAttentionSplitVsReference, ::testing::ValuesIn(dense_cases()), case_name);
+
+TEST(SlidingAttentionSplit, HintsGiveTheSameResultAsTheMasks) {
+  const Case c = make_case("hints", 2, 8, 3, {2}, {"11110011111111110111000", ones(23)},
+                           {"00000000001000000000000", "10000000000000000000001"});
+  const Inputs in = random_inputs(c, at::kDouble);
+  const Outputs want = run_split(in, c);
+  const Outputs got = run_with_grads(
+      [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+        return detail::sliding_attention_split(q, k, v, in.key_mask_BL, in.global_mask_BL, resolved_band(c),
+                                               {/*max_globals=*/2, /*key_padding=*/1});
+      },
+      in);
+  expect_close(got, want, 0.0);
+}
+
+// ---------------------------------------------------------------------------- CUDA
+
+// bf16 against the float64 reference on the same (bf16-rounded) inputs. FlashAttention keeps P in
+// bf16 for P.V and dS for the gradient products (8 bits of mantissa, relative 2^-8 = 0.4%): outputs
+// are convex combinations and stay within ~1% of their scale; gradients sum more such terms.
+constexpr double kBf16OutTol = 2e-2, kBf16GradTol = 5e-2;
+
+void expect_close_bf16(const Outputs& got, const Outputs& want) {
+  const std::pair<const char*, std::pair<at::Tensor, at::Tensor>> pairs[] = {
+      {"out", {got.out_BHLK, want.out_BHLK}},
+      {"dq", {got.dq_BHLK, want.dq_BHLK}},
+      {"dk", {got.dk_BHLK, want.dk_BHLK}},
+      {"dv", {got.dv_BHLK, want.dv_BHLK}}};
+  for (const auto& [name, t] : pairs) {
+    ASSERT_TRUE(t.first.defined()) << name << " undefined";
+    EXPECT_EQ(t.first.sizes(), t.second.sizes()) << name;
+    EXPECT_TRUE(t.first.isfinite().all().item<bool>()) << name << " has NaN or inf";
+    EXPECT_LE(max_rel_diff(t.first.cpu(), t.second), std::string(name) == "out" ? kBf16OutTol : kBf16GradTol)
+        << name;
+  }
+}
+
+Inputs to_device(const Inputs& in, at::ScalarType dtype) {
+  auto cuda = [&](const at::Tensor& t) { return t.to(at::kCUDA, t.is_floating_point() ? dtype : t.scalar_type()); };
+  return {cuda(in.q_BHLK), cuda(in.k_BHLK), cuda(in.v_BHLK), cuda(in.dout_BHLK), cuda(in.key_mask_BL),
+          cuda(in.global_mask_BL)};
+}
+
+Inputs round_to(const Inputs& in, at::ScalarType dtype) {
+  auto r = [&](const at::Tensor& t) { return t.to(dtype).to(at::kDouble); };
+  return {r(in.q_BHLK), r(in.k_BHLK), r(in.v_BHLK), r(in.dout_BHLK), in.key_mask_BL, in.global_mask_BL};
+}
+
+class SlidingAttentionCuda : public ::testing::TestWithParam<Case> {};
+
+// Every edge case of the CPU suite, at head dims 64 and 128, in bf16 (FlashAttention split path) and
+// float32 (dense specification), against the CPU reference in float64.
+TEST_P(SlidingAttentionCuda, Bf16AndFloat32MatchTheCpuReference) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  for (const int64_t K : {int64_t{64}, int64_t{128}}) {
+    Case c = GetParam();
+    c.K = K;
+    SCOPED_TRACE("K=" + std::to_string(K));
+    const Inputs in = random_inputs(c, at::kDouble);
+    {
+      SCOPED_TRACE("bf16");
+      const Inputs rounded = round_to(in, at::kBFloat16);
+      expect_close_bf16(run_sparse(to_device(rounded, at::kBFloat16), c.params()), run_sparse(rounded, c.params()));
+    }
+    {
+      SCOPED_TRACE("float32");
+      const Outputs got = run_sparse(to_device(in, at::kFloat), c.params());
+      const Outputs want = run_sparse(in, c.params());
+      expect_close({got.out_BHLK.cpu().to(at::kDouble), got.dq_BHLK.cpu().to(at::kDouble),
+                    got.dk_BHLK.cpu().to(at::kDouble), got.dv_BHLK.cpu().to(at::kDouble)},
+                   want, 1e-5);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SlidingAttentionCuda, ::testing::ValuesIn(dense_cases()), case_name);
+
+// A model-sized case: the batcher's layout (BOS, source, source padding, SEP, target), BOS and SEP
+// global, per-head dilation 1/2/2/4, L not a multiple of 4, window 64.
+TEST(SlidingAttentionCudaLong, ModelLayoutMatchesTheCpuReference) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const int64_t L = 1001, S = 700, T = L - S - 2;
+  std::string keys0 = ones(L), keys1 = set_at(ones(L), range(1 + 450, 1 + S), '0');
+  std::string glob = set_at(zeros(L), {0, S + 1}, '1');
+  (void)T;
+  const Case c = make_case("model_layout", 4, 64, 64, {1, 2, 2, 4}, {keys0, keys1}, {glob, glob});
+  const Inputs rounded = round_to(random_inputs(c, at::kDouble), at::kBFloat16);
+  expect_close_bf16(run_sparse(to_device(rounded, at::kBFloat16), c.params()), run_sparse(rounded, c.params()));
+}
 
 TEST(SlidingAttention, PaddingOnlyRowGivesZerosAndZeroGrads) {
   const Case c = make_case("pad_row", 2, 8, 2, {1, 2}, {"1111111", "0000000", "1110111"},

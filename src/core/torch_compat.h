@@ -2,10 +2,146 @@
 // of the GPU machine. Code elsewhere uses these names instead of testing versions itself.
 #pragma once
 
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/DeviceType.h>
+#include <c10/core/ScalarType.h>
 #include <torch/version.h>
+
+#include <cstdint>
+#include <tuple>
 
 #define MDS_TORCH_VERSION (TORCH_VERSION_MAJOR * 100 + TORCH_VERSION_MINOR)
 
-// LibTorch >= 2.0 exposes scaled_dot_product_attention with a per-call scale and the grouped GEMM
-// entry points of later releases; 1.13 has neither.
+// LibTorch >= 2.0 exposes scaled_dot_product_attention with a per-call scale.
 #define MDS_TORCH_HAS_SDPA (MDS_TORCH_VERSION >= 200)
+// FlashAttention-2 with a sliding window (window_size_left/right) as an ATen op: 2.6 and later.
+#define MDS_TORCH_HAS_FLASH_WINDOW (MDS_TORCH_VERSION >= 206)
+// at::_grouped_mm (2D x 3D with int32 group offsets, differentiable): 2.8 and later.
+#define MDS_TORCH_HAS_GROUPED_MM (MDS_TORCH_VERSION >= 208)
+
+namespace mds::compat {
+
+// ---------------------------------------------------------------------------- autocast
+
+// Whether autocast is on for `device` in this thread.
+inline bool autocast_enabled(c10::DeviceType device) {
+#if MDS_TORCH_VERSION >= 204
+  return at::autocast::is_autocast_enabled(device);
+#else
+  return device == c10::DeviceType::CPU ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled();
+#endif
+}
+
+inline at::ScalarType autocast_dtype(c10::DeviceType device) {
+#if MDS_TORCH_VERSION >= 204
+  return at::autocast::get_autocast_dtype(device);
+#else
+  return device == c10::DeviceType::CPU ? at::autocast::get_autocast_cpu_dtype()
+                                        : at::autocast::get_autocast_gpu_dtype();
+#endif
+}
+
+inline void set_autocast(c10::DeviceType device, bool enabled, at::ScalarType dtype) {
+#if MDS_TORCH_VERSION >= 204
+  at::autocast::set_autocast_enabled(device, enabled);
+  at::autocast::set_autocast_dtype(device, dtype);
+#else
+  if (device == c10::DeviceType::CPU) {
+    at::autocast::set_cpu_enabled(enabled);
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  } else {
+    at::autocast::set_enabled(enabled);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  }
+#endif
+}
+
+// RAII: autocast to `dtype` on `device` (enabled = false turns it off) for the scope, then the
+// previous state; the cast cache is cleared when the outermost scope ends, as torch.autocast does.
+class AutocastScope {
+ public:
+  AutocastScope(c10::DeviceType device, bool enabled, at::ScalarType dtype = at::kBFloat16)
+      : device_(device), was_enabled_(autocast_enabled(device)), was_dtype_(autocast_dtype(device)) {
+    set_autocast(device_, enabled, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    set_autocast(device_, was_enabled_, was_dtype_);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  c10::DeviceType device_;
+  bool was_enabled_;
+  at::ScalarType was_dtype_;
+};
+
+// RAII: no autocast on the device of `t` for the scope (fp32 islands: router, softmax statistics).
+class NoAutocast {
+ public:
+  explicit NoAutocast(const at::Tensor& t) : scope_(t.device().type(), false, autocast_dtype(t.device().type())) {}
+
+ private:
+  AutocastScope scope_;
+};
+
+// ---------------------------------------------------------------------------- flash attention
+
+struct FlashForward {
+  at::Tensor out_NLHK;   // same layout as q
+  at::Tensor lse_NHL;    // float32
+  at::Tensor rng_state, unused;
+};
+
+// Windowed FlashAttention-2 (keys j with |i - j| <= window) on q, k, v [N, L, H, K] (stride(-1) == 1,
+// fp16 or bf16, CUDA). Throws where LibTorch has no windowed flash op.
+inline FlashForward flash_window_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                         double scale, int64_t window) {
+#if MDS_TORCH_HAS_FLASH_WINDOW
+  const int64_t L = q.size(1);
+  auto r = at::_flash_attention_forward(q, k, v, c10::nullopt, c10::nullopt, L, L, 0.0, /*is_causal=*/false,
+                                        /*return_debug_mask=*/false, scale, window, window);
+  return {std::get<0>(r), std::get<1>(r), std::get<2>(r), std::get<3>(r)};
+#else
+  (void)k, (void)v, (void)scale, (void)window;
+  TORCH_CHECK(false, "flash attention with a window needs LibTorch >= 2.6; this build has ", TORCH_VERSION,
+              " (tensors on ", q.device(), ")");
+#endif
+}
+
+// Gradients of the windowed attention given the output and log-sum-exp to use in the backward pass
+// (which may be those of a larger attention that this window is part of, merged through the LSE).
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_window_backward(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+    const at::Tensor& lse, const FlashForward& fwd, double scale, int64_t window) {
+#if MDS_TORCH_HAS_FLASH_WINDOW
+  const int64_t L = q.size(1);
+  return at::_flash_attention_backward(dout, q, k, v, out, lse, at::Tensor(), at::Tensor(), L, L, 0.0,
+                                       /*is_causal=*/false, fwd.rng_state, fwd.unused, scale, window, window);
+#else
+  (void)dout, (void)k, (void)v, (void)out, (void)lse, (void)fwd, (void)scale, (void)window;
+  TORCH_CHECK(false, "flash attention with a window needs LibTorch >= 2.6; this build has ", TORCH_VERSION,
+              " (tensors on ", q.device(), ")");
+#endif
+}
+
+// ---------------------------------------------------------------------------- grouped GEMM
+
+constexpr bool kHasGroupedMm = MDS_TORCH_HAS_GROUPED_MM;
+
+// out[rows of group g] = a[rows of group g] @ b[g]; a [M, K], b [G, K, N], offs int32 [G] (cumulative
+// row ends, on a's device). Rows past offs[G-1] are unspecified.
+inline at::Tensor grouped_mm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& offs) {
+#if MDS_TORCH_HAS_GROUPED_MM
+  return at::_grouped_mm(a, b, offs);
+#else
+  (void)b, (void)offs;
+  TORCH_CHECK(false, "grouped_mm needs LibTorch >= 2.8; this build has ", TORCH_VERSION, " (tensors on ",
+              a.device(), ")");
+#endif
+}
+
+}  // namespace mds::compat
