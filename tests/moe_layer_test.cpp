@@ -128,7 +128,7 @@ TEST(MoeLayer, ForwardShapesAndStats) {
   EXPECT_EQ(out.y_ND.scalar_type(), at::kFloat);
   EXPECT_EQ(out.tokens_per_expert_E.sizes(), (at::IntArrayRef{4}));
   EXPECT_EQ(out.tokens_per_expert_E.sum().item<int64_t>(), 20);
-  EXPECT_EQ(out.dropped, 0);
+  EXPECT_EQ(out.dropped.item<int64_t>(), 0);
   EXPECT_TRUE(std::isfinite(out.aux_loss.item<double>()));
   EXPECT_GT(out.z_loss.item<double>(), 0);
   EXPECT_THROW(layer->forward(at::randn({10, 7})), Error);
@@ -176,7 +176,7 @@ TEST(MoeLayer, OneExpertIsADenseFfn) {
   EXPECT_EQ(out.aux_loss.item<double>(), 0);
   EXPECT_EQ(out.z_loss.item<double>(), 0);
   EXPECT_EQ(out.tokens_per_expert_E.item<int64_t>(), 5);
-  EXPECT_EQ(out.dropped, 0);
+  EXPECT_EQ(out.dropped.item<int64_t>(), 0);
 }
 
 // The router weight gets a gradient from the output (through weight_NA), from aux and from z on
@@ -224,18 +224,18 @@ TEST(MoeLayer, CapacityDropsAndCounts) {
   MoeLayer layer(o);
   at::Tensor x = at::randn({32, 8});
   MoeLayerOutput out = layer->forward(x);
-  EXPECT_GE(out.dropped, 48);
+  EXPECT_GE(out.dropped.item<int64_t>(), 48);
   EXPECT_LE(out.tokens_per_expert_E.max().item<int64_t>(), 4);
-  EXPECT_EQ(out.tokens_per_expert_E.sum().item<int64_t>() + out.dropped, 64);
+  EXPECT_EQ(out.tokens_per_expert_E.sum().item<int64_t>() + out.dropped.item<int64_t>(), 64);
   // Expected drops from the router's own counts: sum_e max(0, count_e - 4).
   RouterOutput r = route(at::matmul(x, layer->router_DE), 2, true);
   at::Tensor count_E = at::bincount(r.expert_NA.reshape({-1}), {}, 4);
-  EXPECT_EQ(out.dropped, (count_E - 4).clamp_min(0).sum().item<int64_t>());
+  EXPECT_EQ(out.dropped.item<int64_t>(), (count_E - 4).clamp_min(0).sum().item<int64_t>());
 
   o.capacity_factor =
       2.0;  // capacity 32: nothing can overflow with N = 32 tokens (distinct experts)
   MoeLayer roomy(o);
-  EXPECT_EQ(roomy->forward(x).dropped, 0);
+  EXPECT_EQ(roomy->forward(x).dropped.item<int64_t>(), 0);
 }
 
 TEST(MoeLayer, ParameterCounts) {

@@ -1,5 +1,5 @@
-// MoE dispatch from plain ATen ops: the sorted path (CPU, and CUDA until a fused kernel exists),
-// the per-token reference loop it is tested against, and the capacity rule.
+// MoE dispatch from plain ATen ops: the sorted path (CPU), the per-token reference loop every path
+// is tested against, and the capacity rule.
 //
 // Dimensions: N tokens, D model dim, E experts, A = k active experts per token, F expert hidden,
 // M = N * A (token, slot) pairs, K kept pairs (M minus those dropped by the capacity).
@@ -26,22 +26,31 @@ at::Tensor expert_ffn(const ExpertWeights& w, int64_t e, const at::Tensor& x_RD)
 
 // Priority order p = a * N + n (every slot-0 choice in token order, then every slot-1 choice, ...).
 // An assignment's rank among those to the same expert comes from a stable sort by expert: its index
-// in the sorted order minus the start of its expert's run. Kept iff rank < capacity. No host sync.
+// in the sorted order minus the start of its expert's run (found by a binary search in the sorted
+// ids, not by bincount, which syncs on CUDA). Kept iff rank < capacity. No host sync.
 at::Tensor capacity_keep_mask(const at::Tensor& expert_NA, int64_t num_experts, int64_t capacity) {
   detail::check_expert_ids("capacity_keep_mask", expert_NA, num_experts);
-  if (capacity < 0) return at::ones(expert_NA.sizes(), expert_NA.options().dtype(at::kBool));
-  const int64_t N = expert_NA.size(0), A = expert_NA.size(1), M = N * A;
-  at::Tensor e_P = expert_NA.t().contiguous().view({M});
-  at::Tensor sorted_e_P, order_P;
-  std::tie(sorted_e_P, order_P) = at::sort(e_P, kStable, /*dim=*/0);
-  at::Tensor count_E = at::bincount(e_P, {}, num_experts);
-  at::Tensor start_E = at::cumsum(count_E, 0) - count_E;
-  at::Tensor rank_sorted_P = at::arange(M, e_P.options()) - start_E.index_select(0, sorted_e_P);
-  at::Tensor rank_P = at::empty_like(rank_sorted_P).scatter_(0, order_P, rank_sorted_P);
-  return (rank_P < capacity).view({A, N}).t().contiguous();
+  return detail::capacity_keep_mask_unchecked(expert_NA, num_experts, capacity);
 }
 
 namespace detail {
+
+at::ScalarType sort_key_dtype(int64_t num_experts) {
+  return num_experts < 255 ? at::kByte : at::kLong;
+}
+
+at::Tensor capacity_keep_mask_unchecked(const at::Tensor& expert_NA, int64_t num_experts,
+                                        int64_t capacity) {
+  if (capacity < 0) return at::ones(expert_NA.sizes(), expert_NA.options().dtype(at::kBool));
+  const int64_t N = expert_NA.size(0), A = expert_NA.size(1), M = N * A;
+  at::Tensor e_P = expert_NA.t().reshape({M}).to(sort_key_dtype(num_experts));
+  at::Tensor sorted_e_P, order_P;
+  std::tie(sorted_e_P, order_P) = at::sort(e_P, kStable, /*dim=*/0);
+  at::Tensor start_P = at::searchsorted(sorted_e_P, sorted_e_P, /*out_int32=*/false, /*right=*/false);
+  at::Tensor rank_sorted_P = at::arange(M, order_P.options()) - start_P;
+  at::Tensor rank_P = at::empty_like(rank_sorted_P).scatter_(0, order_P, rank_sorted_P);
+  return (rank_P < capacity).view({A, N}).t().contiguous();
+}
 
 // docs/math.md eq. M4. Pairs are flattened row-major (pair m = n * A + a). Dropped pairs get the
 // key E, so one stable sort puts the kept pairs first, grouped by expert, each group in pair order.
@@ -52,7 +61,7 @@ at::Tensor moe_ffn_sorted(const at::Tensor& x_ND, const ExpertWeights& experts,
   at::Tensor e_M = expert_NA.reshape({M});
   at::Tensor key_M = e_M;
   if (capacity >= 0) {
-    at::Tensor keep_M = capacity_keep_mask(expert_NA, E, capacity).reshape({M});
+    at::Tensor keep_M = capacity_keep_mask_unchecked(expert_NA, E, capacity).reshape({M});
     key_M = at::where(keep_M, e_M, at::full({}, E, e_M.options()));
   }
   at::Tensor order_M = std::get<1>(at::sort(key_M, kStable, /*dim=*/0));
@@ -62,8 +71,10 @@ at::Tensor moe_ffn_sorted(const at::Tensor& x_ND, const ExpertWeights& experts,
   const int64_t* count = count_cpu.data_ptr<int64_t>();
   const int64_t kept = M - count[E];
   if (stats != nullptr) {
-    stats->tokens_per_expert_E = count_cpu.narrow(0, 0, E).clone();
-    stats->dropped = count[E];
+    const auto on_x = at::TensorOptions().dtype(at::kLong).device(x_ND.device());
+    stats->tokens_per_expert_E = count_cpu.narrow(0, 0, E).to(on_x, /*non_blocking=*/false,
+                                                                /*copy=*/true);
+    stats->dropped = count_cpu.select(0, E).to(on_x, /*non_blocking=*/false, /*copy=*/true);
   }
 
   at::Tensor pair_K = order_M.narrow(0, 0, kept);
@@ -129,8 +140,9 @@ at::Tensor moe_ffn_reference(const at::Tensor& x_ND, const ExpertWeights& expert
     rows.push_back(y_D);
   }
   if (stats != nullptr) {
-    stats->tokens_per_expert_E = at::tensor(received, at::TensorOptions().dtype(at::kLong));
-    stats->dropped = dropped;
+    const auto on_x = at::TensorOptions().dtype(at::kLong).device(x_ND.device());
+    stats->tokens_per_expert_E = at::tensor(received, at::TensorOptions().dtype(at::kLong)).to(on_x);
+    stats->dropped = at::scalar_tensor(dropped, on_x);
   }
   return N > 0 ? at::stack(rows, 0) : at::zeros_like(x_ND);
 }

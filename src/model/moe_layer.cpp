@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/torch_compat.h"
 #include "kernels/moe/moe.h"
 #include "model/router.h"
 
@@ -48,16 +49,22 @@ MoeLayerOutput MoeLayerImpl::forward(const at::Tensor& x_ND) {
     out.y_ND = at::addmm(b2_ED[0], h_NF, w2_EFD[0]);
     out.aux_loss = at::zeros({}, f32);
     out.z_loss = at::zeros({}, f32);
-    out.tokens_per_expert_E = at::full({1}, N, at::TensorOptions().dtype(at::kLong));
+    out.tokens_per_expert_E = at::full({1}, N, x_ND.options().dtype(at::kLong));
+    out.dropped = at::zeros({}, x_ND.options().dtype(at::kLong));
     return out;
   }
 
-  at::Tensor router_in_ND = x_ND.to(at::kFloat);
-  if (is_training() && options_.jitter > 0)
-    router_in_ND = router_in_ND *
-                   at::empty_like(router_in_ND).uniform_(1 - options_.jitter, 1 + options_.jitter);
-  RouterOutput r =
-      route(at::matmul(router_in_ND, router_DE.to(at::kFloat)), k, options_.renormalize);
+  RouterOutput r;
+  {
+    // Router matmul, softmax and top-k in float32 even under autocast: bf16 logits lose the small
+    // differences between experts (algorithms.md 4.1). One pass, no host sync.
+    compat::NoAutocast fp32_router(x_ND);
+    at::Tensor router_in_ND = x_ND.to(at::kFloat);
+    if (is_training() && options_.jitter > 0)
+      router_in_ND = router_in_ND * at::empty_like(router_in_ND)
+                                        .uniform_(1 - options_.jitter, 1 + options_.jitter);
+    r = route(at::matmul(router_in_ND, router_DE.to(at::kFloat)), k, options_.renormalize);
+  }
 
   // Capacity as in DeepSpeed (algorithms.md 4.4): ceil(cf * k * N / E) assignments per expert.
   int64_t capacity = -1;

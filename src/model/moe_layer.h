@@ -1,4 +1,5 @@
-// Mixture-of-experts feed-forward layer: fp32 router, top-k routing, sorted expert dispatch.
+// Mixture-of-experts feed-forward layer: fp32 router (also under autocast), top-k routing, sorted
+// expert dispatch (kernels/moe: grouped GEMMs on CUDA under autocast).
 //
 // Dimensions: N tokens, D model dim, E experts, A = k experts per token, F expert hidden.
 //
@@ -24,8 +25,9 @@ struct MoeOptions {
 struct MoeLayerOutput {
   at::Tensor y_ND;                 // x's dtype
   at::Tensor aux_loss, z_loss;     // float32 scalars, unweighted (0 when experts == 1)
-  at::Tensor tokens_per_expert_E;  // int64 on CPU: assignments each expert received after dropping
-  int64_t dropped = 0;             // assignments dropped by the capacity
+  // On x's device, so that collecting them costs no host sync (.item() only where logged).
+  at::Tensor tokens_per_expert_E;  // int64 [E]: assignments each expert received after dropping
+  at::Tensor dropped;              // int64 0-dim: assignments dropped by the capacity
 };
 
 // Parameters: "router" [D, E] (absent when experts == 1), "w1" [E, D, F], "b1" [E, F],

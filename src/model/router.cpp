@@ -35,7 +35,10 @@ RouterOutput route(const at::Tensor& logits_NE, int64_t top_k, bool renormalize)
   //   f_e = (# (token, slot) assignments to e) / (N k),  P_e = mean_n p_ne,  aux = E sum_e f_e P_e.
   // f sums to 1, so aux = 1 at uniform routing for every k (also k = E, where f is uniform).
   // f is a count: no gradient; the gradient flows through P.
-  at::Tensor f_E = at::bincount(out.expert_NA.reshape({-1}), {}, E).to(at::kFloat) /
+  // Counted by comparison, not bincount (which syncs on CUDA to size its output).
+  at::Tensor f_E = (out.expert_NA.reshape({-1, 1}) == at::arange(E, out.expert_NA.options()))
+                       .sum(0)
+                       .to(at::kFloat) /
                    static_cast<double>(N * top_k);
   at::Tensor P_E = out.probs_NE.mean(0);
   out.aux_loss = static_cast<double>(E) * (f_E * P_E).sum();
