@@ -52,7 +52,8 @@ void add_generate_command(CLI::App& app) {
     GenerateOptions options = generate_options_from_config(generator.config());
     GenerateFileStats stats = generate_file(generator, a->input, a->output, options);
     log_info("generated ", stats.examples, " predictions with ", options.sampler.sampler, " (", options.sampler.steps,
-             " steps", options.mbr > 1 ? str_cat(", MBR over ", options.mbr) : std::string(), ") in ",
+             " steps", options.mbr > 1 ? str_cat(", MBR over ", options.mbr) : std::string(), ") on ",
+             generator.device(), " (", to_string(generator.precision()), ") in ",
              stats.seconds, " s (", 1000.0 * stats.seconds / static_cast<double>(stats.examples),
              " ms per example) -> ", a->output);
   });

@@ -97,7 +97,7 @@ std::vector<KeySpec> make_schema() {
       f("train.ema_decay", 0.9999, 0, 1, "Decay of the exponential moving average of the weights used for sampling; 0 = off."),
       i("train.seed", 102, 0, kBig, "Seed of every random choice: data order, initialisation, noise."),
       s("train.device", "auto", {"auto", "cpu", "cuda"}, "Where to train: auto = cuda when available."),
-      s("train.precision", "auto", {"auto", "fp32", "bf16"}, "Compute precision: auto = bf16 on GPU, fp32 on CPU; master weights are always fp32."),
+      s("train.precision", "auto", {"auto", "fp32", "bf16"}, "Compute precision of the model in training, validation and generation: auto = bf16 on GPU, fp32 on CPU (bf16 needs a GPU); weights, optimizer state, router, losses and sampler state stay fp32."),
       i("train.threads", 0, 0, 4096, "CPU threads for LibTorch; 0 = all cores."),
       i("train.log_every", 50, 1, kBig, "Steps between log lines and metrics.jsonl records."),
       i("train.eval_every", 1000, 0, kBig, "Steps between validations; 0 = never."),

@@ -4,6 +4,51 @@
 
 namespace mds {
 
+namespace {
+
+// float32, or float64 where the input is float64 (tests): never below float32.
+torch::Tensor at_least_fp32(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kDouble ? t : t.to(torch::kFloat);
+}
+
+// Mean of per_token_BL over the chosen positions of each row (rows without any give 0).
+torch::Tensor masked_mean_B(const torch::Tensor& per_token_BL, const torch::Tensor& chosen_BL) {
+  auto w_BL = chosen_BL.to(per_token_BL.scalar_type());
+  return (per_token_BL * w_BL).sum(1) / w_BL.sum(1).clamp_min(1.0);
+}
+
+}  // namespace
+
+torch::Tensor chosen_rows(const torch::Tensor& x_BLE, const torch::Tensor& chosen_BL) {
+  auto idx = chosen_BL.reshape({-1}).nonzero().squeeze(1);
+  return x_BLE.reshape({-1, x_BLE.size(-1)}).index_select(0, idx);
+}
+
+torch::Tensor mse_loss_B(const torch::Tensor& x0_hat_BLE, const torch::Tensor& target_BLE,
+                         const torch::Tensor& chosen_BL) {
+  auto diff_BLE = at_least_fp32(target_BLE) - at_least_fp32(x0_hat_BLE);
+  return masked_mean_B(diff_BLE.pow(2).mean(-1), chosen_BL);
+}
+
+torch::Tensor rounding_loss_B(const torch::Tensor& logits_NV, const torch::Tensor& ids_BL,
+                              const torch::Tensor& chosen_BL) {
+  const auto B = ids_BL.size(0);
+  auto idx = chosen_BL.reshape({-1}).nonzero().squeeze(1);
+  // log-softmax in float32: bf16 logits would round the log-sum-exp of a large vocabulary.
+  auto ce_N = torch::nn::functional::cross_entropy(
+      at_least_fp32(logits_NV), ids_BL.reshape({-1}).index_select(0, idx),
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  auto ce_BL = torch::zeros({chosen_BL.numel()}, ce_N.options()).index_add(0, idx, ce_N).view({B, -1});
+  return masked_mean_B(ce_BL, chosen_BL);
+}
+
+torch::Tensor prior_loss_B(const torch::Tensor& x0_BLE, const torch::Tensor& m_E, double sqrt_ab_last,
+                           const torch::Tensor& chosen_BL) {
+  auto x_BLE = at_least_fp32(x0_BLE);
+  auto centred_BLE = m_E.defined() ? x_BLE - at_least_fp32(m_E).view({1, 1, -1}) : x_BLE;
+  return masked_mean_B((sqrt_ab_last * centred_BLE).pow(2).mean(-1), chosen_BL);
+}
+
 LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const NoiseSchedule& s, const torch::Tensor& t_B,
                          const torch::Tensor& weight_B, const LossOptions& o, at::Generator gen) {
   const auto device = batch.ids_BL.device();
@@ -16,30 +61,22 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   auto model_t_B = t_dev.to(torch::kFloat) * (1000.0 / static_cast<double>(s.steps));
   DenoiserOutput out = model->forward(noised.x_t_BLE, model_t_B, batch.key_mask_BL, batch.global_mask_BL);
 
-  auto chosen_BL = (o.target_only ? batch.trg_mask_BL : batch.key_mask_BL).to(emb_BLE.scalar_type());
-  auto count_B = chosen_BL.sum(1).clamp_min(1.0);
-  auto masked_mean = [&](const torch::Tensor& per_token_BL) { return (per_token_BL * chosen_BL).sum(1) / count_B; };
-
+  // Under bf16 autocast the model's outputs are bf16: every term is computed in float32 from here on.
+  auto chosen_BL = o.target_only ? batch.trg_mask_BL : batch.key_mask_BL;
   // L1: x0 regression; at t = 0 the target is the clean embedding itself (DiffuSeq).
   auto target_BLE = torch::where((t_dev == 0).view({B, 1, 1}), emb_BLE, noised.x0_BLE);
-  auto mse_B = masked_mean((target_BLE - out.x0_BLE).pow(2).mean(-1));
+  auto mse_B = mse_loss_B(out.x0_BLE, target_BLE, chosen_BL);
   // L2: rounding cross-entropy of the noisy x0 against the ids, on the chosen positions only: the
   // [positions x V] logits are the largest tensor of a small model's step.
-  auto chosen_idx = chosen_BL.reshape({-1}).nonzero().squeeze(1);
-  auto x0_sel = noised.x0_BLE.reshape({-1, noised.x0_BLE.size(-1)}).index_select(0, chosen_idx);
-  auto ce_sel = torch::nn::functional::cross_entropy(
-      model->logits(x0_sel).to(torch::kFloat), batch.ids_BL.reshape({-1}).index_select(0, chosen_idx),
-      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-  auto ce_BL = torch::zeros({chosen_BL.numel()}, ce_sel.options()).index_add(0, chosen_idx, ce_sel).view({B, -1});
-  auto rounding_B = masked_mean(ce_BL.to(emb_BLE.scalar_type()));
+  auto rounding_B = rounding_loss_B(model->logits(chosen_rows(noised.x0_BLE, chosen_BL)), batch.ids_BL, chosen_BL);
   // L3: prior matching at T: x0 scaled by sqrt(ab_{T-1}) should sit at the prior's mean m.
-  auto centred_BLE = m_E.defined() && o.forward.soft_absorbing ? noised.x0_BLE - m_E.view({1, 1, -1}) : noised.x0_BLE;
-  auto prior_B = masked_mean((s.sqrt_alphas_cumprod.back() * centred_BLE).pow(2).mean(-1));
+  auto prior_B = prior_loss_B(noised.x0_BLE, m_E.defined() && o.forward.soft_absorbing ? m_E : torch::Tensor(),
+                              s.sqrt_alphas_cumprod.back(), chosen_BL);
 
   LossTerms terms;
   auto loss_B = mse_B + o.rounding_weight * rounding_B + o.prior_weight * prior_B;
   // L4: |m| keeps the absorbing vector from drifting away (DiffuSeq-v2's reg_rate).
-  auto absorb = m_E.defined() && o.forward.soft_absorbing ? m_E.norm() : torch::zeros({}, loss_B.options());
+  auto absorb = m_E.defined() && o.forward.soft_absorbing ? at_least_fp32(m_E).norm() : torch::zeros({}, loss_B.options());
   // L5: the importance-weighted mean, plus the regulariser and the MoE losses.
   terms.total = (loss_B * weight_B.to(device, loss_B.scalar_type())).mean() + o.absorb_reg * absorb +
                 out.moe_loss.to(loss_B.scalar_type());

@@ -32,8 +32,21 @@ struct LossTerms {
   at::Tensor loss_B;  // per-example diffusion loss, detached (for the loss-aware t-sampler)
   // Detached scalars for logging.
   at::Tensor mse, rounding, prior, absorb, moe_aux, moe_z;
-  int64_t dropped = 0;  // MoE assignments dropped by a capacity
+  at::Tensor dropped;  // int64 0-dim on the device: MoE assignments dropped by a capacity
 };
+
+// The per-example terms L1-L3 (means over the chosen positions of each row, bool chosen_BL), from
+// tensors of any floating dtype: bf16 model outputs under autocast are promoted, and each term is
+// float32 (float64 for float64 inputs).
+//   mse_loss_B:      |target - x0_hat|^2 / E
+//   rounding_loss_B: CE(logits, ids); logits_NV holds the rows of chosen_rows(x0, chosen_BL) only
+//   prior_loss_B:    |sqrt_ab_last (x0 - m)|^2 / E; m_E undefined = 0
+at::Tensor mse_loss_B(const at::Tensor& x0_hat_BLE, const at::Tensor& target_BLE, const at::Tensor& chosen_BL);
+at::Tensor rounding_loss_B(const at::Tensor& logits_NV, const at::Tensor& ids_BL, const at::Tensor& chosen_BL);
+at::Tensor prior_loss_B(const at::Tensor& x0_BLE, const at::Tensor& m_E, double sqrt_ab_last,
+                        const at::Tensor& chosen_BL);
+// The chosen positions of x_BLE as rows [N, E], in row-major (b, l) order.
+at::Tensor chosen_rows(const at::Tensor& x_BLE, const at::Tensor& chosen_BL);
 
 LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const NoiseSchedule& schedule,
                          const at::Tensor& t_B, const at::Tensor& weight_B, const LossOptions& options,

@@ -19,6 +19,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/torch_compat.h"
 #include "diffusion/dpm_solver.h"
 
 namespace mds {
@@ -44,6 +45,8 @@ at::Tensor SamplerContext::predict_x0(const at::Tensor& x_BLE, double model_t) c
   MDS_CHECK(x0_BLE.defined() && x0_BLE.sizes() == x_BLE.sizes(),
             "sampler: the predictor must return x0 of shape ", x_BLE.sizes(), ", got ",
             x0_BLE.defined() ? x0_BLE.sizes() : at::IntArrayRef{});
+  // A model run under bf16 autocast returns bf16: the solver's state, its history and the updates
+  // stay in x's dtype (float32).
   x0_BLE = x0_BLE.to(dtype);
   if (options.clamp) x0_BLE = clamp_to_embeddings(x0_BLE, inputs.embedding_VE);
   return anchor(x0_BLE);
@@ -219,7 +222,8 @@ at::Tensor clamp_to_embeddings(const at::Tensor& x_BLE, const at::Tensor& embedd
       embedding_VE.defined() && embedding_VE.dim() == 2 && embedding_VE.size(1) == x_BLE.size(2),
       "clamp_to_embeddings: embedding must be [V, ", x_BLE.size(2), "]");
   const int64_t B = x_BLE.size(0), L = x_BLE.size(1), E = x_BLE.size(2);
-  // Distances in at least float32 (half precision would blur near ties).
+  // Distances in at least float32 (half precision would blur near ties), even when called under autocast.
+  const compat::NoAutocast fp32_distances(x_BLE);
   const auto work = x_BLE.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const at::Tensor emb_VE = embedding_VE.detach().to(x_BLE.device(), work);
   const at::Tensor emb_sq_V = emb_VE.pow(2).sum(-1);

@@ -46,6 +46,7 @@ TextGenerator::TextGenerator(const std::string& dir, const std::vector<std::stri
   tokenizer_ = Tokenizer::from_serialized(ck.tokenizer_model);
   set_threads(static_cast<int>(config_.get_int("train.threads")));
   device_ = resolve_device(config_.get_string("train.device"));
+  precision_ = resolve_precision(config_, "train.precision", device_);
   model_ = Denoiser(model_options_from_config(config_, tokenizer_.vocab_size()));
   load_state_dict(*model_, ck.model, dir + "/model.safetensors");
   model_->to(device_);
@@ -57,7 +58,8 @@ TextGenerator::TextGenerator(const Config& config, const Tokenizer& tokenizer, D
     : config_(config),
       tokenizer_(Tokenizer::from_serialized(tokenizer.serialized())),
       model_(std::move(model)),
-      device_(device) {
+      device_(device),
+      precision_(resolve_precision(config_, "train.precision", device_)) {
   schedule_ = NoiseSchedule::make(config_.get_string("diffusion.schedule"), config_.get_int("diffusion.steps"));
 }
 
@@ -74,6 +76,22 @@ std::vector<std::string> TextGenerator::generate(const std::vector<std::string>&
     out[i] = options[mbr_select(options, o.mbr_metric)];
   }
   return out;
+}
+
+torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOptions& options, at::Generator gen) {
+  torch::NoGradGuard no_grad;
+  SampleInputs in;
+  in.anchor_BLE = model_->embed(bt.ids_BL);
+  in.trg_mask_BL = bt.trg_mask_BL;
+  in.absorbing_E = model_->absorbing();
+  in.embedding_VE = model_->embedding_weight();
+  // Only the model call runs under autocast: the solver's state and history, clamping and the
+  // final rounding stay float32.
+  auto predict = [&](const torch::Tensor& x_BLE, const torch::Tensor& model_t_B) {
+    PrecisionScope scope(precision_, device_);
+    return model_->forward(x_BLE, model_t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLE.to(x_BLE.scalar_type());
+  };
+  return sample(schedule_, predict, in, options, gen);
 }
 
 std::vector<std::string> TextGenerator::generate_once(const std::vector<std::string>& sources,
@@ -102,15 +120,7 @@ std::vector<std::string> TextGenerator::generate_once(const std::vector<std::str
                                                      std::min(order.size(), start + static_cast<std::size_t>(o.batch_size))));
     Batch batch = pack_batch(source, idx, pack);
     BatchTensors bt = to_tensors(batch, device_);
-    SampleInputs in;
-    in.anchor_BLE = model_->embed(bt.ids_BL);
-    in.trg_mask_BL = bt.trg_mask_BL;
-    in.absorbing_E = model_->absorbing();
-    in.embedding_VE = model_->embedding_weight();
-    auto predict = [&](const torch::Tensor& x_BLE, const torch::Tensor& model_t_B) {
-      return model_->forward(x_BLE, model_t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLE;
-    };
-    torch::Tensor x0 = sample(schedule_, predict, in, o.sampler, gen);
+    torch::Tensor x0 = sample_x0(bt, o.sampler, gen);
     torch::Tensor ids_BL = model_->logits(x0).argmax(-1).cpu();
     const int64_t first = batch.src_region + 2;  // BOS, source region, SEP
     for (int64_t b = 0; b < batch.batch_size; ++b) {
