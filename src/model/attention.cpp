@@ -7,6 +7,13 @@
 
 namespace mds {
 
+MaskFacts mask_facts(const torch::Tensor& key_mask_BL, const torch::Tensor& global_mask_BL) {
+  if (key_mask_BL.numel() == 0) return {0, 0};
+  // Both facts in one copy to the host.
+  const torch::Tensor facts = torch::stack({global_mask_BL.sum(1).max(), key_mask_BL.logical_not().any().to(torch::kLong)}).cpu();
+  return {facts[0].item<int64_t>(), static_cast<int>(facts[1].item<int64_t>())};
+}
+
 SelfAttentionImpl::SelfAttentionImpl(int64_t dim, int64_t heads, AttentionOptions options, double init_std)
     : dim_(dim), heads_(heads), options_(std::move(options)) {
   TORCH_CHECK(dim % heads == 0, "model.dim (", dim, ") must be divisible by model.heads (", heads, ")");
@@ -26,7 +33,7 @@ torch::Tensor SelfAttentionImpl::split_heads(const torch::Tensor& x_BLD) const {
 }
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x_BLD, const torch::Tensor& key_mask_BL,
-                                         const torch::Tensor& global_mask_BL) {
+                                         const torch::Tensor& global_mask_BL, const MaskFacts& facts) {
   const auto B = x_BLD.size(0), L = x_BLD.size(1);
   auto qkv = qkv_->forward(x_BLD).chunk(3, /*dim=*/-1);
   auto q_BHLK = split_heads(qkv[0]), k_BHLK = split_heads(qkv[1]), v_BHLK = split_heads(qkv[2]);
@@ -36,21 +43,24 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x_BLD, const torch
     kernels::SlidingAttentionParams params;
     params.window = options_.window;
     params.dilation = options_.dilation_head;
+    params.max_globals = facts.max_globals;
+    params.key_padding = facts.key_padding;
     out_BHLK = kernels::sliding_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, global_mask_BL, params);
   } else {
     // Dense: every query sees every non-padding key.
     auto mask_BHLL = key_mask_BL.view({B, 1, 1, L}).expand({B, heads_, L, L});
     out_BHLK = kernels::dense_masked_attention(q_BHLK, k_BHLK, v_BHLK, mask_BHLL);
   }
-  if (options_.global_projections) out_BHLK = global_rows(x_BLD, key_mask_BL, global_mask_BL, out_BHLK);
+  if (options_.global_projections) out_BHLK = global_rows(x_BLD, key_mask_BL, global_mask_BL, out_BHLK, facts.max_globals);
   return out_->forward(out_BHLK.transpose(1, 2).reshape({B, L, dim_}));
 }
 
 // Global rows attend to every non-padding key through their own projections (O(G * L)).
 torch::Tensor SelfAttentionImpl::global_rows(const torch::Tensor& x_BLD, const torch::Tensor& key_mask_BL,
-                                             const torch::Tensor& global_mask_BL, torch::Tensor out_BHLK) {
+                                             const torch::Tensor& global_mask_BL, torch::Tensor out_BHLK,
+                                             int64_t max_globals) {
   const auto B = x_BLD.size(0), L = x_BLD.size(1), K = dim_ / heads_;
-  const int64_t G = global_mask_BL.sum(1).max().item<int64_t>();
+  const int64_t G = max_globals >= 0 ? max_globals : global_mask_BL.sum(1).max().item<int64_t>();
   if (G == 0) return out_BHLK;
   // Global positions first (stable), padded to G per row; `valid_BG` marks real ones.
   auto order_BL = std::get<1>(global_mask_BL.to(torch::kInt).sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));

@@ -14,13 +14,21 @@
 
 namespace mds {
 
+// Facts about one batch's masks that each layer's attention would otherwise find with a device sync;
+// the denoiser works them out once per forward (one sync). Negative = unknown.
+struct MaskFacts {
+  int64_t max_globals = -1;  // the most global tokens in a row
+  int key_padding = -1;      // 1 when some key is padding
+};
+MaskFacts mask_facts(const torch::Tensor& key_mask_BL, const torch::Tensor& global_mask_BL);
+
 class SelfAttentionImpl : public torch::nn::Module {
  public:
   SelfAttentionImpl(int64_t dim, int64_t heads, AttentionOptions options, double init_std);
 
   // x_BLD -> out_BLD (after the output projection).
   torch::Tensor forward(const torch::Tensor& x_BLD, const torch::Tensor& key_mask_BL,
-                        const torch::Tensor& global_mask_BL);
+                        const torch::Tensor& global_mask_BL, const MaskFacts& facts = {});
 
   const AttentionOptions& options() const { return options_; }
   void set_sparse(bool sparse) { options_.sparse = sparse; }
@@ -28,7 +36,7 @@ class SelfAttentionImpl : public torch::nn::Module {
  private:
   torch::Tensor split_heads(const torch::Tensor& x_BLD) const;  // -> x_BHLK
   torch::Tensor global_rows(const torch::Tensor& x_BLD, const torch::Tensor& key_mask_BL,
-                            const torch::Tensor& global_mask_BL, torch::Tensor out_BHLK);
+                            const torch::Tensor& global_mask_BL, torch::Tensor out_BHLK, int64_t max_globals);
 
   int64_t dim_, heads_;
   AttentionOptions options_;

@@ -22,7 +22,7 @@ BlockImpl::BlockImpl(const ModelOptions& o, int64_t layer) : pre_norm_(o.pre_nor
 }
 
 BlockOutput BlockImpl::forward(const torch::Tensor& h_BLD, const torch::Tensor& key_mask_BL,
-                               const torch::Tensor& global_mask_BL) {
+                               const torch::Tensor& global_mask_BL, const MaskFacts& facts) {
   const auto B = h_BLD.size(0), L = h_BLD.size(1), D = h_BLD.size(2);
   BlockOutput out;
   auto ffn = [&](const torch::Tensor& x_BLD) {
@@ -31,10 +31,10 @@ BlockOutput BlockImpl::forward(const torch::Tensor& h_BLD, const torch::Tensor& 
   };
   torch::Tensor h = h_BLD;
   if (pre_norm_) {
-    h = h + dropout_->forward(attention_->forward(ln1_->forward(h), key_mask_BL, global_mask_BL));
+    h = h + dropout_->forward(attention_->forward(ln1_->forward(h), key_mask_BL, global_mask_BL, facts));
     h = h + dropout_->forward(ffn(ln2_->forward(h)));
   } else {
-    h = ln1_->forward(h + dropout_->forward(attention_->forward(h, key_mask_BL, global_mask_BL)));
+    h = ln1_->forward(h + dropout_->forward(attention_->forward(h, key_mask_BL, global_mask_BL, facts)));
     h = ln2_->forward(h + dropout_->forward(ffn(h)));
   }
   out.h_BLD = h;

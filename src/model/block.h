@@ -21,7 +21,7 @@ class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const ModelOptions& options, int64_t layer);
   BlockOutput forward(const torch::Tensor& h_BLD, const torch::Tensor& key_mask_BL,
-                      const torch::Tensor& global_mask_BL);
+                      const torch::Tensor& global_mask_BL, const MaskFacts& facts = {});
   SelfAttention& attention() { return attention_; }
   MoeLayer& moe() { return moe_; }
 

@@ -56,14 +56,17 @@ DenoiserOutput DenoiserImpl::forward(const torch::Tensor& x_t_BLE, const torch::
   auto opts = torch::TensorOptions().dtype(torch::kFloat).device(x_t_BLE.device());
   out.aux_loss = torch::zeros({}, opts);
   out.z_loss = torch::zeros({}, opts);
+  std::vector<torch::Tensor> dropped;  // summed on the device: no host sync per layer
+  const MaskFacts facts = mask_facts(key_mask_BL, global_mask_BL);
   for (auto& block : blocks_) {
-    BlockOutput b = block->forward(h, key_mask_BL, global_mask_BL);
+    BlockOutput b = block->forward(h, key_mask_BL, global_mask_BL, facts);
     h = b.h_BLD;
     out.aux_loss = out.aux_loss + b.moe.aux_loss;
     out.z_loss = out.z_loss + b.moe.z_loss;
     out.tokens_per_expert.push_back(b.moe.tokens_per_expert_E);
-    out.dropped += b.moe.dropped;
+    dropped.push_back(b.moe.dropped);
   }
+  out.dropped = dropped.empty() ? torch::zeros({}, opts.dtype(torch::kLong)) : torch::stack(dropped).sum();
   // Averaged over layers, so the weights mean the same whatever the depth (MegaBlocks does this).
   out.aux_loss = out.aux_loss / static_cast<double>(blocks_.size());
   out.z_loss = out.z_loss / static_cast<double>(blocks_.size());

@@ -27,8 +27,8 @@ struct DenoiserOutput {
   torch::Tensor logits_BLV;  // rounding head on x0_BLE, when asked for
   torch::Tensor moe_loss;    // aux_loss_weight * aux_loss + z_loss_weight * z_loss (scalar)
   torch::Tensor aux_loss, z_loss;  // means over layers, unweighted (for logging)
-  std::vector<torch::Tensor> tokens_per_expert;  // per layer, int64 [E]
-  int64_t dropped = 0;                           // assignments dropped by the capacity, all layers
+  std::vector<torch::Tensor> tokens_per_expert;  // per layer, int64 [E], on the model's device
+  torch::Tensor dropped;  // int64 0-dim on the model's device: assignments dropped, all layers
 };
 
 struct ParameterCounts {

@@ -25,6 +25,7 @@
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
 #include "model/device.h"
+#include "model/precision.h"
 #include "model/state_dict.h"
 #include "train/checkpoint.h"
 #include "train/metrics_log.h"
@@ -70,14 +71,15 @@ LossOptions loss_options(const Config& c) {
 // Running sums of the logged terms between two log lines.
 struct Window {
   double loss = 0, mse = 0, rounding = 0, prior = 0, absorb = 0, aux = 0, z = 0, grad_norm = 0;
-  int64_t steps = 0, tokens = 0, dropped = 0, skipped = 0;
+  int64_t steps = 0, tokens = 0, skipped = 0;
+  torch::Tensor dropped;  // MoE drops, summed on the device; read (one sync) when the window is logged
   Clock::time_point start = Clock::now();
 };
 
 // Mean validation loss over a fixed set of batches, with its own fixed random draws: comparable across
 // validations, and the training generator is left exactly as it was.
 double validate(Denoiser& model, const ExampleSource& valid, const Config& c, const NoiseSchedule& schedule,
-                const LossOptions& loss_opts, c10::Device device) {
+                const LossOptions& loss_opts, c10::Device device, Precision precision) {
   auto gen = at::detail::getDefaultCPUGenerator();
   const auto saved = gen.get_state();
   gen.set_current_seed(static_cast<uint64_t>(c.get_int("train.seed")) + 7919);
@@ -93,6 +95,7 @@ double validate(Denoiser& model, const ExampleSource& valid, const Config& c, co
     Batch batch = pack_batch(valid, examples, pack_options(c));
     BatchTensors t = to_tensors(batch, device);
     auto draw = uniform.sample(batch.batch_size, gen);
+    PrecisionScope scope(precision, device);  // as in training, so the two losses compare
     LossTerms terms = diffusion_loss(model, t, schedule, draw.t_B, draw.weight_B, loss_opts, gen);
     sum += terms.loss_B.sum().item<double>();
     count += batch.batch_size;
@@ -166,6 +169,9 @@ TrainResult train(const Config& c, const TrainOptions& options) {
 
   set_threads(static_cast<int>(c.get_int("train.threads")));
   const c10::Device device = resolve_device(c.get_string("train.device"));
+  const Precision precision = resolve_precision(c, "train.precision", device);
+  log_info("training on ", device, " in ", to_string(precision), " (train.precision = \"",
+           c.get_string("train.precision"), "\"; weights, optimizer state and losses in fp32)");
   seed_everything(static_cast<uint64_t>(c.get_int("train.seed")));
   auto gen = at::detail::getDefaultCPUGenerator();
 
@@ -242,6 +248,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
                         {"bad_steps_in_row", bad_in_row},
                         {"evals_without_gain", evals_without_gain},
                         {"tokens", tokens_total},
+                        {"device", device.str()},            // informational: how this state was made
+                        {"precision", to_string(precision)},
                         {"best_valid", std::isnan(best_valid) ? nlohmann::json(nullptr) : nlohmann::json(best_valid)}};
     ck.tokenizer_model = tokenizer.serialized();
     ck.config_toml = c.to_toml(true);
@@ -295,7 +303,13 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       step_tokens += batch.tokens();
       BatchTensors bt = to_tensors(batch, device);
       auto draw = t_sampler.sample(batch.batch_size, gen);
-      LossTerms terms = diffusion_loss(model, bt, schedule, draw.t_B, draw.weight_B, loss_opts, gen);
+      LossTerms terms;
+      {
+        // Forward and loss under autocast (bf16); backward and the optimizer step outside it: the
+        // parameters stay fp32 master weights and receive fp32 gradients.
+        PrecisionScope scope(precision, device);
+        terms = diffusion_loss(model, bt, schedule, draw.t_B, draw.weight_B, loss_opts, gen);
+      }
       const double value = terms.total.item<double>();
       if (!std::isfinite(value)) { finite = false; break; }
       (terms.total / static_cast<double>(accum)).backward();
@@ -337,7 +351,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     window.aux += last.moe_aux.item<double>();
     window.z += last.moe_z.item<double>();
     window.grad_norm += grad_norm;
-    window.dropped += last.dropped;
+    window.dropped = window.dropped.defined() ? window.dropped + last.dropped : last.dropped;
     window.tokens += step_tokens;
     ++window.steps;
 
@@ -349,7 +363,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       metrics_log.write({{"step", step}, {"loss", window.loss / n}, {"mse", window.mse / n},
                      {"rounding", window.rounding / n}, {"prior", window.prior / n}, {"absorb", window.absorb / n},
                      {"moe_aux", window.aux / n}, {"moe_z", window.z / n}, {"grad_norm", window.grad_norm / n},
-                     {"lr", lr}, {"tokens_per_s", tok_s}, {"moe_dropped", window.dropped},
+                     {"lr", lr}, {"tokens_per_s", tok_s},
+                     {"moe_dropped", window.dropped.defined() ? window.dropped.item<int64_t>() : int64_t{0}},
                      {"skipped_steps", window.skipped}, {"epoch", batcher.epoch()},
                      {"elapsed_s", seconds_since(t_start)}});
       const std::string line = str_cat("step ", step, "/", total_steps, "  loss ", window.loss / n, " (mse ",
@@ -363,7 +378,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
 
     bool saved_this_step = false;
     if (valid_data && eval_every > 0 && (step % eval_every == 0 || step == total_steps)) {
-      const double loss_v = validate(model, *valid_data, c, schedule, loss_opts, device);
+      const double loss_v = validate(model, *valid_data, c, schedule, loss_opts, device, precision);
       nlohmann::json record = {{"step", step}, {"valid_loss", loss_v}};
       double v = loss_v;
       if (c.get_int("train.eval_samples") > 0) {
