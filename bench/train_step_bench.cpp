@@ -1,0 +1,452 @@
+// Benchmark (not a test): training throughput of the default model, one whole optimizer step at a
+// time, in tokens per second against the sequence length L; then the longest L that trains at
+// batch 1.
+//
+// Dimensions: B batch, L length (= S source + T target region + 2: BOS and SEP), E embedding dim.
+//
+// The model is the project's defaults (src/core/config_schema.cpp: model.dim 768, 12 layers, 12
+// heads, ffn 3072, moe 8 experts top-2, sparse attention window 256, dilation 1 in the lower half
+// of the layers and 2 in the upper half, globals BOS+SEP) with random weights. The only keys set
+// are those a run at these lengths needs: data.max_trg_len = T, data.max_src_len = S of the longest
+// L (so model.max_positions, derived from them, covers it) and data.batch_tokens. A smaller model
+// (smoke tests) comes from --dim/--layers/... or --set KEY=VALUE.
+//
+// Batches are synthetic but packed by pack_batch as the batcher does: B rows of BOS, S random
+// source ids, SEP, a target region of T (T-1 random ids and EOS), key_mask all ones (no source
+// padding), global_mask on BOS and SEP; T = min(data.max_trg_len = 128, L/2), B = max(1,
+// --tokens-per-step / L) (32768 tokens per step on CUDA; 2048 on CPU, where this is a smoke test).
+//
+// One step is what train() does per step (src/train/trainer.cpp, train.grad_accum = 1): batch to
+// the device, the loss-aware t sampler's draw, diffusion_loss (forward process, denoiser, loss;
+// under bf16 autocast on CUDA: compat::AutocastScope(kCUDA, true, bf16), as the trainer does),
+// loss.item() (the trainer's finiteness check), backward, the t sampler's update, gradient clipping
+// (train.grad_clip), AdamW (train.lr schedule) and the EMA update (train.ema_decay). Warm-up
+// steps, then --steps timed steps between two device synchronisations (fewer if --max-seconds runs
+// out after at least 3); tokens/s = B * L * steps / seconds (padding included, as the trainer's).
+//
+// The longest L at batch 1: from --longest-start (32768), doubling, a fresh model per L (its
+// position table must hold L), one warm-up and one timed step, until one runs out of memory.
+//
+//   train_step_bench [--device auto|cpu|cuda] [--lengths 512,2048,8192,16384,32768]
+//                    [--tokens-per-step 32768 (CUDA) | 2048 (CPU)] [--warmup 3] [--steps 10] [--max-seconds 60]
+//                    [--longest auto|on|off] [--longest-start 32768] [--longest-max 1048576]
+//                    [--precision auto|bf16|fp32] [--dim D --layers N --heads H --ffn-dim F
+//                    --experts E --top-k K --window W] [--set KEY=VALUE]... [--json PATH]
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/bench_common.h"
+#include "bench/bench_model.h"
+#include "core/config.h"
+#include "core/torch_compat.h"
+#include "data/batcher.h"
+#include "data/example_source.h"
+#include "data/special_tokens.h"
+#include "diffusion/loss.h"
+#include "diffusion/schedule.h"
+#include "diffusion/t_sampler.h"
+#include "model/batch_tensors.h"
+#include "model/denoiser.h"
+#include "model/model_options.h"
+#include "train/optim.h"
+
+namespace mds {
+namespace {
+
+struct Options {
+  std::string device = "auto";
+  std::vector<int64_t> lengths{512, 2048, 8192, 16384, 32768};
+  int64_t tokens_per_step = 0;  // 0 = 32768 on CUDA, 2048 on CPU
+  int64_t warmup = 3, steps = 10;
+  double max_seconds = 60.0;  // per length, for the timed steps
+  std::string longest = "auto";  // auto = on with CUDA, off on CPU
+  int64_t longest_start = 32768, longest_max = 1 << 20;
+  std::string precision = "auto";
+  int64_t trg_len = 0;  // 0 = data.max_trg_len's default
+  bench::ModelFlags model;
+  uint64_t seed = 102;
+  std::string json_path = "bench/results/train_step.json";
+};
+
+// Issue targets: tokens/s at L.
+struct Target {
+  int64_t L;
+  double tokens_per_s;
+};
+const std::vector<Target> kTargets = {{8192, 250000.0}, {32768, 200000.0}};
+
+double target_at(int64_t L) {
+  for (const Target& t : kTargets)
+    if (t.L == L) return t.tokens_per_s;
+  return -1.0;
+}
+
+// The shape of a row of length L: target region T and source region S (L = S + T + 2).
+struct Shape {
+  int64_t S = 0, T = 0;
+};
+
+Shape shape_for(int64_t L, int64_t max_trg_len) {
+  MDS_CHECK(L >= 4, "length ", L, " is too short for BOS, SEP and a target region");
+  Shape s;
+  s.T = std::max<int64_t>(1, std::min(max_trg_len, L / 2));
+  s.S = L - s.T - 2;
+  return s;
+}
+
+// The target region asked for: --trg-len, else data.max_trg_len (default 128, or from --set).
+int64_t base_trg_len(const Options& opt) {
+  return opt.trg_len > 0 ? opt.trg_len : bench::model_config(opt.model).get_int("data.max_trg_len");
+}
+
+// The configuration: defaults, the model flags, --set, and the data keys that make room for L.
+Config make_config(const Options& opt, int64_t longest_L) {
+  Config c = bench::model_config(opt.model);
+  const Shape shape = shape_for(longest_L, base_trg_len(opt));
+  bench::set_int(c, "data.max_trg_len", shape.T);
+  bench::set_int(c, "data.max_src_len", shape.S);
+  bench::set_int(c, "data.batch_tokens", std::max<int64_t>(c.get_int("data.batch_tokens"), longest_L));
+  c.validate();
+  return c;
+}
+
+// B rows of length L packed as the batcher packs them, with random ids.
+Batch synthetic_batch(const Config& c, const Options& opt, int64_t B, int64_t L, uint64_t seed) {
+  const int64_t vocab = opt.model.vocab;
+  const Shape shape = shape_for(L, base_trg_len(opt));
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> token(SpecialTokens::count, static_cast<int32_t>(vocab - 1));
+  InMemorySource source;
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<int32_t> src(static_cast<size_t>(shape.S)), trg(static_cast<size_t>(shape.T - 1));
+    for (auto& id : src) id = token(rng);
+    for (auto& id : trg) id = token(rng);
+    source.add(std::move(src), std::move(trg));
+  }
+  PackOptions pack;
+  pack.max_src_len = static_cast<int>(shape.S);
+  pack.max_trg_len = static_cast<int>(shape.T);
+  pack.truncation = parse_truncation(c.get_string("data.truncation"));
+  pack.trg_pad = TargetPadding::max;
+  pack.globals = parse_global_tokens(c.get_string("attention.globals"));
+  std::vector<size_t> examples(static_cast<size_t>(B));
+  for (size_t i = 0; i < examples.size(); ++i) examples[i] = i;
+  Batch batch = pack_batch(source, examples, pack);
+  MDS_CHECK(batch.length == L, "internal error: packed length ", batch.length, " != ", L);
+  return batch;
+}
+
+// A model with its optimizer state, as train() sets them up.
+struct Trainee {
+  Denoiser model{nullptr};
+  std::vector<torch::Tensor> params;
+  std::unique_ptr<AdamW> optimizer;
+  std::unique_ptr<Ema> ema;
+  NoiseSchedule schedule;
+  std::unique_ptr<TimestepSampler> t_sampler;
+  LossOptions loss;
+  int64_t step = 0;
+};
+
+std::unique_ptr<Trainee> make_trainee(const Config& c, const Options& opt, const c10::Device& device) {
+  auto t = std::make_unique<Trainee>();
+  t->model = Denoiser(model_options_from_config(c, opt.model.vocab));
+  t->model->to(device);
+  t->model->train();
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (auto& p : t->model->named_parameters()) {
+    named.emplace_back(p.key(), p.value());
+    t->params.push_back(p.value());
+  }
+  AdamWOptions adam;
+  adam.lr = c.get_float("train.lr");
+  adam.beta1 = c.get_float("train.adam_beta1");
+  adam.beta2 = c.get_float("train.adam_beta2");
+  adam.eps = c.get_float("train.adam_eps");
+  adam.weight_decay = c.get_float("train.weight_decay");
+  t->optimizer = std::make_unique<AdamW>(named, adam);
+  if (c.get_float("train.ema_decay") > 0) t->ema = std::make_unique<Ema>(*t->model, c.get_float("train.ema_decay"));
+  t->schedule = NoiseSchedule::make(c.get_string("diffusion.schedule"), c.get_int("diffusion.steps"));
+  t->t_sampler = std::make_unique<TimestepSampler>(c.get_string("diffusion.t_sampler"), t->schedule.steps);
+  t->loss.target_only = c.get_string("loss.positions") == "target";
+  t->loss.rounding_weight = c.get_float("loss.rounding_weight");
+  t->loss.prior_weight = c.get_float("loss.prior_weight");
+  t->loss.absorb_reg = c.get_float("loss.absorb_reg");
+  t->loss.forward.soft_absorbing = c.get_bool("diffusion.soft_absorbing");
+  t->loss.forward.absorb_rate = c.get_float("diffusion.absorb_rate");
+  return t;
+}
+
+// One optimizer step as train() takes it; returns whether the loss was finite (else skipped).
+bool train_step(Trainee& t, const Config& c, const Batch& batch, const c10::Device& device, bool bf16) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  t.optimizer->zero_grad();
+  BatchTensors bt = to_tensors(batch, device);
+  auto draw = t.t_sampler->sample(batch.batch_size, gen);
+  LossTerms terms;
+  {
+    compat::AutocastScope autocast(device.type(), bf16, at::kBFloat16);
+    terms = diffusion_loss(t.model, bt, t.schedule, draw.t_B, draw.weight_B, t.loss, gen);
+  }
+  const double value = terms.total.item<double>();
+  ++t.step;
+  if (!std::isfinite(value)) {
+    t.optimizer->zero_grad();
+    return false;
+  }
+  terms.total.backward();
+  t.t_sampler->update(draw.t_B, terms.loss_B);
+  clip_gradients(t.params, c.get_float("train.grad_clip"));
+  const double lr = learning_rate(t.step - 1, c.get_int("train.steps"), c.get_int("train.warmup_steps"),
+                                  c.get_float("train.lr"), c.get_float("train.min_lr"));
+  t.optimizer->step(lr);
+  if (t.ema) t.ema->update(*t.model);
+  return true;
+}
+
+struct Run {
+  int64_t L = 0, B = 0, S = 0, T = 0;  // T: target region, S: source region
+  std::string status = "not run";  // ok | oom | error
+  std::string detail;
+  int64_t steps = 0, skipped = 0;  // timed steps; non-finite losses among all steps
+  double seconds = 0.0, tokens_per_s = -1.0, step_ms = -1.0, peak_gib = -1.0;
+};
+
+nlohmann::json to_json(const Run& r) {
+  const auto num = bench::number_or_null;
+  return {{"L", r.L},
+          {"batch", r.B},
+          {"tokens_per_step", r.B * r.L},
+          {"src_region", r.S},
+          {"trg_region", r.T},
+          {"status", r.status},
+          {"detail", r.detail},
+          {"timed_steps", r.steps},
+          {"skipped_steps", r.skipped},
+          {"seconds", r.seconds},
+          {"tokens_per_s", num(r.tokens_per_s)},
+          {"step_ms", num(r.step_ms)},
+          {"peak_allocated_gib", num(r.peak_gib)}};
+}
+
+Run measure(Trainee& t, const Config& c, const Options& opt, int64_t L, int64_t B, int64_t warmup, int64_t steps,
+            const c10::Device& device, bool bf16) {
+  Run r;
+  r.L = L;
+  r.B = B;
+  try {
+    const Batch batch = synthetic_batch(c, opt, B, L, opt.seed + static_cast<uint64_t>(L));
+    r.S = batch.src_region;
+    r.T = batch.trg_region;
+    bench::sync(device);
+    bench::reset_peak_memory(device);
+    for (int64_t i = 0; i < warmup; ++i)
+      if (!train_step(t, c, batch, device, bf16)) ++r.skipped;
+    bench::sync(device);
+    const auto start = bench::Clock::now();
+    for (int64_t i = 0; i < steps; ++i) {
+      if (!train_step(t, c, batch, device, bf16)) ++r.skipped;
+      ++r.steps;
+      if (r.steps >= 3 && bench::ms_since(start) > 1000.0 * opt.max_seconds) break;
+    }
+    bench::sync(device);
+    r.seconds = bench::ms_since(start) / 1000.0;
+    r.tokens_per_s = static_cast<double>(B * L * r.steps) / std::max(1e-9, r.seconds);
+    r.step_ms = 1000.0 * r.seconds / static_cast<double>(std::max<int64_t>(1, r.steps));
+    const double peak_mib = bench::cuda_allocated_mib(device, /*peak=*/true);
+    r.peak_gib = peak_mib < 0 ? -1.0 : peak_mib / 1024.0;
+    r.status = "ok";
+  } catch (const std::exception& e) {
+    r.status = bench::is_oom(e) ? "oom" : "error";
+    r.detail = bench::first_line(e);
+  }
+  // Gradients and cached blocks of this length go before the next one is measured.
+  t.optimizer->zero_grad();
+  bench::empty_cache(device);
+  return r;
+}
+
+int bench_main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"Training throughput (tokens/s) of the default model against L, and the longest L at batch 1"};
+  app.add_option("--device", opt.device, "auto (cuda when a GPU is visible), cpu or cuda");
+  app.add_option("--lengths", opt.lengths, "sequence lengths L")->delimiter(',');
+  app.add_option("--tokens-per-step", opt.tokens_per_step, "B = max(1, this / L) (0 = 32768 on CUDA, 2048 on CPU)");
+  app.add_option("--warmup", opt.warmup, "untimed steps per length");
+  app.add_option("--steps", opt.steps, "timed steps per length");
+  app.add_option("--max-seconds", opt.max_seconds,
+                 "stop timing a length after this many seconds (at least 3 steps are timed)");
+  app.add_option("--longest", opt.longest, "search the longest L at batch 1: auto (with CUDA), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  app.add_option("--longest-start", opt.longest_start, "first L of the search (doubling)");
+  app.add_option("--longest-max", opt.longest_max, "stop the search here");
+  app.add_option("--precision", opt.precision, "auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
+  bench::add_model_flags(app, opt.model);
+  app.add_option("--trg-len", opt.trg_len, "target region T (0 = data.max_trg_len's default, 128; at most L/2)");
+  app.add_option("--seed", opt.seed, "seed of the weights, the ids and the noise");
+  app.add_option("--json", opt.json_path, "where to write the results");
+  CLI11_PARSE(app, argc, argv);
+  MDS_CHECK(!opt.lengths.empty(), "--lengths is empty");
+  MDS_CHECK(opt.steps >= 1 && opt.warmup >= 0, "--steps must be >= 1 and --warmup >= 0");
+
+  const c10::Device device = bench::pick_device(opt.device);
+  if (opt.tokens_per_step <= 0) opt.tokens_per_step = device.is_cuda() ? 32768 : 2048;
+  const bool bf16 = opt.precision == "bf16" || (opt.precision == "auto" && device.is_cuda());
+  const bool search = opt.longest == "on" || (opt.longest == "auto" && device.is_cuda());
+  const int64_t max_L = *std::max_element(opt.lengths.begin(), opt.lengths.end());
+  at::manual_seed(opt.seed);
+
+  const Config config = make_config(opt, max_L);
+  auto trainee = make_trainee(config, opt, device);
+  std::printf("training step on %s, %s, %s\n%s\n", bench::device_name(device).c_str(),
+              bf16 ? "bf16 autocast" : "fp32", torch::cuda::is_available() ? "CUDA visible" : "no GPU",
+              trainee->model->describe().c_str());
+  std::printf("%lld warm-up + %lld timed steps per length, B = max(1, %lld / L)\n",
+              static_cast<long long>(opt.warmup), static_cast<long long>(opt.steps),
+              static_cast<long long>(opt.tokens_per_step));
+  std::fflush(stdout);
+
+  std::vector<Run> runs;
+  for (const int64_t L : opt.lengths) {
+    const int64_t B = std::max<int64_t>(1, opt.tokens_per_step / L);
+    runs.push_back(measure(*trainee, config, opt, L, B, opt.warmup, opt.steps, device, bf16));
+    const Run& r = runs.back();
+    std::printf("  L=%lld B=%lld: %s%s\n", static_cast<long long>(L), static_cast<long long>(B),
+                r.status == "ok" ? (bench::fixed(r.tokens_per_s, 0) + " tok/s").c_str() : r.status.c_str(),
+                r.detail.empty() ? "" : (": " + r.detail).c_str());
+    std::fflush(stdout);
+  }
+  const nlohmann::json model_json = bench::model_json(config, opt.model, trainee->model);
+  trainee.reset();
+  bench::empty_cache(device);
+
+  // The longest L that trains at batch 1.
+  std::vector<Run> search_runs;
+  int64_t longest = 0;
+  std::string stop_reason = "not searched";
+  if (search) {
+    stop_reason = "reached --longest-max";
+    for (int64_t L = opt.longest_start; L <= opt.longest_max; L *= 2) {
+      // A length the table already trained at batch 1 needs no second model.
+      const auto done = std::find_if(runs.begin(), runs.end(),
+                                     [&](const Run& r) { return r.L == L && r.B == 1 && r.status == "ok"; });
+      if (done != runs.end()) {
+        longest = L;
+        std::printf("  longest search L=%lld: trained at batch 1 above\n", static_cast<long long>(L));
+        continue;
+      }
+      Run r;
+      try {
+        const Config c = make_config(opt, L);
+        auto t = make_trainee(c, opt, device);
+        r = measure(*t, c, opt, L, 1, 1, 1, device, bf16);
+      } catch (const std::exception& e) {  // the model itself did not fit
+        r.L = L;
+        r.B = 1;
+        r.status = bench::is_oom(e) ? "oom" : "error";
+        r.detail = bench::first_line(e);
+      }
+      bench::empty_cache(device);
+      search_runs.push_back(r);
+      std::printf("  longest search L=%lld: %s%s\n", static_cast<long long>(L),
+                  r.status == "ok" ? (bench::fixed(r.tokens_per_s, 0) + " tok/s").c_str() : r.status.c_str(),
+                  r.detail.empty() ? "" : (": " + r.detail).c_str());
+      std::fflush(stdout);
+      if (r.status != "ok") {
+        stop_reason = r.status == "oom" ? "out of memory at L=" + std::to_string(L)
+                                        : "error at L=" + std::to_string(L) + ": " + r.detail;
+        break;
+      }
+      longest = L;
+    }
+  }
+
+  std::printf("\n%7s %4s %10s %13s %9s %9s  %-14s %s\n", "L", "B", "step ms", "tokens/s", "peak GiB", "steps",
+              "target", "result");
+  bool all_pass = true;
+  int checked = 0;
+  nlohmann::json results = nlohmann::json::array();
+  for (const Run& r : runs) {
+    const double target = target_at(r.L);
+    std::string verdict = "-";
+    if (target > 0) {
+      const bool pass = r.status == "ok" && r.tokens_per_s >= target;
+      verdict = bench::pass_fail(true, pass);
+      all_pass = all_pass && pass;
+      ++checked;
+    }
+    std::printf("%7lld %4lld %10s %13s %9s %9lld  %-14s %s\n", static_cast<long long>(r.L),
+                static_cast<long long>(r.B), r.status == "ok" ? bench::fixed(r.step_ms, 1).c_str() : r.status.c_str(),
+                bench::fixed(r.tokens_per_s, 0).c_str(), bench::fixed(r.peak_gib, 2).c_str(),
+                static_cast<long long>(r.steps), target > 0 ? (">= " + bench::fixed(target / 1000, 0) + "k").c_str() : "-",
+                verdict.c_str());
+    nlohmann::json j = to_json(r);
+    j["target_tokens_per_s"] = target > 0 ? nlohmann::json(target) : nlohmann::json(nullptr);
+    j["result"] = verdict;
+    results.push_back(j);
+  }
+  if (search) {
+    const Run* at_longest = nullptr;
+    for (const Run& r : search_runs)
+      if (r.L == longest && r.status == "ok") at_longest = &r;
+    std::printf("longest L at batch 1: %s (%s)%s\n", longest > 0 ? std::to_string(longest).c_str() : "none",
+                stop_reason.c_str(),
+                at_longest ? (": " + bench::fixed(at_longest->tokens_per_s, 0) + " tok/s" +
+                              (at_longest->peak_gib >= 0 ? ", peak " + bench::fixed(at_longest->peak_gib, 1) + " GiB"
+                                                         : std::string()))
+                                 .c_str()
+                           : "");
+  }
+  std::printf("reference (issue): DiffuSeq with fused dense attention 254k tok/s at L=1024, 137k at L=8192\n");
+  std::printf("targets: %s\n", checked == 0 ? "none measured" : all_pass ? "all PASS" : "some FAIL");
+
+  nlohmann::json search_json = nlohmann::json::array();
+  for (const Run& r : search_runs) search_json.push_back(to_json(r));
+  nlohmann::json params = {{"lengths", opt.lengths},     {"tokens_per_step", opt.tokens_per_step},
+                           {"warmup", opt.warmup},       {"steps", opt.steps},
+                           {"max_seconds", opt.max_seconds}, {"precision", bf16 ? "bf16 autocast" : "fp32"},
+                           {"seed", opt.seed},
+                           {"grad_clip", config.get_float("train.grad_clip")},
+                           {"ema_decay", config.get_float("train.ema_decay")},
+                           {"t_sampler", config.get_string("diffusion.t_sampler")},
+                           {"trg_region", "min(" + std::to_string(base_trg_len(opt)) + ", L/2): see results"}};
+  nlohmann::json targets = nlohmann::json::array();
+  for (const Target& t : kTargets) targets.push_back({{"L", t.L}, {"tokens_per_s", t.tokens_per_s}});
+  nlohmann::json report = {{"benchmark", "train_step"},
+                           {"machine", bench::machine_json(device)},
+                           {"model", model_json},
+                           {"params", params},
+                           {"targets", targets},
+                           {"results", results},
+                           {"longest_batch1",
+                            {{"searched", search},
+                             {"L", longest > 0 ? nlohmann::json(longest) : nlohmann::json(nullptr)},
+                             {"stop_reason", stop_reason},
+                             {"runs", search_json}}},
+                           {"all_targets_pass", checked > 0 && all_pass}};
+  bench::write_json(opt.json_path, report);
+  return 0;
+}
+
+}  // namespace
+}  // namespace mds
+
+int main(int argc, char** argv) {
+  try {
+    return mds::bench_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_step_bench: %s\n", mds::bench::first_line(e).c_str());
+    return 1;
+  }
+}
