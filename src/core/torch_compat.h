@@ -96,14 +96,15 @@ struct FlashForward {
   at::Tensor rng_state, unused;
 };
 
-// Windowed FlashAttention-2 (keys j with |i - j| <= window) on q, k, v [N, L, H, K] (stride(-1) == 1,
-// fp16 or bf16, CUDA). Throws where LibTorch has no windowed flash op.
+// FlashAttention-2 on q [N, Lq, H, K] and k, v [N, Lk, H, K] (stride(-1) == 1, fp16 or bf16, CUDA): with
+// window >= 0 query i sees the keys j with |i - j| <= window (Lq == Lk), with window < 0 every key.
+// Throws where LibTorch has no such op.
 inline FlashForward flash_window_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                          double scale, int64_t window) {
 #if MDS_TORCH_HAS_FLASH_WINDOW
-  const int64_t L = q.size(1);
-  auto r = at::_flash_attention_forward(q, k, v, c10::nullopt, c10::nullopt, L, L, 0.0, /*is_causal=*/false,
-                                        /*return_debug_mask=*/false, scale, window, window);
+  const c10::optional<int64_t> w = window >= 0 ? c10::optional<int64_t>(window) : c10::nullopt;
+  auto r = at::_flash_attention_forward(q, k, v, c10::nullopt, c10::nullopt, q.size(1), k.size(1), 0.0,
+                                        /*is_causal=*/false, /*return_debug_mask=*/false, scale, w, w);
   return {std::get<0>(r), std::get<1>(r), std::get<2>(r), std::get<3>(r)};
 #else
   (void)k, (void)v, (void)scale, (void)window;
@@ -112,15 +113,15 @@ inline FlashForward flash_window_forward(const at::Tensor& q, const at::Tensor& 
 #endif
 }
 
-// Gradients of the windowed attention given the output and log-sum-exp to use in the backward pass
-// (which may be those of a larger attention that this window is part of, merged through the LSE).
+// Gradients of that attention given the output and log-sum-exp to use in the backward pass (which may
+// be those of a larger attention that this one is part of, merged through the LSE).
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_window_backward(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
     const at::Tensor& lse, const FlashForward& fwd, double scale, int64_t window) {
 #if MDS_TORCH_HAS_FLASH_WINDOW
-  const int64_t L = q.size(1);
-  return at::_flash_attention_backward(dout, q, k, v, out, lse, at::Tensor(), at::Tensor(), L, L, 0.0,
-                                       /*is_causal=*/false, fwd.rng_state, fwd.unused, scale, window, window);
+  const c10::optional<int64_t> w = window >= 0 ? c10::optional<int64_t>(window) : c10::nullopt;
+  return at::_flash_attention_backward(dout, q, k, v, out, lse, at::Tensor(), at::Tensor(), q.size(1), k.size(1),
+                                       0.0, /*is_causal=*/false, fwd.rng_state, fwd.unused, scale, w, w);
 #else
   (void)dout, (void)k, (void)v, (void)out, (void)lse, (void)fwd, (void)scale, (void)window;
   TORCH_CHECK(false, "flash attention with a window needs LibTorch >= 2.6; this build has ", TORCH_VERSION,
