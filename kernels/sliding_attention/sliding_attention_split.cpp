@@ -258,6 +258,11 @@ GlobalQueryRows global_query_forward(const Plan& p, const at::Tensor& qx, const 
                                          vx.view({BH, p.Lp, 1, p.Kp}), scale, /*window=*/-1);
   r.out_BHGKp = r.flash.out_NLHK.reshape({p.B, p.H, p.G, p.Kp});
   r.lse_BHG = r.flash.lse_NHL.reshape({p.B, p.H, p.G});
+  if (p.masked) {  // a row whose keys are all padding saw only masked keys: no key at all (eq. A2)
+    const at::Tensor none_BHG = r.lse_BHG < -kPenalty / 2;
+    r.lse_BHG = r.lse_BHG.masked_fill(none_BHG, -kInf);
+    r.out_BHGKp = r.out_BHGKp.masked_fill(none_BHG.unsqueeze(-1), 0);
+  }
   return r;
 }
 
