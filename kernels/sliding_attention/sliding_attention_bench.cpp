@@ -499,7 +499,10 @@ int variants_main(const Options& opt, const c10::Device& device) {
 
     for (const Variant& variant : variants) {
       const at::Tensor global_mask_BL = global_mask(B, L, variant.globals, opt.globals_at, device);
-      const SlidingAttentionParams params{opt.window, variant.dilation, 0.0};
+      // The facts the model passes (src/model/attention.cpp): no padding, the number of globals.
+      SlidingAttentionParams params{opt.window, variant.dilation, 0.0};
+      params.key_padding = 0;
+      params.max_globals = variant.globals;
       Timing sparse = time_calls(
           [&] {
             const at::Tensor out = sliding_attention(q, k, v, key_mask_BL, global_mask_BL, params);

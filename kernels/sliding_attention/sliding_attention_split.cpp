@@ -32,6 +32,13 @@ constexpr double kPenalty = 2.0e4;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// A small host vector on `device` without a device sync: a blocking host-to-device copy would wait
+// for every kernel queued before it (pageable memory is staged at once, so non_blocking is safe).
+template <typename T>
+at::Tensor small_tensor(const std::vector<T>& values, at::ScalarType dtype, const at::Device& device) {
+  return at::tensor(values, at::TensorOptions().dtype(dtype)).to(device, /*non_blocking=*/true);
+}
+
 // ---------------------------------------------------------------------------- window kernel
 
 // Plain windowed attention on [N, L, H, K] (stride(-1) == 1): out [N, L, H, K], lse [N, H, L].
@@ -175,7 +182,7 @@ at::Tensor index_BHGK(const Globals& g, int64_t H, int64_t K) {
 at::Tensor global_key_visible(const Plan& p, const Globals& g, const SlidingBand& band, const at::Device& dev) {
   const auto lopt = at::TensorOptions().dtype(at::kLong).device(dev);
   at::Tensor rel = g.index_BG.view({p.B, 1, 1, p.G}) - at::arange(p.L, lopt).view({1, 1, p.L, 1});
-  at::Tensor d = at::tensor(band.dilation_H, at::TensorOptions().dtype(at::kLong)).to(dev).view({1, p.H, 1, 1});
+  at::Tensor d = small_tensor(band.dilation_H, at::kLong, dev).view({1, p.H, 1, 1});
   at::Tensor in_window = rel.abs().le(d * std::min(band.window, p.L)) & at::remainder(rel, d).eq(0);
   return g.key_BG.view({p.B, 1, 1, p.G}) & in_window.logical_not();
 }
@@ -223,7 +230,7 @@ GlobalKeyInputs global_key_inputs(const Plan& p, const at::Tensor& q, const at::
   r.gpos = g.index_BG.to(at::kLong).contiguous();
   r.key_ok = g.key_BG.contiguous();
   std::vector<int> dil(band.dilation_H.begin(), band.dilation_H.end());
-  r.dilation = at::tensor(dil, at::TensorOptions().dtype(at::kInt)).to(q.device());
+  r.dilation = small_tensor(dil, at::kInt, q.device());
   GlobalKeyArgs& a = r.args;
   a.B = static_cast<int>(p.B), a.H = static_cast<int>(p.H), a.L = static_cast<int>(p.L);
   a.K = static_cast<int>(p.K), a.G = static_cast<int>(p.G);
@@ -347,7 +354,7 @@ Forward split_forward(const Plan& p, const at::Tensor& q, const at::Tensor& k, c
   at::Tensor lse_w = p.heads_by_dilation.size() == 1 ? at::Tensor() : at::empty({p.B, p.H, p.Lp}, q.options().dtype(p.stat));
   for_each_group(p, [&](int64_t d, const std::vector<int64_t>& heads, bool all) {
     const int64_t n = static_cast<int64_t>(heads.size());
-    const at::Tensor idx = at::tensor(heads, at::TensorOptions().dtype(at::kLong)).to(dev);
+    const at::Tensor idx = all ? at::Tensor() : small_tensor(heads, at::kLong, dev);
     WindowForward f = window_forward(as_subsequences(select_heads(qx, idx, all), d),
                                      as_subsequences(select_heads(kx, idx, all), d),
                                      as_subsequences(select_heads(vx, idx, all), d), band.scale, band.window);
@@ -428,7 +435,7 @@ std::vector<at::Tensor> split_backward(const Plan& p, const at::Tensor& dout, co
   size_t group = 0;
   for_each_group(p, [&](int64_t d, const std::vector<int64_t>& heads, bool all) {
     const int64_t n = static_cast<int64_t>(heads.size());
-    const at::Tensor idx = at::tensor(heads, at::TensorOptions().dtype(at::kLong)).to(dev);
+    const at::Tensor idx = all ? at::Tensor() : small_tensor(heads, at::kLong, dev);
     auto sub = [&](const at::Tensor& x) { return as_subsequences(select_heads(x, idx, all), d); };
     std::vector<at::Tensor> gr =
         window_backward(sub(dx), sub(qx), sub(kx), sub(vx), sub(ox),
