@@ -25,7 +25,9 @@ benches="sliding_attention_bench train_step_bench sampling_bench"
 # shellcheck disable=SC2086
 cmake --build "$build" -j "$(nproc)" --target $benches 2>&1 | tail -3
 
-commit=$(git rev-parse HEAD 2>/dev/null || cat COMMIT 2>/dev/null || echo unknown)
+# The device's copy of the tree may carry a stale .git: a COMMIT file written here (git rev-parse HEAD >
+# COMMIT before the call) wins.
+commit=$(cat COMMIT 2>/dev/null || git rev-parse HEAD 2>/dev/null || echo unknown)
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 export MDS_BENCH_COMMIT="$commit" MDS_BENCH_GPU="$gpu"
 "$python" - "$out/machine.json" <<'EOF' || echo "bench.sh: no machine.json ($python failed)"
