@@ -33,14 +33,11 @@ __device__ __forceinline__ void store_bf16(uint16_t* p, float x) {
 }
 
 // Whether global slot g counts for query i of head h (eq. A1 minus the window: each key once).
-// 32-bit arithmetic: positions fit, and a 64-bit modulo is a long emulated sequence on the GPU (it
-// ran once per row and slot).
 __device__ __forceinline__ bool visible(const GlobalKeyArgs& a, int b, int h, int i, int g) {
   if (!a.key_ok[b * a.G + g]) return false;
-  const int rel = static_cast<int>(a.gpos[b * a.G + g]) - i;
-  const int d = a.dilation[h];
-  const int distance = rel < 0 ? -rel : rel;
-  const bool in_window = static_cast<long long>(distance) <= static_cast<long long>(a.W) * d && (d == 1 || rel % d == 0);
+  const int64_t rel = a.gpos[b * a.G + g] - i;
+  const int64_t d = a.dilation[h];
+  const bool in_window = (rel < 0 ? -rel : rel) <= static_cast<int64_t>(a.W) * d && rel % d == 0;
   return !in_window;
 }
 

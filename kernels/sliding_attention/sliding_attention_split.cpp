@@ -249,21 +249,6 @@ at::Tensor pad_columns(const at::Tensor& x, int64_t Kp) {
   return Kp == K ? x.contiguous() : at::constant_pad_nd(x, {0, Kp - K}).contiguous();
 }
 
-// FlashAttention runs one thread block per (block of 128 query rows, batch x head): with only G global
-// queries that is B*H blocks, each walking all Lp keys. Splitting the keys into S chunks, each its own
-// batch entry (a free view), gives S times the blocks; the chunks merge through their LSE (eq. A5).
-int64_t key_chunks(int64_t Lp) {
-  int64_t S = 1;
-  while (S < 16 && Lp % (2 * S) == 0 && Lp / (2 * S) >= 512) S *= 2;
-  return S;
-}
-
-// [B, H, G, X] -> [B*H*S, G, 1, X]: the same rows for each key chunk.
-at::Tensor per_chunk(const at::Tensor& x_BHGX, int64_t S) {
-  const int64_t B = x_BHGX.size(0), H = x_BHGX.size(1), G = x_BHGX.size(2), X = x_BHGX.size(3);
-  return x_BHGX.unsqueeze(2).expand({B, H, S, G, X}).reshape({B * H * S, G, 1, X});
-}
-
 // The global queries' rows: FlashAttention over every key of the (extended) sequence.
 struct GlobalQueryRows {
   at::Tensor q_BHGKp, out_BHGKp, lse_BHG;
@@ -276,15 +261,10 @@ GlobalQueryRows global_query_forward(const Plan& p, const at::Tensor& qx, const 
   const int64_t BH = p.B * p.H;
   const at::Tensor idx_x = g.index_BG.view({p.B, 1, p.G, 1}).expand({p.B, p.H, p.G, p.Kp});
   r.q_BHGKp = qx.gather(2, idx_x).contiguous();
-  const int64_t S = key_chunks(p.Lp), C = p.Lp / S;
-  r.flash = compat::flash_window_forward(per_chunk(r.q_BHGKp, S), kx.view({BH * S, C, 1, p.Kp}),
-                                         vx.view({BH * S, C, 1, p.Kp}), scale, /*window=*/-1);
-  const at::Tensor lse_BHSG = r.flash.lse_NHL.reshape({p.B, p.H, S, p.G}).to(at::kFloat);
-  r.lse_BHG = at::logsumexp(lse_BHSG, {2});
-  const at::Tensor w_BHSG1 = at::exp(lse_BHSG - r.lse_BHG.unsqueeze(2)).unsqueeze(-1);
-  r.out_BHGKp = (w_BHSG1 * r.flash.out_NLHK.reshape({p.B, p.H, S, p.G, p.Kp}).to(at::kFloat))
-                    .sum(2)
-                    .to(qx.scalar_type());
+  r.flash = compat::flash_window_forward(r.q_BHGKp.view({BH, p.G, 1, p.Kp}), kx.view({BH, p.Lp, 1, p.Kp}),
+                                         vx.view({BH, p.Lp, 1, p.Kp}), scale, /*window=*/-1);
+  r.out_BHGKp = r.flash.out_NLHK.reshape({p.B, p.H, p.G, p.Kp});
+  r.lse_BHG = r.flash.lse_NHL.reshape({p.B, p.H, p.G});
   if (p.masked) {  // a row whose keys are all padding saw only masked keys: no key at all (eq. A2)
     const at::Tensor none_BHG = r.lse_BHG < -kPenalty / 2;
     r.lse_BHG = r.lse_BHG.masked_fill(none_BHG, -kInf);
@@ -346,20 +326,15 @@ std::vector<at::Tensor> global_backward_cuda(const Plan& p, const at::Tensor& do
   const at::Tensor lse_qx = lse_q.masked_fill(at::isinf(lse_q), kInf).contiguous().view({BH, 1, p.G});
   const at::Tensor idx_x = g.index_BG.view({p.B, 1, p.G, 1}).expand({p.B, p.H, p.G, p.Kp});
   const at::Tensor qg = qx.gather(2, idx_x).contiguous();
-  // Each key chunk's backward with the merged output and LSE (the rows' total attention).
-  const int64_t S = key_chunks(p.Lp), C = p.Lp / S;
-  const at::Tensor lse_chunks = lse_qx.view({p.B, p.H, 1, p.G}).expand({p.B, p.H, S, p.G}).reshape({BH * S, 1, p.G});
-  auto grads = compat::flash_window_backward(per_chunk(do_q, S), per_chunk(qg, S), kx.view({BH * S, C, 1, p.Kp}),
-                                             vx.view({BH * S, C, 1, p.Kp}), per_chunk(out_q, S), lse_chunks,
-                                             flash_rows, band.scale, -1);
-  const at::Tensor dq_rows =
-      std::get<0>(grads).reshape({p.B, p.H, S, p.G, p.Kp}).to(at::kFloat).sum(2).to(q.scalar_type());
+  auto grads = compat::flash_window_backward(do_q.view({BH, p.G, 1, p.Kp}), qg.view({BH, p.G, 1, p.Kp}),
+                                             kx.view({BH, p.Lp, 1, p.Kp}), vx.view({BH, p.Lp, 1, p.Kp}),
+                                             out_q.view({BH, p.G, 1, p.Kp}), lse_qx, flash_rows, band.scale, -1);
   auto crop = [&](const at::Tensor& t, int64_t rows) {
     return t.reshape({p.B, p.H, rows, p.Kp}).narrow(2, 0, std::min(rows, p.L)).narrow(3, 0, p.K);
   };
   dk.add_(crop(std::get<1>(grads), p.Lp));
   dv.add_(crop(std::get<2>(grads), p.Lp));
-  dq.scatter_add_(2, idx_k, crop(dq_rows, p.G));
+  dq.scatter_add_(2, idx_k, crop(std::get<0>(grads), p.G));
   return {dq, dk, dv};
 }
 #endif

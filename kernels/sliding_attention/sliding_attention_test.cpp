@@ -416,18 +416,6 @@ TEST(SlidingAttentionCudaLong, ModelLayoutMatchesTheCpuReference) {
   expect_close_bf16(run_sparse(to_device(rounded, at::kBFloat16), c.params()), run_sparse(rounded, c.params()));
 }
 
-// L = 4096: the global queries' keys are split into 8 chunks merged through their LSE (key_chunks in
-// sliding_attention_split.cpp); globals spread, a padding block, per-head dilation.
-TEST(SlidingAttentionCudaLong, ChunkedGlobalQueriesMatchTheCpuReference) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  const int64_t L = 4096;
-  const std::string keys = set_at(ones(L), range(1000, 1300), '0');
-  const std::string glob = set_at(zeros(L), {0, 5, 1200, 2047, 4095}, '1');
-  const Case c = make_case("chunked", 2, 64, 64, {1, 2}, {keys, ones(L)}, {glob, set_at(zeros(L), {17, 3000}, '1')});
-  const Inputs rounded = round_to(random_inputs(c, at::kDouble), at::kBFloat16);
-  expect_close_bf16(run_sparse(to_device(rounded, at::kBFloat16), c.params()), run_sparse(rounded, c.params()));
-}
-
 TEST(SlidingAttention, PaddingOnlyRowGivesZerosAndZeroGrads) {
   const Case c = make_case("pad_row", 2, 8, 2, {1, 2}, {"1111111", "0000000", "1110111"},
                            {"0100000", "1001000", "0000000"});
