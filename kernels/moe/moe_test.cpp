@@ -197,6 +197,18 @@ TEST(MoeFfn, AllTokensToOneExpert) {
   }
 }
 
+// The expert weights' gradients (w1, b1, w2, b2) are nonzero exactly for the experts in `used`.
+void expect_expert_gradients(const Result& r, const std::vector<bool>& used, const std::string& label) {
+  for (size_t i = 1; i <= 4; ++i)
+    for (int64_t e = 0; e < static_cast<int64_t>(used.size()); ++e) {
+      const double norm = r.grads[i][e].abs().max().item<double>();
+      if (used[static_cast<size_t>(e)])
+        EXPECT_GT(norm, 0) << kLeafNames[i] << " expert " << e << label;
+      else
+        EXPECT_EQ(norm, 0) << kLeafNames[i] << " expert " << e << label;
+    }
+}
+
 // Experts 1 and 3 of 5 receive nothing: their gradients are exactly zero, the others' are not.
 TEST(MoeFfn, EmptyExpertsGetZeroGradient) {
   at::manual_seed(4);
@@ -204,15 +216,7 @@ TEST(MoeFfn, EmptyExpertsGetZeroGradient) {
                            ids({0, 2, 2, 4, 4, 0, 0, 2, 2, 4, 4, 0, 0, 4, 2, 0}, 8, 2));
   check_against_reference(p, -1, "empty experts");
   Result r = run(kFast, p, -1, at::randn({8, 6}, at::kDouble));
-  const std::vector<bool> used = {true, false, true, false, true};
-  for (size_t i = 1; i <= 4; ++i)  // w1, b1, w2, b2
-    for (int64_t e = 0; e < 5; ++e) {
-      const double norm = r.grads[i][e].abs().max().item<double>();
-      if (used[static_cast<size_t>(e)])
-        EXPECT_GT(norm, 0) << kLeafNames[i] << " expert " << e;
-      else
-        EXPECT_EQ(norm, 0) << kLeafNames[i] << " expert " << e;
-    }
+  expect_expert_gradients(r, {true, false, true, false, true}, "");
   EXPECT_GT(r.grads[0].abs().min().item<double>(), 0);  // every token reached some expert
 }
 
@@ -377,15 +381,7 @@ TEST(MoeGrouped, EmptyExpertsGetZeroGradient) {
                             kGrouped);
     Result r = run(kGrouped, p, capacity, at::randn({8, 6}, at::kDouble));
     EXPECT_EQ(r.stats.dropped.item<int64_t>(), capacity < 0 ? 0 : 7);
-    const std::vector<bool> used = {false, true, true, true, false};
-    for (size_t i = 1; i <= 4; ++i)  // w1, b1, w2, b2
-      for (int64_t e = 0; e < 5; ++e) {
-        const double norm = r.grads[i][e].abs().max().item<double>();
-        if (used[static_cast<size_t>(e)])
-          EXPECT_GT(norm, 0) << kLeafNames[i] << " expert " << e;
-        else
-          EXPECT_EQ(norm, 0) << kLeafNames[i] << " expert " << e << " capacity " << capacity;
-      }
+    expect_expert_gradients(r, {false, true, true, true, false}, " capacity " + std::to_string(capacity));
   }
 }
 
