@@ -168,13 +168,7 @@ std::unique_ptr<Trainee> make_trainee(const Config& c, const Options& opt, const
     named.emplace_back(p.key(), p.value());
     t->params.push_back(p.value());
   }
-  AdamWOptions adam;
-  adam.lr = c.get_float("train.lr");
-  adam.beta1 = c.get_float("train.adam_beta1");
-  adam.beta2 = c.get_float("train.adam_beta2");
-  adam.eps = c.get_float("train.adam_eps");
-  adam.weight_decay = c.get_float("train.weight_decay");
-  t->optimizer = std::make_unique<AdamW>(named, adam);
+  t->optimizer = std::make_unique<AdamW>(named, adamw_options(c));
   if (c.get_float("train.ema_decay") > 0) t->ema = std::make_unique<Ema>(*t->model, c.get_float("train.ema_decay"));
   t->schedule = NoiseSchedule::make(c.get_string("diffusion.schedule"), c.get_int("diffusion.steps"));
   t->t_sampler = std::make_unique<TimestepSampler>(c.get_string("diffusion.t_sampler"), t->schedule.steps);

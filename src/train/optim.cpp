@@ -3,9 +3,20 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/config.h"
 #include "core/error.h"
 
 namespace mds {
+
+AdamWOptions adamw_options(const Config& c) {
+  AdamWOptions adam;
+  adam.lr = c.get_float("train.lr");
+  adam.beta1 = c.get_float("train.adam_beta1");
+  adam.beta2 = c.get_float("train.adam_beta2");
+  adam.eps = c.get_float("train.adam_eps");
+  adam.weight_decay = c.get_float("train.weight_decay");
+  return adam;
+}
 
 AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options)
     : params_(std::move(params)), options_(options) {

@@ -14,9 +14,14 @@
 
 namespace mds {
 
+class Config;
+
 struct AdamWOptions {
   double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
 };
+
+// train.lr, train.adam_beta1/2, train.adam_eps, train.weight_decay.
+AdamWOptions adamw_options(const Config& c);
 
 class AdamW {
  public:

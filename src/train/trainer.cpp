@@ -195,13 +195,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     named.emplace_back(p.key(), p.value());
     params.push_back(p.value());
   }
-  AdamWOptions adam;
-  adam.lr = c.get_float("train.lr");
-  adam.beta1 = c.get_float("train.adam_beta1");
-  adam.beta2 = c.get_float("train.adam_beta2");
-  adam.eps = c.get_float("train.adam_eps");
-  adam.weight_decay = c.get_float("train.weight_decay");
-  AdamW optimizer(named, adam);
+  AdamW optimizer(named, adamw_options(c));
   const double ema_decay = c.get_float("train.ema_decay");
   std::unique_ptr<Ema> ema;
   if (ema_decay > 0) ema = std::make_unique<Ema>(*model, ema_decay);
