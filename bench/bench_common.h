@@ -1,4 +1,4 @@
-// What the benchmark programs share: picking the device, timing around device synchronisation,
+// What the benchmark programs share: timing around device synchronisation,
 // CUDA memory statistics, recognising out-of-memory errors, machine facts and writing JSON.
 //
 // Everything CUDA-specific is behind MDS_WITH_CUDA (set by CMake for -DMDS_CUDA=ON builds), so a
@@ -40,17 +40,6 @@ using Clock = std::chrono::steady_clock;
 
 inline double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-// "auto" = cuda when a GPU is visible, else cpu.
-inline c10::Device pick_device(const std::string& name) {
-  if (name == "cpu") return c10::Device(c10::kCPU);
-  if (name == "auto")
-    return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-  MDS_CHECK(name == "cuda" || name.rfind("cuda:", 0) == 0, "unknown device \"", name,
-            "\": use auto, cpu or cuda");
-  MDS_CHECK(torch::cuda::is_available(), "--device ", name, ": no GPU is visible (or this LibTorch has no CUDA)");
-  return c10::Device(name);
 }
 
 // Waits for the device's queued work (no-op on CPU): call before starting and before reading a clock.

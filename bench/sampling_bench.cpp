@@ -8,16 +8,15 @@
 // to its top-2 experts whatever they are). data.max_src_len / data.max_trg_len are set to the long
 // case's regions so that model.max_positions (derived from them) holds its L.
 //
-// One run is what TextGenerator::generate_once does for one batch (src/infer/generator.cpp),
-// without the tokenizer: pack_batch of B random-id sources (full length, no padding) with the
-// target region of T, to the device, embed, sample() (the configured sampler, sample.sampler =
-// dpm++2m, sample.steps = 10, time_uniform grid; noise from a CPU generator as generate's), the
-// rounding head's argmax and the copy of the ids to the host, all under bf16 autocast on CUDA
-// (compat::AutocastScope(kCUDA, true, bf16)) and NoGradGuard, model in eval(). The generator's cut
-// of each row at its first EOS / PAD is timed apart ("cut ms"), and so are the 10 model calls
-// alone ("model ms": the denoiser forward at the same shape, steps times), so the solver's own
-// overhead shows. One warm-up run, then the median of --runs runs, each between device
-// synchronisations.
+// One run is TextGenerator::generate_ids (src/infer/generator.h), the generator's own batch call,
+// on one batch packed with the generator's pack_options(): B random-id sources (full length, no
+// padding) with the target region of T. It moves the batch to the device, embeds, runs sample()
+// (the configured sampler, sample.sampler = dpm++2m, sample.steps = 10, time_uniform grid; noise
+// from a CPU generator; the model call under the runtime's precision, bf16 on CUDA), takes the
+// rounding head's argmax, copies the ids to the host and cuts each row at its first EOS / PAD. The
+// model calls alone are timed apart ("model ms": the denoiser forward at the same shape, steps
+// times), so the solver's own overhead shows. One warm-up run, then the median of --runs runs, each
+// between device synchronisations.
 //
 // Cases (issue targets):
 //   sentences  B = 100, S = 62, T = 64 (L = 128: BOS + 62 source + SEP + 64 target)  < 1 ms per sentence
@@ -42,16 +41,14 @@
 #include "bench/bench_common.h"
 #include "bench/bench_model.h"
 #include "core/config.h"
-#include "core/torch_compat.h"
 #include "data/batcher.h"
 #include "data/example_source.h"
 #include "data/special_tokens.h"
-#include "diffusion/sampler.h"
-#include "diffusion/schedule.h"
 #include "infer/generator.h"
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
 #include "model/model_options.h"
+#include "runtime/runtime.h"
 
 namespace mds {
 namespace {
@@ -80,8 +77,8 @@ struct Result {
   Case c;
   int64_t L = 0;
   std::string status = "not run", detail;
-  std::vector<double> run_ms, model_ms, cut_ms;
-  double median_ms = -1.0, per_item_ms = -1.0, model_median_ms = -1.0, cut_median_ms = -1.0;
+  std::vector<double> run_ms, model_ms;
+  double median_ms = -1.0, per_item_ms = -1.0, model_median_ms = -1.0;
   int64_t generated_tokens = 0;  // target tokens before the first EOS / PAD, last run (random weights)
 };
 
@@ -98,78 +95,46 @@ InMemorySource random_sources(int64_t B, int64_t S, int64_t vocab, uint64_t seed
   return source;
 }
 
-Result run_case(Denoiser& model, const Config& config, const NoiseSchedule& schedule, const SamplerOptions& so,
-                const Case& c, const Options& opt, const c10::Device& device, bool bf16) {
+Result run_case(TextGenerator& generator, const Case& c, const Options& opt) {
   Result r;
   r.c = c;
   r.L = c.src + c.trg + 2;
+  const c10::Device device = generator.device();
+  const int64_t steps = generator.options().sampler.steps;
   try {
     const InMemorySource source = random_sources(c.batch, c.src, opt.model.vocab, opt.seed + 1);
-    PackOptions pack;
+    PackOptions pack = generator.pack_options();
     pack.max_src_len = static_cast<int>(c.src);
     pack.max_trg_len = static_cast<int>(c.trg);
-    pack.truncation = parse_truncation(config.get_string("data.truncation"));
-    pack.trg_pad = TargetPadding::max;  // as generate: the output may use the whole target region
-    pack.globals = parse_global_tokens(config.get_string("attention.globals"));
     std::vector<size_t> idx(static_cast<size_t>(c.batch));
     for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    const Batch batch = pack_batch(source, idx, pack);
 
-    torch::NoGradGuard no_grad;
-    at::Tensor ids_BL;
-    Batch last;
-    // What generate_once does for one batch, up to the ids on the host.
     auto generate_batch = [&](uint64_t seed) {
-      compat::AutocastScope autocast(device.type(), bf16, at::kBFloat16);
-      Batch batch = pack_batch(source, idx, pack);
-      BatchTensors bt = to_tensors(batch, device);
-      SampleInputs in;
-      in.anchor_BLE = model->embed(bt.ids_BL);
-      in.trg_mask_BL = bt.trg_mask_BL;
-      in.absorbing_E = model->absorbing();
-      in.embedding_VE = model->embedding_weight();
-      auto predict = [&](const torch::Tensor& x_BLE, const torch::Tensor& model_t_B) {
-        return model->forward(x_BLE, model_t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLE;
-      };
-      at::Generator gen = at::detail::createCPUGenerator(seed);
-      torch::Tensor x0 = sample(schedule, predict, in, so, gen);
-      ids_BL = model->logits(x0).argmax(-1).cpu();
-      last = std::move(batch);
-    };
-    // generate_once's cut of every row at its first EOS or PAD, as written there.
-    auto cut = [&] {
+      const GeneratedBatch out = generator.generate_ids(batch, at::detail::createCPUGenerator(seed));
       int64_t tokens = 0;
-      const int64_t first = last.src_region + 2;
-      for (int64_t b = 0; b < last.batch_size; ++b) {
-        std::vector<int32_t> row;
-        for (int64_t p = first; p < last.length; ++p) {
-          const auto id = static_cast<int32_t>(ids_BL[b][p].item<int64_t>());
-          if (id == SpecialTokens::eos || id == SpecialTokens::pad) break;
-          row.push_back(id);
-        }
-        tokens += static_cast<int64_t>(row.size());
-      }
+      for (const auto& row : out.tokens) tokens += static_cast<int64_t>(row.size());
       return tokens;
     };
     for (int64_t w = 0; w < opt.warmup; ++w) generate_batch(opt.seed);
     for (int64_t run = 0; run < opt.runs; ++run) {
       bench::sync(device);
       const auto start = bench::Clock::now();
-      generate_batch(opt.seed + static_cast<uint64_t>(run) + 1);
+      r.generated_tokens = generate_batch(opt.seed + static_cast<uint64_t>(run) + 1);
       bench::sync(device);
       r.run_ms.push_back(bench::ms_since(start));
-      const auto cut_start = bench::Clock::now();
-      r.generated_tokens = cut();
-      r.cut_ms.push_back(bench::ms_since(cut_start));
     }
 
     // The model calls alone: `steps` forward passes at this shape (no solver, no packing).
     {
-      compat::AutocastScope autocast(device.type(), bf16, at::kBFloat16);
-      BatchTensors bt = to_tensors(last, device);
+      torch::NoGradGuard no_grad;
+      Denoiser& model = generator.model();
+      BatchTensors bt = to_tensors(batch, device);
       const at::Tensor x_BLE = model->embed(bt.ids_BL);
       const at::Tensor t_B = at::full({c.batch}, 500.0, at::TensorOptions().dtype(at::kFloat).device(device));
       auto forward_steps = [&] {
-        for (int64_t s = 0; s < so.steps; ++s) {
+        PrecisionScope scope(generator.precision(), device);
+        for (int64_t s = 0; s < steps; ++s) {
           const at::Tensor x0 = model->forward(x_BLE, t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLE;
           (void)x0;
         }
@@ -186,7 +151,6 @@ Result run_case(Denoiser& model, const Config& config, const NoiseSchedule& sche
     r.median_ms = bench::median(r.run_ms);
     r.per_item_ms = r.median_ms / static_cast<double>(c.batch);
     r.model_median_ms = bench::median(r.model_ms);
-    r.cut_median_ms = bench::median(r.cut_ms);
     r.status = "ok";
   } catch (const std::exception& e) {
     r.status = bench::is_oom(e) ? "oom" : "error";
@@ -220,9 +184,9 @@ int bench_main(int argc, char** argv) {
   for (const Case* c : {&opt.short_case, &opt.long_case})
     MDS_CHECK(c->batch >= 1 && c->src >= 0 && c->trg >= 1, c->name, ": batch and target region must be >= 1");
 
-  const c10::Device device = bench::pick_device(opt.device);
-  const bool bf16 = opt.precision == "bf16" || (opt.precision == "auto" && device.is_cuda());
   Config config = bench::model_config(opt.model);
+  config.set("train.device=" + opt.device);
+  config.set("train.precision=" + opt.precision);
   if (!opt.sampler.empty()) config.set("sample.sampler=" + opt.sampler);
   if (opt.steps > 0) bench::set_int(config, "sample.steps", opt.steps);
   // Room for the longer case's row in the position table (model.max_positions = 0 derives it).
@@ -234,13 +198,15 @@ int bench_main(int argc, char** argv) {
                  std::max<int64_t>(config.get_int("data.batch_tokens"), longer.src + longer.trg + 2));
   config.validate();
 
+  const Runtime runtime = resolve_runtime(config);
+  const c10::Device device = runtime.device;
+  const bool bf16 = runtime.precision == Precision::bf16;
   at::manual_seed(opt.seed);
   Denoiser model(model_options_from_config(config, opt.model.vocab));
   model->to(device);
   model->eval();
-  const NoiseSchedule schedule =
-      NoiseSchedule::make(config.get_string("diffusion.schedule"), config.get_int("diffusion.steps"));
-  const SamplerOptions so = generate_options_from_config(config).sampler;
+  TextGenerator generator(config, model, runtime);
+  const SamplerOptions& so = generator.options().sampler;
   std::printf("sampling on %s, %s, random weights\n%s\nsampler %s, %lld steps (%s grid, %s time), %lld warm-up + "
               "median of %lld runs\n",
               bench::device_name(device).c_str(), bf16 ? "bf16 autocast" : "fp32", model->describe().c_str(),
@@ -250,14 +216,14 @@ int bench_main(int argc, char** argv) {
 
   std::vector<Result> results;
   for (const Case* c : {&opt.short_case, &opt.long_case}) {
-    results.push_back(run_case(model, config, schedule, so, *c, opt, device, bf16));
+    results.push_back(run_case(generator, *c, opt));
     const Result& r = results.back();
     if (r.status != "ok")
       std::fprintf(stderr, "%s: %s %s\n", c->name.c_str(), r.status.c_str(), r.detail.c_str());
   }
 
-  std::printf("\n%-10s %5s %6s %6s %6s %10s %12s %10s %8s  %-18s %s\n", "case", "B", "S", "T", "L", "batch ms",
-              "ms per item", "model ms", "cut ms", "target", "result");
+  std::printf("\n%-10s %5s %6s %6s %6s %10s %12s %10s  %-18s %s\n", "case", "B", "S", "T", "L", "batch ms",
+              "ms per item", "model ms", "target", "result");
   bool all_pass = true;
   nlohmann::json out = nlohmann::json::array();
   const auto num = bench::number_or_null;
@@ -266,11 +232,11 @@ int bench_main(int argc, char** argv) {
     const bool pass = ok && r.per_item_ms < r.c.target_ms;
     all_pass = all_pass && pass;
     const std::string target = "< " + bench::fixed(r.c.target_ms, r.c.target_ms < 10 ? 2 : 0) + " ms/" + r.c.unit;
-    std::printf("%-10s %5lld %6lld %6lld %6lld %10s %12s %10s %8s  %-18s %s\n", r.c.name.c_str(),
+    std::printf("%-10s %5lld %6lld %6lld %6lld %10s %12s %10s  %-18s %s\n", r.c.name.c_str(),
                 static_cast<long long>(r.c.batch), static_cast<long long>(r.c.src), static_cast<long long>(r.c.trg),
                 static_cast<long long>(r.L), ok ? bench::fixed(r.median_ms, 2).c_str() : r.status.c_str(),
-                bench::fixed(r.per_item_ms, 3).c_str(), bench::fixed(r.model_median_ms, 2).c_str(),
-                bench::fixed(r.cut_median_ms, 2).c_str(), target.c_str(), bench::pass_fail(true, pass).c_str());
+                bench::fixed(r.per_item_ms, 3).c_str(), bench::fixed(r.model_median_ms, 2).c_str(), target.c_str(),
+                bench::pass_fail(true, pass).c_str());
     out.push_back({{"case", r.c.name},
                    {"batch", r.c.batch},
                    {"src_region", r.c.src},
@@ -283,15 +249,13 @@ int bench_main(int argc, char** argv) {
                    {"ms_per_item", num(r.per_item_ms)},
                    {"model_only_ms", r.model_ms},
                    {"model_only_median_ms", num(r.model_median_ms)},
-                   {"cut_ms", r.cut_ms},
-                   {"cut_median_ms", num(r.cut_median_ms)},
                    {"generated_tokens_last_run", r.generated_tokens},
                    {"target_ms_per_item", r.c.target_ms},
                    {"unit", r.c.unit},
                    {"result", bench::pass_fail(true, pass)}});
   }
-  std::printf("batch ms: pack + to device + embed + %lld-step solver + rounding + ids to host (median); model ms: "
-              "the %lld denoiser calls alone; cut ms: generate's EOS cut on the host (not in batch ms)\n",
+  std::printf("batch ms: TextGenerator::generate_ids (to device, embed, %lld-step solver, rounding, ids to host, "
+              "EOS cut; median); model ms: the %lld denoiser calls alone\n",
               static_cast<long long>(so.steps), static_cast<long long>(so.steps));
   std::printf("reference (issue): DiffuSeq-v2 2.07 ms per sentence\ntargets: %s\n", all_pass ? "all PASS" : "some FAIL");
 

@@ -16,13 +16,13 @@
 // padding), global_mask on BOS and SEP; T = min(data.max_trg_len = 128, L/2), B = max(1,
 // --tokens-per-step / L) (32768 tokens per step on CUDA; 2048 on CPU, where this is a smoke test).
 //
-// One step is what train() does per step (src/train/trainer.cpp, train.grad_accum = 1): batch to
-// the device, the loss-aware t sampler's draw, diffusion_loss (forward process, denoiser, loss;
-// under bf16 autocast on CUDA: compat::AutocastScope(kCUDA, true, bf16), as the trainer does),
-// loss.item() (the trainer's finiteness check), backward, the t sampler's update, gradient clipping
-// (train.grad_clip), AdamW (train.lr schedule) and the EMA update (train.ema_decay). Warm-up
-// steps, then --steps timed steps between two device synchronisations (fewer if --max-seconds runs
-// out after at least 3); tokens/s = B * L * steps / seconds (padding included, as the trainer's).
+// One step is train_step() (src/train/train_step.h), the trainer's own, with the same batch each
+// time: batch to the device, the t sampler's draw, forward process + denoiser + loss under the
+// runtime's precision, the finiteness check, backward, the t sampler's update, gradient clipping,
+// AdamW and the EMA update. The model, its optimizer state and the runtime come from
+// make_train_state() and resolve_runtime(), as train() makes them. Warm-up steps, then --steps timed
+// steps between two device synchronisations (fewer if --max-seconds runs out after at least 3);
+// tokens/s = B * L * steps / seconds (padding included, as the trainer's).
 //
 // The longest L at batch 1: from --longest-start (32768), doubling, a fresh model per L (its
 // position table must hold L), one warm-up and one timed step, until one runs out of memory.
@@ -48,17 +48,11 @@
 #include "bench/bench_common.h"
 #include "bench/bench_model.h"
 #include "core/config.h"
-#include "core/torch_compat.h"
 #include "data/batcher.h"
 #include "data/example_source.h"
 #include "data/special_tokens.h"
-#include "diffusion/loss.h"
-#include "diffusion/schedule.h"
-#include "diffusion/t_sampler.h"
-#include "model/batch_tensors.h"
-#include "model/denoiser.h"
-#include "model/model_options.h"
-#include "train/optim.h"
+#include "runtime/runtime.h"
+#include "train/train_step.h"
 
 namespace mds {
 namespace {
@@ -109,9 +103,12 @@ int64_t base_trg_len(const Options& opt) {
   return opt.trg_len > 0 ? opt.trg_len : bench::model_config(opt.model).get_int("data.max_trg_len");
 }
 
-// The configuration: defaults, the model flags, --set, and the data keys that make room for L.
+// The configuration: defaults, the model flags, --set, the runtime flags and the data keys that make
+// room for L.
 Config make_config(const Options& opt, int64_t longest_L) {
   Config c = bench::model_config(opt.model);
+  c.set("train.device=" + opt.device);
+  c.set("train.precision=" + opt.precision);
   const Shape shape = shape_for(longest_L, base_trg_len(opt));
   bench::set_int(c, "data.max_trg_len", shape.T);
   bench::set_int(c, "data.max_src_len", shape.S);
@@ -133,12 +130,10 @@ Batch synthetic_batch(const Config& c, const Options& opt, int64_t B, int64_t L,
     for (auto& id : trg) id = token(rng);
     source.add(std::move(src), std::move(trg));
   }
-  PackOptions pack;
+  PackOptions pack = pack_options_from_config(c);
   pack.max_src_len = static_cast<int>(shape.S);
   pack.max_trg_len = static_cast<int>(shape.T);
-  pack.truncation = parse_truncation(c.get_string("data.truncation"));
   pack.trg_pad = TargetPadding::max;
-  pack.globals = parse_global_tokens(c.get_string("attention.globals"));
   std::vector<size_t> examples(static_cast<size_t>(B));
   for (size_t i = 0; i < examples.size(); ++i) examples[i] = i;
   Batch batch = pack_batch(source, examples, pack);
@@ -146,66 +141,9 @@ Batch synthetic_batch(const Config& c, const Options& opt, int64_t B, int64_t L,
   return batch;
 }
 
-// A model with its optimizer state, as train() sets them up.
-struct Trainee {
-  Denoiser model{nullptr};
-  std::vector<torch::Tensor> params;
-  std::unique_ptr<AdamW> optimizer;
-  std::unique_ptr<Ema> ema;
-  NoiseSchedule schedule;
-  std::unique_ptr<TimestepSampler> t_sampler;
-  LossOptions loss;
-  int64_t step = 0;
-};
-
-std::unique_ptr<Trainee> make_trainee(const Config& c, const Options& opt, const c10::Device& device) {
-  auto t = std::make_unique<Trainee>();
-  t->model = Denoiser(model_options_from_config(c, opt.model.vocab));
-  t->model->to(device);
-  t->model->train();
-  std::vector<std::pair<std::string, torch::Tensor>> named;
-  for (auto& p : t->model->named_parameters()) {
-    named.emplace_back(p.key(), p.value());
-    t->params.push_back(p.value());
-  }
-  t->optimizer = std::make_unique<AdamW>(named, adamw_options(c));
-  if (c.get_float("train.ema_decay") > 0) t->ema = std::make_unique<Ema>(*t->model, c.get_float("train.ema_decay"));
-  t->schedule = NoiseSchedule::make(c.get_string("diffusion.schedule"), c.get_int("diffusion.steps"));
-  t->t_sampler = std::make_unique<TimestepSampler>(c.get_string("diffusion.t_sampler"), t->schedule.steps);
-  t->loss.target_only = c.get_string("loss.positions") == "target";
-  t->loss.rounding_weight = c.get_float("loss.rounding_weight");
-  t->loss.prior_weight = c.get_float("loss.prior_weight");
-  t->loss.absorb_reg = c.get_float("loss.absorb_reg");
-  t->loss.forward.soft_absorbing = c.get_bool("diffusion.soft_absorbing");
-  t->loss.forward.absorb_rate = c.get_float("diffusion.absorb_rate");
-  return t;
-}
-
-// One optimizer step as train() takes it; returns whether the loss was finite (else skipped).
-bool train_step(Trainee& t, const Config& c, const Batch& batch, const c10::Device& device, bool bf16) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  t.optimizer->zero_grad();
-  BatchTensors bt = to_tensors(batch, device);
-  auto draw = t.t_sampler->sample(batch.batch_size, gen);
-  LossTerms terms;
-  {
-    compat::AutocastScope autocast(device.type(), bf16, at::kBFloat16);
-    terms = diffusion_loss(t.model, bt, t.schedule, draw.t_B, draw.weight_B, t.loss, gen);
-  }
-  const double value = terms.total.item<double>();
-  ++t.step;
-  if (!std::isfinite(value)) {
-    t.optimizer->zero_grad();
-    return false;
-  }
-  terms.total.backward();
-  t.t_sampler->update(draw.t_B, terms.loss_B);
-  clip_gradients(t.params, c.get_float("train.grad_clip"));
-  const double lr = learning_rate(t.step - 1, c.get_int("train.steps"), c.get_int("train.warmup_steps"),
-                                  c.get_float("train.lr"), c.get_float("train.min_lr"));
-  t.optimizer->step(lr);
-  if (t.ema) t.ema->update(*t.model);
-  return true;
+// One step of the trainer's own; returns whether the loss was finite (else skipped).
+bool step_once(TrainState& t, const StepOptions& so, const Batch& batch) {
+  return train_step(t, [&] { return batch; }, so, at::detail::getDefaultCPUGenerator()).finite;
 }
 
 struct Run {
@@ -233,8 +171,9 @@ nlohmann::json to_json(const Run& r) {
           {"peak_allocated_gib", num(r.peak_gib)}};
 }
 
-Run measure(Trainee& t, const Config& c, const Options& opt, int64_t L, int64_t B, int64_t warmup, int64_t steps,
-            const c10::Device& device, bool bf16) {
+Run measure(TrainState& t, const Config& c, const Options& opt, int64_t L, int64_t B, int64_t warmup, int64_t steps) {
+  const c10::Device device = t.runtime.device;
+  const StepOptions so = step_options_from_config(c);
   Run r;
   r.L = L;
   r.B = B;
@@ -245,11 +184,11 @@ Run measure(Trainee& t, const Config& c, const Options& opt, int64_t L, int64_t 
     bench::sync(device);
     bench::reset_peak_memory(device);
     for (int64_t i = 0; i < warmup; ++i)
-      if (!train_step(t, c, batch, device, bf16)) ++r.skipped;
+      if (!step_once(t, so, batch)) ++r.skipped;
     bench::sync(device);
     const auto start = bench::Clock::now();
     for (int64_t i = 0; i < steps; ++i) {
-      if (!train_step(t, c, batch, device, bf16)) ++r.skipped;
+      if (!step_once(t, so, batch)) ++r.skipped;
       ++r.steps;
       if (r.steps >= 3 && bench::ms_since(start) > 1000.0 * opt.max_seconds) break;
     }
@@ -294,15 +233,16 @@ int bench_main(int argc, char** argv) {
   MDS_CHECK(!opt.lengths.empty(), "--lengths is empty");
   MDS_CHECK(opt.steps >= 1 && opt.warmup >= 0, "--steps must be >= 1 and --warmup >= 0");
 
-  const c10::Device device = bench::pick_device(opt.device);
-  if (opt.tokens_per_step <= 0) opt.tokens_per_step = device.is_cuda() ? 32768 : 2048;
-  const bool bf16 = opt.precision == "bf16" || (opt.precision == "auto" && device.is_cuda());
-  const bool search = opt.longest == "on" || (opt.longest == "auto" && device.is_cuda());
   const int64_t max_L = *std::max_element(opt.lengths.begin(), opt.lengths.end());
+  const Config config = make_config(opt, max_L);
+  const Runtime runtime = resolve_runtime(config);
+  const c10::Device device = runtime.device;
+  const bool bf16 = runtime.precision == Precision::bf16;
+  if (opt.tokens_per_step <= 0) opt.tokens_per_step = device.is_cuda() ? 32768 : 2048;
+  const bool search = opt.longest == "on" || (opt.longest == "auto" && device.is_cuda());
   at::manual_seed(opt.seed);
 
-  const Config config = make_config(opt, max_L);
-  auto trainee = make_trainee(config, opt, device);
+  auto trainee = std::make_unique<TrainState>(make_train_state(config, opt.model.vocab, runtime));
   std::printf("training step on %s, %s, %s\n%s\n", bench::device_name(device).c_str(),
               bf16 ? "bf16 autocast" : "fp32", torch::cuda::is_available() ? "CUDA visible" : "no GPU",
               trainee->model->describe().c_str());
@@ -314,7 +254,7 @@ int bench_main(int argc, char** argv) {
   std::vector<Run> runs;
   for (const int64_t L : opt.lengths) {
     const int64_t B = std::max<int64_t>(1, opt.tokens_per_step / L);
-    runs.push_back(measure(*trainee, config, opt, L, B, opt.warmup, opt.steps, device, bf16));
+    runs.push_back(measure(*trainee, config, opt, L, B, opt.warmup, opt.steps));
     const Run& r = runs.back();
     std::printf("  L=%lld B=%lld: %s%s\n", static_cast<long long>(L), static_cast<long long>(B),
                 r.status == "ok" ? (bench::fixed(r.tokens_per_s, 0) + " tok/s").c_str() : r.status.c_str(),
@@ -343,8 +283,8 @@ int bench_main(int argc, char** argv) {
       Run r;
       try {
         const Config c = make_config(opt, L);
-        auto t = make_trainee(c, opt, device);
-        r = measure(*t, c, opt, L, 1, 1, 1, device, bf16);
+        TrainState t = make_train_state(c, opt.model.vocab, runtime);
+        r = measure(t, c, opt, L, 1, 1, 1);
       } catch (const std::exception& e) {  // the model itself did not fit
         r.L = L;
         r.B = 1;

@@ -5,7 +5,7 @@
 #include "core/error.h"
 #include "data/batcher.h"
 #include "model/batch_tensors.h"
-#include "model/device.h"
+#include "runtime/device.h"
 
 namespace mds {
 namespace {

@@ -7,11 +7,15 @@
 #include <random>
 #include <set>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "data/special_tokens.h"
+#include "test_util.h"
 
 namespace mds {
 namespace {
+
+using test::error_of;
 
 using Ids = std::vector<int32_t>;
 using Mask = std::vector<uint8_t>;
@@ -19,15 +23,6 @@ using Plan = std::vector<std::vector<std::size_t>>;
 
 constexpr int32_t P = SpecialTokens::pad, BOS = SpecialTokens::bos, EOS = SpecialTokens::eos,
                   SEP = SpecialTokens::sep;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 InMemorySource two_examples() {
   InMemorySource s;
@@ -51,6 +46,17 @@ TEST(Batcher, ParseNames) {
             std::string::npos);
   EXPECT_NE(error_of([] { parse_global_tokens("bos"); }).find("none, bos+sep, bos+sep+target"),
             std::string::npos);
+}
+
+TEST(Batcher, OptionsFromConfigCheckTheTokenBudget) {
+  const PackOptions pack = pack_options_from_config(Config::load("", {"data.max_src_len=50", "data.max_trg_len=20"}));
+  EXPECT_EQ(pack.max_src_len, 50);
+  EXPECT_EQ(pack.max_trg_len, 20);
+  EXPECT_EQ(longest_row(pack), 72);
+  const std::string msg =
+      error_of([] { batch_plan_options_from_config(Config::load("", {"data.batch_tokens=100"}), true); });
+  EXPECT_NE(msg.find("--set: data.batch_tokens = 100"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("1154"), std::string::npos) << msg;  // 1024 + 128 + 2
 }
 
 TEST(Batcher, PackedLengths) {

@@ -13,10 +13,12 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "test_util.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 
 namespace mds {
 namespace {
+
+using test::error_of;
 
 using test::TempDir;
 using Names = std::vector<std::string>;
@@ -63,16 +65,6 @@ void expect_same(const CheckpointContent& expected, const CheckpointContent& act
   EXPECT_EQ(actual.trainer_state, expected.trainer_state);
   EXPECT_EQ(actual.tokenizer_model, expected.tokenizer_model);
   EXPECT_EQ(actual.config_toml, expected.config_toml);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
 }
 
 void expect_in(const std::string& message, const std::string& part) {

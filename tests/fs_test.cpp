@@ -18,18 +18,9 @@
 namespace mds {
 namespace {
 
-using Names = std::vector<std::string>;
+using test::error_of;
 
-// Runs `f`, expects an mds::Error, and returns its message.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an mds::Error";
-  return "";
-}
+using Names = std::vector<std::string>;
 
 // Expects `f` to fail with a message naming `path` and the reason.
 void expect_error_naming(const std::function<void()>& f, const std::string& path, int err) {
@@ -275,33 +266,14 @@ TEST(Fs, WriteFileAtomicLeavesNoTemporary) {
 
 // ------------------------------------------------------------------------------- the guard
 
-bool has_source_suffix(const std::string& name) {
-  for (const char* suffix : {".h", ".hpp", ".cpp", ".cu", ".cuh"}) {
-    const std::size_t n = std::strlen(suffix);
-    if (name.size() > n && name.compare(name.size() - n, n, suffix) == 0) return true;
-  }
-  return false;
-}
-
-void collect_sources(const std::string& dir, const std::string& relative, Names* out) {
-  for (const std::string& name : fs::list_directory(dir)) {
-    const std::string path = fs::join(dir, name), rel = fs::join(relative, name);
-    if (fs::is_directory(path)) collect_sources(path, rel, out);
-    else if (has_source_suffix(name)) out->push_back(rel);
-  }
-}
-
 // The pip LibTorch interposes the standard file-system library (src/core/fs.h): code must use
 // mds::fs. The needles are assembled so that this file does not match itself.
 TEST(Fs, NoStandardFilesystemInTheSourceTree) {
   const std::string source_dir = MDS_SOURCE_DIR;
   const std::string lib = "filesystem";
   const std::vector<std::string> needles = {"std::" + lib, "#include <" + lib + ">"};
-  Names sources, offenders;
-  for (const char* top : {"src", "tests", "kernels", "bench"}) {
-    if (fs::is_directory(fs::join(source_dir, top)))
-      collect_sources(fs::join(source_dir, top), top, &sources);
-  }
+  const Names sources = test::source_files({"src", "tests", "kernels", "bench"});
+  Names offenders;
   ASSERT_GT(sources.size(), 10u) << "found no sources under " << source_dir;
   for (const std::string& rel : sources) {
     if (rel == "src/core/fs.cpp") continue;

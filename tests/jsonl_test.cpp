@@ -15,19 +15,10 @@
 namespace mds {
 namespace {
 
+using test::error_of;
+
 using test::TempDir;
 using test::write_file;
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an mds::Error";
-  return "";
-}
 
 // Writes `text` to DIR/file.jsonl and returns the message read_jsonl throws on it.
 std::string jsonl_error(const std::string& text, JsonlOptions options = {}) {

@@ -15,6 +15,8 @@
 namespace mds {
 namespace {
 
+using test::error_of;
+
 using test::TempDir;
 using test::write_file;
 using Lines = std::vector<std::string>;
@@ -54,18 +56,6 @@ Lines read_all(const std::string& path) {
     EXPECT_EQ(reader.line_number(), lines.size());
   }
   return lines;
-}
-
-// Runs `f` and returns the mds::Error message; fails the test when nothing is thrown.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an mds::Error";
-  return "";
 }
 
 // Lines that compress poorly, so that a corpus spans many zstd blocks and input chunks.

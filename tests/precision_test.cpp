@@ -22,23 +22,16 @@
 #include "diffusion/schedule.h"
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
-#include "model/precision.h"
+#include "runtime/precision.h"
 #include "test_util.h"
 
 namespace mds {
 namespace {
 
+using test::error_of;
+
 const c10::Device kCpu(c10::kCPU);
 const c10::Device kCuda(c10::kCUDA, 0);  // a Device value only: no GPU is needed to resolve for it
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 TEST(Precision, ResolutionRules) {
   EXPECT_EQ(resolve_precision("auto", kCpu), Precision::fp32);

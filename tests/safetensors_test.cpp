@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "test_util.h"
-#include "train/safetensors.h"
+#include "io/safetensors.h"
 
 namespace mds {
 namespace {

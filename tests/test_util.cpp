@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -18,12 +20,45 @@ void write_file(const std::string& path, const std::string& bytes) {
   if (!f) throw std::runtime_error("cannot write " + path);
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot read " + path);
-  std::ostringstream os;
-  os << f.rdbuf();
-  return os.str();
+std::string read_file(const std::string& path) { return fs::read_file(path); }
+
+namespace {
+
+bool has_source_suffix(const std::string& name) {
+  for (const std::string suffix : {".h", ".hpp", ".cpp", ".cu", ".cuh"}) {
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return true;
+  }
+  return false;
+}
+
+void collect_sources(const std::string& dir, const std::string& relative, std::vector<std::string>* out) {
+  for (const std::string& name : fs::list_directory(dir)) {
+    const std::string path = fs::join(dir, name), rel = fs::join(relative, name);
+    if (fs::is_directory(path)) collect_sources(path, rel, out);
+    else if (has_source_suffix(name)) out->push_back(rel);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> source_files(const std::vector<std::string>& tops) {
+  std::vector<std::string> out;
+  for (const std::string& top : tops) {
+    const std::string dir = source_path(top);
+    if (fs::is_directory(dir)) collect_sources(dir, top, &out);
+  }
+  return out;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception";
+  return "";
 }
 
 std::string source_path(const std::string& relative) {

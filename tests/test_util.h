@@ -1,7 +1,10 @@
 // Helpers shared by the tests: temporary directories and small files.
 #pragma once
 
+#include <exception>
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace mds::test {
 
@@ -21,5 +24,13 @@ void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
 // Path to a file of the project's source tree (fixtures committed under tests/fixtures).
 std::string source_path(const std::string& relative);
+
+// The C++ and CUDA sources (.h .hpp .cpp .cu .cuh) below the given top-level folders of the source
+// tree, as paths relative to it ("src/core/fs.cpp"), sorted.
+std::vector<std::string> source_files(const std::vector<std::string>& tops);
+
+// The message of the exception `fn` throws (mds::Error, c10::Error or any std::exception); a test
+// failure, and "", when it throws nothing.
+std::string error_of(const std::function<void()>& fn);
 
 }  // namespace mds::test

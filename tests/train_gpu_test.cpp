@@ -23,9 +23,9 @@
 #include "infer/generator.h"
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
-#include "model/precision.h"
+#include "runtime/precision.h"
 #include "test_util.h"
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 #include "train/trainer.h"
 
 namespace mds {
@@ -201,7 +201,8 @@ TEST_F(TrainGpuTest, DpmSolverGenerationInBf16) {
                                     "model.time_embed_dim=32", "moe.experts=4", "moe.top_k=2",
                                     "attention.window=8", "attention.dilation=[1,2]", "train.device=cuda"});
   Tokenizer tok = Tokenizer::load(dir_->file("tok"));
-  TextGenerator generator(config, tok, c.model, cuda);
+  const Runtime runtime{cuda, resolve_precision(config, "train.precision", cuda)};
+  TextGenerator generator(config, c.model, runtime, &tok);
   ASSERT_EQ(generator.precision(), Precision::bf16);  // train.precision = auto on a GPU
   for (const char* kind : {"dpm++2m", "dpm++3m"}) {
     SamplerOptions so;
@@ -222,9 +223,8 @@ TEST_F(TrainGpuTest, DpmSolverGenerationInBf16) {
   auto pairs = read_jsonl(test::source_path(kPairs));
   std::vector<std::string> sources;
   for (std::size_t i = 0; i < 5; ++i) sources.push_back(pairs[i].src);
-  GenerateOptions o = generate_options_from_config(config);
-  o.sampler.clamp = true;
-  const std::vector<std::string> predictions = generator.generate(sources, o);
+  generator.options().sampler.clamp = true;
+  const std::vector<std::string> predictions = generator.generate(sources);
   EXPECT_EQ(predictions.size(), sources.size());
 }
 

@@ -130,13 +130,12 @@ TEST_F(TrainTest, OverfitsEightRealPairs) {
   EXPECT_LT(r.losses.back(), r.losses.front());
 
   TextGenerator gen(fs::join(dir_->file("overfit"), "checkpoints/step_1500"));
-  GenerateOptions o = generate_options_from_config(gen.config());
-  o.sampler.sampler = "dpm++2m";
-  o.sampler.steps = 10;
+  gen.options().sampler.sampler = "dpm++2m";
+  gen.options().sampler.steps = 10;
   auto pairs = read_jsonl(dir_->file("eight.jsonl"));
   std::vector<std::string> sources;
   for (const auto& p : pairs) sources.push_back(p.src);
-  auto predictions = gen.generate(sources, o);
+  auto predictions = gen.generate(sources);
   int exact = 0;
   for (std::size_t i = 0; i < pairs.size(); ++i) {
     exact += predictions[i] == pairs[i].trg;

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "core/error.h"
 #include "core/torch_compat.h"
 #include "kernels/moe/moe.h"
@@ -27,6 +28,8 @@
 
 namespace mds::kernels {
 namespace {
+
+using test::error_of;
 
 struct Problem {
   at::Tensor x_ND, w1_EDF, b1_EF, w2_EFD, b2_ED, expert_NA, weight_NA;
@@ -274,16 +277,6 @@ TEST(MoeFfn, CapacityOnRandomRoutingMatchesReference) {
     Problem p = make_problem(40, 8, 4, 2, 8, dtype);
     for (int64_t capacity : {3, 12, 20}) check_against_reference(p, capacity, "random capacity");
   }
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(MoeFfn, BadShapesNameTheTensor) {

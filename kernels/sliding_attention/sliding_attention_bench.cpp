@@ -44,6 +44,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_common.h"
+#include "runtime/device.h"
 #include "core/fs.h"
 #include "core/torch_compat.h"
 #include "kernels/sliding_attention/sliding_attention.h"
@@ -766,7 +767,7 @@ int bench_main(int argc, char** argv) {
     if (opt.json_path.empty()) opt.json_path = "bench/results/attention_cpu.json";
     return sweep_main(opt);
   }
-  const c10::Device device = bench::pick_device(opt.device);
+  const c10::Device device = resolve_device(opt.device);
   if (opt.heads == 0) opt.heads = 12;
   if (opt.batch == 0) opt.batch = 2;
   if (opt.json_path.empty())

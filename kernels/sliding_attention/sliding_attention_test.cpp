@@ -13,6 +13,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/cuda.h>
 
+#include "test_util.h"
 #include "core/error.h"
 #include "kernels/sliding_attention/sliding_attention.h"
 #include "kernels/sliding_attention/sliding_attention_split.h"
@@ -30,6 +31,8 @@
 
 namespace mds::kernels {
 namespace {
+
+using test::error_of;
 
 // ---------------------------------------------------------------------------- seed
 
@@ -176,17 +179,6 @@ void expect_close(const Outputs& got, const Outputs& want, double out_tol, doubl
 void expect_close(const Outputs& got, const Outputs& want, double tol) { expect_close(got, want, tol, tol); }
 
 double tolerance(at::ScalarType dtype) { return dtype == at::kDouble ? 1e-10 : 1e-5; }
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  } catch (const mds::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 #define EXPECT_ERROR_HAS(statement, substring)                          \
   do {                                                                  \

@@ -19,9 +19,8 @@ python=${PYTHON:-/opt/torch/.venv/bin/python3}
 build=${BENCH_BUILD:-build-gpu}  # another build directory: for trying the script elsewhere
 [ -f "$build/CMakeCache.txt" ] || { echo "bench.sh: $build is not configured: run scripts/gpu/build.sh first" >&2; exit 1; }
 
-# Bring the programs up to date (a no-op right after build.sh). moe_bench is built where it exists.
-benches="sliding_attention_bench train_step_bench sampling_bench"
-[ -f kernels/moe/moe_bench.cpp ] && benches="$benches moe_bench"
+# Bring the programs up to date (a no-op right after build.sh).
+benches="sliding_attention_bench train_step_bench sampling_bench moe_layer_bench"
 # shellcheck disable=SC2086
 cmake --build "$build" -j "$(nproc)" --target $benches 2>&1 | tail -3
 
@@ -84,7 +83,7 @@ want train_step && run train_step 200 train_step_bench --device cuda \
   --lengths 512,2048,8192,16384,32768 --tokens-per-step 32768 --warmup 3 --steps 10 --max-seconds 20 \
   --longest on --longest-start 32768
 want sampling && run sampling 60 sampling_bench --device cuda --runs 5 --warmup 1
-want moe && run moe 60 moe_bench --device cuda
+want moe && run moe 60 moe_layer_bench --device cuda
 
 # The machine into every result ("run_machine"), for the programs that do not record it themselves.
 "$python" - "$out" <<'EOF' || true

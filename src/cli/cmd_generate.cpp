@@ -27,35 +27,37 @@ void add_generate_command(CLI::App& app) {
       ->required();
   cmd->add_option("--input", a->input, "jsonl with \"src\" (\"trg\", \"id\" kept when present)")->required();
   cmd->add_option("--output", a->output, "predictions jsonl (- for standard output)")->required();
-  cmd->add_option("--sampler", a->sampler, "dpm++2m (default) | dpm++3m | ddim | ancestral");
+  cmd->add_option("--sampler", a->sampler, "dpm++2m (default) | dpm++3m | ddim | ancestral")
+      ->check(CLI::IsMember({"dpm++2m", "dpm++3m", "ddim", "ancestral"}));
   cmd->add_option("--steps", a->steps, "model evaluations (default sample.steps)");
-  cmd->add_option("--skip-type", a->skip_type, "DPM-Solver++ grid: time_uniform | logSNR | time_quadratic");
-  cmd->add_option("--seed", a->seed, "sampling seed");
+  cmd->add_option("--skip-type", a->skip_type, "DPM-Solver++ grid: time_uniform | logSNR | time_quadratic")
+      ->check(CLI::IsMember({"time_uniform", "logSNR", "time_quadratic"}));
+  cmd->add_option("--seed", a->seed, "sampling seed")->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch-size", a->batch_size, "sequences generated at once");
   cmd->add_option("--mbr", a->mbr, "candidates per input for minimum-Bayes-risk selection");
-  cmd->add_option("--mbr-metric", a->mbr_metric, "bleu (default) | rouge-l");
+  cmd->add_option("--mbr-metric", a->mbr_metric, "bleu (default) | rouge-l")
+      ->check(CLI::IsMember({"bleu", "rouge-l"}));
   cmd->add_flag("--clamp", a->clamp, "round x0 predictions to the nearest embedding at every step");
   cmd->add_flag("--discrete-noise", a->discrete_noise, "DiffuSeq-v2 discrete absorbing noise (ancestral)");
   cmd->add_option("--set", a->sets, "override a key of the checkpoint's configuration (e.g. train.device=cpu)");
   cmd->callback([a] {
-    std::vector<std::string> sets = a->sets;
-    if (a->sampler) sets.push_back("sample.sampler=" + *a->sampler);
-    if (a->steps) sets.push_back("sample.steps=" + std::to_string(*a->steps));
-    if (a->skip_type) sets.push_back("sample.skip_type=" + *a->skip_type);
-    if (a->seed) sets.push_back("sample.seed=" + std::to_string(*a->seed));
-    if (a->batch_size) sets.push_back("sample.batch_size=" + std::to_string(*a->batch_size));
-    if (a->mbr) sets.push_back("sample.mbr=" + std::to_string(*a->mbr));
-    if (a->mbr_metric) sets.push_back("sample.mbr_metric=" + *a->mbr_metric);
-    if (a->clamp) sets.push_back("sample.clamp=true");
-    if (a->discrete_noise) sets.push_back("sample.discrete_noise=true");
-    TextGenerator generator(a->checkpoint, sets);
-    GenerateOptions options = generate_options_from_config(generator.config());
-    GenerateFileStats stats = generate_file(generator, a->input, a->output, options);
-    log_info("generated ", stats.examples, " predictions with ", options.sampler.sampler, " (", options.sampler.steps,
-             " steps", options.mbr > 1 ? str_cat(", MBR over ", options.mbr) : std::string(), ") on ",
-             generator.device(), " (", to_string(generator.precision()), ") in ",
-             stats.seconds, " s (", 1000.0 * stats.seconds / static_cast<double>(stats.examples),
-             " ms per example) -> ", a->output);
+    TextGenerator generator(a->checkpoint, a->sets);
+    GenerateOptions& o = generator.options();  // the checkpoint's sample.* keys (and --set), then the flags
+    if (a->sampler) o.sampler.sampler = *a->sampler;
+    if (a->steps) o.sampler.steps = *a->steps;
+    if (a->skip_type) o.sampler.skip_type = *a->skip_type;
+    if (a->seed) o.seed = static_cast<uint64_t>(*a->seed);
+    if (a->batch_size) o.batch_size = *a->batch_size;
+    if (a->mbr) o.mbr = *a->mbr;
+    if (a->mbr_metric) o.mbr_metric = *a->mbr_metric;
+    if (a->clamp) o.sampler.clamp = true;
+    if (a->discrete_noise) o.sampler.discrete_noise = true;
+    check_generate_options(o);
+    GenerateFileStats stats = generate_file(generator, a->input, a->output);
+    log_info("generated ", stats.examples, " predictions with ", o.sampler.sampler, " (", o.sampler.steps, " steps",
+             o.mbr > 1 ? str_cat(", MBR over ", o.mbr) : std::string(), ") on ", generator.device(), " (",
+             to_string(generator.precision()), ") in ", stats.seconds, " s (",
+             1000.0 * stats.seconds / static_cast<double>(stats.examples), " ms per example) -> ", a->output);
   });
 }
 

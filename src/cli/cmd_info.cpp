@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "model/device.h"
+#include "runtime/device.h"
 
 namespace mds::cli {
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/strings.h"
 
 namespace mds {
@@ -206,11 +207,8 @@ Config Config::load(const std::string& path, const std::vector<std::string>& ove
 }
 
 void Config::merge_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  MDS_CHECK(f, "cannot read config file ", path);
-  std::ostringstream os;
-  os << f.rdbuf();
-  merge_toml(os.str(), path);
+  MDS_CHECK(fs::is_regular_file(path), "cannot read config file ", path);
+  merge_toml(fs::read_file(path), path);
 }
 
 void Config::assign(const std::string& key, Value value, const std::string& at) {
@@ -295,15 +293,6 @@ void Config::validate() const {
                                             get_int("model.layers"), ")"));
   if (get_int("attention.dilated_heads") > get_int("model.heads"))
     fail_keys("attention.dilated_heads", "is larger than model.heads");
-  const int64_t longest = get_int("data.max_src_len") + get_int("data.max_trg_len") + 2;
-  if (get_int("data.batch_tokens") < longest)
-    fail_keys("data.batch_tokens", str_cat("data.batch_tokens = ", get_int("data.batch_tokens"),
-                                           " cannot hold one sequence of the longest shape (data.max_src_len + "
-                                           "data.max_trg_len + 2 = ", longest, ")"));
-  const int64_t positions = get_int("model.max_positions");
-  if (positions != 0 && positions < longest)
-    fail_keys("model.max_positions", str_cat("model.max_positions = ", positions, " is shorter than the longest row (",
-                                             longest, "); set 0 to derive it"));
 }
 
 const Value& Config::get(const std::string& key) const {

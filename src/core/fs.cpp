@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "core/error.h"
 
@@ -24,11 +26,6 @@ namespace {
 
 bool stat_path(const std::string& path, struct stat* st) {
   return ::stat(path.c_str(), st) == 0;
-}
-
-std::string strip_trailing_slashes(std::string path) {
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  return path;
 }
 
 // Closes a descriptor on every way out of a scope.
@@ -46,6 +43,11 @@ struct Fd {
 };
 
 }  // namespace
+
+std::string strip_trailing_slashes(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return path;
+}
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -209,6 +211,127 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
   const std::string dir = parent_path(path);
   fsync_path(dir.empty() ? "." : dir);
+}
+
+std::string read_file(const std::string& path) {
+  Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (file.fd < 0) fail_errno(path, "cannot open");
+  std::string bytes;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(file.fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail_errno(path, "cannot read");
+    if (n == 0) break;
+    bytes.append(buffer, static_cast<std::size_t>(n));
+  }
+  return bytes;
+}
+
+bool replace_directory(const std::string& staged, const std::string& dir) {
+  const std::string old = str_cat(dir, ".old-", ::getpid());
+  const bool replacing = exists(dir);
+  if (replacing) {
+    remove_all(old);  // left by an earlier process that had our pid
+    rename(dir, old);
+  }
+  try {
+    rename(staged, dir);
+  } catch (...) {
+    if (replacing) ::rename(old.c_str(), dir.c_str());  // put the previous one back
+    throw;
+  }
+  const std::string parent = parent_path(absolute(dir));
+  fsync_path(parent.empty() ? "/" : parent);
+  // The new directory is in place: a failure to clean up must not fail the caller.
+  return !replacing || remove_all_noexcept(old);
+}
+
+// ---------------------------------------------------------------------------- BufferedWriter
+
+namespace {
+constexpr std::size_t kWriterBuffer = 1 << 20;
+}
+
+BufferedWriter::BufferedWriter(std::string path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail_errno(path_, "cannot create");
+  buffer_.reserve(kWriterBuffer);
+}
+
+BufferedWriter::~BufferedWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void BufferedWriter::write(const void* data, std::size_t n) {
+  if (buffer_.size() + n > kWriterBuffer) flush();
+  if (n >= kWriterBuffer) {
+    write_all(static_cast<const char*>(data), n);
+  } else {
+    buffer_.append(static_cast<const char*>(data), n);
+  }
+  written_ += n;
+}
+
+void BufferedWriter::write_at(uint64_t offset, const void* data, std::size_t n) {
+  flush();
+  const ssize_t got = ::pwrite(fd_, data, n, static_cast<off_t>(offset));
+  if (got != static_cast<ssize_t>(n)) fail_errno(path_, "cannot write", got < 0 ? errno : EIO);
+}
+
+void BufferedWriter::finish() {
+  flush();
+  if (::fsync(fd_) != 0) fail_errno(path_, "cannot sync");
+  Fd file{fd_};
+  fd_ = -1;
+  file.close_checked(path_);
+}
+
+void BufferedWriter::flush() {
+  write_all(buffer_.data(), buffer_.size());
+  buffer_.clear();
+}
+
+void BufferedWriter::write_all(const char* p, std::size_t n) {
+  while (n > 0) {
+    const ssize_t got = ::write(fd_, p, n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) fail_errno(path_, "cannot write", got < 0 ? errno : EIO);
+    p += got;
+    n -= static_cast<std::size_t>(got);
+  }
+}
+
+// ---------------------------------------------------------------------------- MappedFile
+
+MappedFile::MappedFile(const std::string& path) {
+  Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (file.fd < 0) fail_errno(path, "cannot open");
+  struct stat st {};
+  if (::fstat(file.fd, &st) != 0) fail_errno(path, "cannot stat");
+  size_ = static_cast<std::size_t>(st.st_size);
+  if (size_ > 0) {  // mmap of 0 bytes is invalid
+    void* map = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, file.fd, 0);
+    if (map == MAP_FAILED) fail_errno(path, "cannot map");
+    data_ = map;
+  }
+  // The mapping stays valid once the descriptor is closed.
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) ::munmap(data_, size_);
+}
+
+MappedFile::MappedFile(MappedFile&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) ::munmap(data_, size_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
 }
 
 }  // namespace mds::fs

@@ -6,6 +6,7 @@
 // Paths are std::string. Errors throw mds::Error naming the path and strerror(errno).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,6 +30,8 @@ void rename(const std::string& from, const std::string& to);
 std::vector<std::string> list_directory(const std::string& path);
 
 // Lexical path operations (no file-system access). join("a", "/b") is "/b", as in a shell.
+// strip_trailing_slashes("a/b//") == "a/b"; "/" stays "/".
+std::string strip_trailing_slashes(std::string path);
 std::string join(const std::string& a, const std::string& b);
 // Trailing slashes are ignored: parent_path("a/b/") == "a", filename("a/b/") == "b";
 // parent_path("b") == "" and parent_path("/b") == "/".
@@ -48,5 +51,62 @@ void fsync_path(const std::string& path);
 // Writes PATH.tmp-<pid>, fsyncs it, renames it to PATH and fsyncs the directory: readers see the
 // old file or the whole new one, never half of it.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+// The whole file's bytes; errors name the path.
+std::string read_file(const std::string& path);
+
+// Swaps the complete directory `staged` in as `dir` (an existing `dir` is replaced) and fsyncs the
+// parent. POSIX cannot swap two directories in one rename, so a replacement takes two:
+//   dir -> dir.old-<pid>, then staged -> dir, then dir.old-<pid> is removed.
+// At every moment a complete copy exists under dir or, between the two renames only, under
+// dir.old-<pid> (readers that care look there: checkpoint.cpp). If the second rename fails the
+// previous dir is put back and the error is thrown; `staged` is left for the caller to remove.
+// Returns false when only the removal of the old copy failed (the new dir is in place).
+bool replace_directory(const std::string& staged, const std::string& dir);
+
+// A buffered writer on a POSIX descriptor: finish() flushes, fsyncs and closes, reporting every
+// error with the path (a destructor without finish() just closes: the file is incomplete).
+class BufferedWriter {
+ public:
+  explicit BufferedWriter(std::string path);
+  ~BufferedWriter();
+  BufferedWriter(const BufferedWriter&) = delete;
+  BufferedWriter& operator=(const BufferedWriter&) = delete;
+
+  void write(const void* data, std::size_t n);
+  void write(const std::string& bytes) { write(bytes.data(), bytes.size()); }
+  // Overwrites bytes already written (a header's count patched at the end).
+  void write_at(uint64_t offset, const void* data, std::size_t n);
+  void finish();
+  uint64_t written() const { return written_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  void flush();
+  void write_all(const char* p, std::size_t n);
+
+  std::string path_;
+  int fd_ = -1;
+  std::string buffer_;
+  uint64_t written_ = 0;
+};
+
+// A whole file mapped read-only (MAP_SHARED). An empty file maps to data() == nullptr.
+class MappedFile {
+ public:
+  MappedFile() = default;
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const void* data() const { return data_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
 
 }  // namespace mds::fs

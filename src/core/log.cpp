@@ -32,6 +32,15 @@ void set_log_level(LogLevel level) { g_level = level; }
 LogLevel log_level() { return g_level; }
 bool stderr_is_terminal() { return isatty(STDERR_FILENO) == 1; }
 
+std::string utc_now(const char* format) {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
 void log_message(LogLevel level, const std::string& message) {
   static const char* names[] = {"debug", "info", "warn", "error"};
   auto now = std::chrono::system_clock::now();

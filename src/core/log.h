@@ -14,6 +14,8 @@ void set_log_level(LogLevel level);
 LogLevel log_level();
 void log_message(LogLevel level, const std::string& message);
 bool stderr_is_terminal();
+// The current UTC time through strftime's `format` ("%Y-%m-%dT%H:%M:%SZ" for file stamps).
+std::string utc_now(const char* format = "%Y-%m-%dT%H:%M:%SZ");
 
 template <typename... Args> void log_debug(Args&&... a) { if (log_level() <= LogLevel::debug) log_message(LogLevel::debug, str_cat(std::forward<Args>(a)...)); }
 template <typename... Args> void log_info(Args&&... a) { if (log_level() <= LogLevel::info) log_message(LogLevel::info, str_cat(std::forward<Args>(a)...)); }

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <random>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "data/special_tokens.h"
 
@@ -37,6 +38,42 @@ void check_pack_options(const PackOptions& o) {
   // The target region holds at least the EOS.
   MDS_CHECK(o.max_trg_len >= 1, "data.max_trg_len must be >= 1, got ", o.max_trg_len);
 }
+
+}  // namespace
+
+int64_t longest_row(const PackOptions& o) {
+  return static_cast<int64_t>(o.max_src_len) + static_cast<int64_t>(o.max_trg_len) + 2;
+}
+
+void check_batch_budget(std::size_t batch_tokens, const PackOptions& pack, const std::string& where) {
+  const int64_t longest = longest_row(pack);
+  MDS_CHECK(static_cast<int64_t>(batch_tokens) >= longest, where, "data.batch_tokens = ", batch_tokens,
+            " cannot hold one sequence of the longest shape (data.max_src_len + data.max_trg_len + 2 = ",
+            longest, "): set data.batch_tokens to at least ", longest);
+}
+
+PackOptions pack_options_from_config(const Config& c) {
+  PackOptions p;
+  p.max_src_len = static_cast<int>(c.get_int("data.max_src_len"));
+  p.max_trg_len = static_cast<int>(c.get_int("data.max_trg_len"));
+  p.truncation = parse_truncation(c.get_string("data.truncation"));
+  p.trg_pad = parse_target_padding(c.get_string("data.trg_pad"));
+  p.globals = parse_global_tokens(c.get_string("attention.globals"));
+  return p;
+}
+
+BatchPlanOptions batch_plan_options_from_config(const Config& c, bool shuffle) {
+  BatchPlanOptions b;
+  b.batch_tokens = static_cast<std::size_t>(c.get_int("data.batch_tokens"));
+  check_batch_budget(b.batch_tokens, pack_options_from_config(c), c.origin("data.batch_tokens") + ": ");
+  b.max_batch_size = static_cast<std::size_t>(c.get_int("data.max_batch_size"));
+  b.bucket_window = static_cast<std::size_t>(c.get_int("data.bucket_window"));
+  b.shuffle = shuffle && c.get_bool("data.shuffle");
+  b.seed = static_cast<uint64_t>(c.get_int("train.seed"));
+  return b;
+}
+
+namespace {
 
 // Target region length for a batch whose longest packed target is `max_trg`.
 int64_t target_region(int64_t max_trg, const PackOptions& o) {
@@ -153,11 +190,7 @@ std::vector<std::vector<std::size_t>> plan_batches(const ExampleSource& source,
   MDS_CHECK(plan.world_size >= 1, "world_size must be >= 1, got ", plan.world_size);
   MDS_CHECK(plan.rank >= 0 && plan.rank < plan.world_size, "rank ", plan.rank,
             " out of range for world_size ", plan.world_size);
-  const std::size_t longest = static_cast<std::size_t>(pack.max_src_len) +
-                              static_cast<std::size_t>(pack.max_trg_len) + 2;
-  MDS_CHECK(plan.batch_tokens >= longest, "data.batch_tokens = ", plan.batch_tokens,
-            " cannot hold one sequence of the longest shape (max_src_len + max_trg_len + 2 = ",
-            longest, "): set data.batch_tokens to at least ", longest);
+  check_batch_budget(plan.batch_tokens, pack);
 
   const std::size_t n = source.size();
   std::vector<int32_t> src_len(n), trg_len(n);

@@ -25,6 +25,8 @@
 
 namespace mds {
 
+class Config;
+
 enum class Truncation { end, start, middle };  // which part of a long source is dropped
 enum class TargetPadding { max, batch };
 enum class GlobalTokens { none, bos_sep, bos_sep_target };
@@ -56,6 +58,13 @@ struct Batch {
   int64_t tokens() const { return batch_size * length; }
 };
 
+// The longest packed row: BOS + max_src_len + SEP + max_trg_len.
+int64_t longest_row(const PackOptions& options);
+
+// Throws unless a batch of `batch_tokens` holds one row of the longest shape; `where` names the
+// setting in the message ("x.toml:4: ", "--set: ", or "").
+void check_batch_budget(std::size_t batch_tokens, const PackOptions& pack, const std::string& where = "");
+
 // Lengths of a row's regions for one example, after truncation.
 int64_t packed_src_len(std::size_t src_len, const PackOptions& options);
 int64_t packed_trg_len(std::size_t trg_len, const PackOptions& options);  // EOS not counted
@@ -72,6 +81,12 @@ struct BatchPlanOptions {
   uint64_t seed = 0;
   int rank = 0, world_size = 1;          // each rank gets every world_size-th batch
 };
+
+// data.max_src_len, data.max_trg_len, data.truncation, data.trg_pad and attention.globals.
+PackOptions pack_options_from_config(const Config& config);
+// data.batch_tokens (checked against the longest row), data.max_batch_size, data.bucket_window,
+// data.shuffle (only when `shuffle`: validation batches are never shuffled) and train.seed.
+BatchPlanOptions batch_plan_options_from_config(const Config& config, bool shuffle);
 
 // The batches of one epoch, for one rank: lists of example indices. Deterministic for
 // (seed, epoch, rank, world_size); all ranks get the same number of batches (the few left over

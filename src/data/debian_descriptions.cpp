@@ -136,15 +136,6 @@ uint64_t fnv1a64(const std::string& s) {
   return h;
 }
 
-std::string today_utc() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
-
 std::string readme(const DebianBuildStats& s, const DebianBuildOptions& o,
                    const std::vector<std::string>& files) {
   std::string r;
@@ -167,7 +158,7 @@ std::string readme(const DebianBuildStats& s, const DebianBuildOptions& o,
   r += str_cat(s.duplicates, " records were dropped as repeats of a package or a description kept "
                "already.\n\n");
   r += "## How it was built\n\n";
-  r += "Built on " + today_utc() + " (UTC) by `moe-diffuseq data build debian-descriptions`.\n\n";
+  r += "Built on " + utc_now("%Y-%m-%d") + " (UTC) by `moe-diffuseq data build debian-descriptions`.\n\n";
   r += "1. Every record with a `Package`, a synopsis (the `Description-en:` line) and a long\n"
        "   description is read. In the description, the lines of a paragraph are joined by a\n"
        "   space (indentation of preformatted lines dropped) and paragraphs (` .` lines) by a\n"

@@ -1,13 +1,10 @@
 // Prepared data: jsonl -> tokens.bin, index.bin, ids.txt, meta.json; and the memory-mapped reader.
 #include "data/prepared.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -35,86 +32,10 @@ constexpr std::size_t kHeaderBytes = 16;      // magic + uint64 count
 constexpr std::size_t kEntryWords = 3;        // offset, src length, trg length
 constexpr std::size_t kProgressEvery = 100000;
 
-std::string errno_text() { return std::strerror(errno); }
-
-// A buffered file writer on a POSIX descriptor, so that finish() can fsync what it wrote.
-class OutFile {
- public:
-  explicit OutFile(std::string path) : path_(std::move(path)) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    MDS_CHECK(fd_ >= 0, path_, ": cannot create: ", errno_text());
-    buffer_.reserve(kBufferBytes);
-  }
-  ~OutFile() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  OutFile(const OutFile&) = delete;
-  OutFile& operator=(const OutFile&) = delete;
-
-  void write(const void* data, std::size_t n) {
-    if (buffer_.size() + n > kBufferBytes) flush();
-    if (n >= kBufferBytes) {
-      write_all(static_cast<const char*>(data), n);
-    } else {
-      buffer_.append(static_cast<const char*>(data), n);
-    }
-    written_ += n;
-  }
-  // Overwrites bytes already written (the index header's count).
-  void write_at(uint64_t offset, const void* data, std::size_t n) {
-    flush();
-    ssize_t got = ::pwrite(fd_, data, n, static_cast<off_t>(offset));
-    MDS_CHECK(got == static_cast<ssize_t>(n), path_, ": cannot write: ", errno_text());
-  }
-  void finish() {
-    flush();
-    MDS_CHECK(::fsync(fd_) == 0, path_, ": cannot sync: ", errno_text());
-    int fd = fd_;
-    fd_ = -1;
-    MDS_CHECK(::close(fd) == 0, path_, ": cannot close: ", errno_text());
-  }
-  uint64_t written() const { return written_; }
-
- private:
-  static constexpr std::size_t kBufferBytes = 1 << 20;
-
-  void flush() {
-    write_all(buffer_.data(), buffer_.size());
-    buffer_.clear();
-  }
-  void write_all(const char* p, std::size_t n) {
-    while (n > 0) {
-      ssize_t got = ::write(fd_, p, n);
-      if (got < 0 && errno == EINTR) continue;
-      MDS_CHECK(got > 0, path_, ": cannot write: ", errno_text());
-      p += got;
-      n -= static_cast<std::size_t>(got);
-    }
-  }
-
-  std::string path_;
-  int fd_ = -1;
-  std::string buffer_;
-  uint64_t written_ = 0;
-};
-
-void sync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;  // best effort: some file systems do not allow it
-  ::fsync(fd);
-  ::close(fd);
-}
-
-std::string strip_trailing_slashes(std::string path) {
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  return path;
-}
-
 nlohmann::json read_meta(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  MDS_CHECK(f, path, ": cannot open (is this a prepared data directory?)");
+  MDS_CHECK(fs::is_regular_file(path), path, ": cannot open (is this a prepared data directory?)");
   try {
-    return nlohmann::json::parse(f);
+    return nlohmann::json::parse(fs::read_file(path));
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": not valid JSON: ", e.what());
   }
@@ -138,30 +59,6 @@ struct RemoveOnFailure {
   }
 };
 
-// Maps a whole file read-only; an empty file maps to nullptr (mmap of 0 bytes is invalid).
-void* map_file(const std::string& path, std::size_t* bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  MDS_CHECK(fd >= 0, path, ": cannot open: ", errno_text());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    std::string why = errno_text();
-    ::close(fd);
-    fail(path, ": cannot stat: ", why);
-  }
-  *bytes = static_cast<std::size_t>(st.st_size);
-  void* map = nullptr;
-  if (*bytes > 0) {
-    map = ::mmap(nullptr, *bytes, PROT_READ, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
-      std::string why = errno_text();
-      ::close(fd);
-      fail(path, ": cannot map: ", why);
-    }
-  }
-  ::close(fd);  // the mapping stays valid
-  return map;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -176,7 +73,7 @@ PrepareStats prepare_dataset(const std::vector<std::string>& inputs, const Token
                              const std::string& out_dir_arg) {
   MDS_CHECK(!inputs.empty(), "data prepare: no --input given");
   MDS_CHECK(!out_dir_arg.empty(), "data prepare: no --out given");
-  const std::string out_dir = strip_trailing_slashes(out_dir_arg);
+  const std::string out_dir = fs::strip_trailing_slashes(out_dir_arg);
   if (fs::exists(out_dir)) {
     MDS_CHECK(fs::is_directory(out_dir), out_dir, ": exists and is not a directory");
     // Never replace a directory that is not ours: --out pointing at the wrong place must not
@@ -193,9 +90,9 @@ PrepareStats prepare_dataset(const std::vector<std::string>& inputs, const Token
   RemoveOnFailure cleanup{tmp_dir};
 
   const std::string fingerprint = tokenizer.fingerprint();
-  OutFile tokens(tmp_dir + "/tokens.bin");
-  OutFile index(tmp_dir + "/index.bin");
-  OutFile ids(tmp_dir + "/ids.txt");
+  fs::BufferedWriter tokens(tmp_dir + "/tokens.bin");
+  fs::BufferedWriter index(tmp_dir + "/index.bin");
+  fs::BufferedWriter ids(tmp_dir + "/ids.txt");
   const uint64_t zero = 0;
   index.write(kMagic, sizeof kMagic);
   index.write(&zero, sizeof zero);  // the count, patched at the end
@@ -266,29 +163,16 @@ PrepareStats prepare_dataset(const std::vector<std::string>& inputs, const Token
       {"skipped", stats.skipped},
   };
   {
-    OutFile meta_file(tmp_dir + "/meta.json");
-    const std::string text = meta.dump(2) + "\n";
-    meta_file.write(text.data(), text.size());
+    fs::BufferedWriter meta_file(tmp_dir + "/meta.json");
+    meta_file.write(meta.dump(2) + "\n");
     meta_file.finish();
   }
-  sync_dir(tmp_dir);
+  fs::fsync_path(tmp_dir);
 
-  // Swap the new directory in: the old one is moved aside first, so OUT_DIR is never half-written.
-  if (fs::exists(out_dir)) {
-    const std::string old_dir = str_cat(out_dir, ".old-", getpid());
-    fs::remove_all_noexcept(old_dir);
-    fs::rename(out_dir, old_dir);
-    try {
-      fs::rename(tmp_dir, out_dir);
-    } catch (const Error& e) {
-      fail(e.what(), " (the previous data is in ", old_dir, ")");
-    }
-    fs::remove_all_noexcept(old_dir);  // the new data is in place: a leftover is harmless
-  } else {
-    fs::rename(tmp_dir, out_dir);
-  }
+  // Swap the new directory in: OUT_DIR is never half-written.
+  if (!fs::replace_directory(tmp_dir, out_dir))
+    log_warn(out_dir, ".old-", getpid(), ": cannot remove the previous data; remove it by hand");
   cleanup.armed = false;
-  sync_dir(fs::parent_path(fs::absolute(out_dir)));
 
   const double s = seconds_since(start);
   log_info("prepared ", stats.examples, " examples (", stats.skipped, " skipped): ",
@@ -303,7 +187,7 @@ PrepareStats prepare_dataset(const std::vector<std::string>& inputs, const Token
 // ------------------------------------------------------------------------------------ reader
 
 PreparedDataset::PreparedDataset(const std::string& dir_arg)
-    : dir_(strip_trailing_slashes(dir_arg)) {
+    : dir_(fs::strip_trailing_slashes(dir_arg)) {
   MDS_CHECK(fs::is_directory(dir_), dir_, ": no such directory (expected prepared data from "
             "`moe-diffuseq data prepare`)");
   const std::string meta_path = dir_ + "/meta.json";
@@ -322,38 +206,32 @@ PreparedDataset::PreparedDataset(const std::string& dir_arg)
     fail(meta_path, ": ", e.what());
   }
 
-  // Mapped before the checks so that close() (via the destructor) releases them on an error.
-  struct CloseOnFailure {
-    PreparedDataset* self;
-    ~CloseOnFailure() {
-      if (self) self->close();
-    }
-  } guard{this};
-
   const std::string index_path = dir_ + "/index.bin";
-  index_map_ = map_file(index_path, &index_bytes_);
-  MDS_CHECK(index_bytes_ >= kHeaderBytes, index_path, ": truncated (", index_bytes_,
+  index_file_ = fs::MappedFile(index_path);
+  const std::size_t index_bytes = index_file_.size();
+  MDS_CHECK(index_bytes >= kHeaderBytes, index_path, ": truncated (", index_bytes,
             " bytes, the header alone is ", kHeaderBytes, ")");
-  const char* index_base = static_cast<const char*>(index_map_);
+  const char* index_base = static_cast<const char*>(index_file_.data());
   MDS_CHECK(std::memcmp(index_base, kMagic, sizeof kMagic) == 0, index_path,
             ": bad header (expected \"MDSIDX01\"): not a moe-diffuseq index or corrupted");
   uint64_t count = 0;
   std::memcpy(&count, index_base + sizeof kMagic, sizeof count);
   MDS_CHECK(count == meta_count, index_path, ": holds ", count, " examples but ", meta_path,
             " says ", meta_count);
-  MDS_CHECK(count <= (index_bytes_ - kHeaderBytes) / (kEntryWords * sizeof(uint64_t)) &&
-                index_bytes_ == kHeaderBytes + count * kEntryWords * sizeof(uint64_t),
-            index_path, ": ", index_bytes_, " bytes, expected ",
+  MDS_CHECK(count <= (index_bytes - kHeaderBytes) / (kEntryWords * sizeof(uint64_t)) &&
+                index_bytes == kHeaderBytes + count * kEntryWords * sizeof(uint64_t),
+            index_path, ": ", index_bytes, " bytes, expected ",
             kHeaderBytes + count * kEntryWords * sizeof(uint64_t), " for ", count,
             " examples (truncated or corrupted)");
   index_ = reinterpret_cast<const uint64_t*>(index_base + kHeaderBytes);
 
   const std::string tokens_path = dir_ + "/tokens.bin";
-  tokens_map_ = map_file(tokens_path, &tokens_bytes_);
-  MDS_CHECK(tokens_bytes_ % sizeof(int32_t) == 0, tokens_path, ": ", tokens_bytes_,
+  tokens_file_ = fs::MappedFile(tokens_path);
+  const std::size_t tokens_bytes = tokens_file_.size();
+  MDS_CHECK(tokens_bytes % sizeof(int32_t) == 0, tokens_path, ": ", tokens_bytes,
             " bytes is not a whole number of int32 tokens (truncated?)");
-  tokens_ = static_cast<const int32_t*>(tokens_map_);
-  const uint64_t n_tokens = tokens_bytes_ / sizeof(int32_t);
+  tokens_ = static_cast<const int32_t*>(tokens_file_.data());
+  const uint64_t n_tokens = tokens_bytes / sizeof(int32_t);
   for (uint64_t i = 0; i < count; ++i) {
     const uint64_t* e = index_ + kEntryWords * i;
     // Written so that no sum can overflow on a corrupted entry.
@@ -371,39 +249,21 @@ PreparedDataset::PreparedDataset(const std::string& dir_arg)
   MDS_CHECK(ids_.size() == count, ids_path, ": ", ids_.size() > count ? "more" : "fewer",
             " lines than the ", count, " examples");
   count_ = count;
-  guard.self = nullptr;
 }
-
-PreparedDataset::~PreparedDataset() { close(); }
-
-PreparedDataset::PreparedDataset(PreparedDataset&& other) noexcept { *this = std::move(other); }
 
 PreparedDataset& PreparedDataset::operator=(PreparedDataset&& other) noexcept {
   if (this == &other) return *this;
-  close();
   dir_ = std::move(other.dir_);
   count_ = std::exchange(other.count_, 0);
   vocab_size_ = std::exchange(other.vocab_size_, 0);
   fingerprint_ = std::move(other.fingerprint_);
+  tokens_file_ = std::move(other.tokens_file_);
+  index_file_ = std::move(other.index_file_);
   tokens_ = std::exchange(other.tokens_, nullptr);
-  tokens_bytes_ = std::exchange(other.tokens_bytes_, 0);
   index_ = std::exchange(other.index_, nullptr);
-  index_bytes_ = std::exchange(other.index_bytes_, 0);
-  tokens_map_ = std::exchange(other.tokens_map_, nullptr);
-  index_map_ = std::exchange(other.index_map_, nullptr);
   ids_ = std::move(other.ids_);
+  other.ids_.clear();
   return *this;
-}
-
-void PreparedDataset::close() {
-  if (tokens_map_) ::munmap(tokens_map_, tokens_bytes_);
-  if (index_map_) ::munmap(index_map_, index_bytes_);
-  tokens_map_ = index_map_ = nullptr;
-  tokens_ = nullptr;
-  index_ = nullptr;
-  tokens_bytes_ = index_bytes_ = 0;
-  count_ = 0;
-  ids_.clear();
 }
 
 TokenSpan PreparedDataset::src(std::size_t i) const {

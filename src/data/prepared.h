@@ -12,8 +12,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "core/fs.h"
 #include "data/example_source.h"
 #include "data/tokenizer.h"
 
@@ -35,9 +37,9 @@ class PreparedDataset : public ExampleSource {
  public:
   PreparedDataset() = default;
   explicit PreparedDataset(const std::string& dir);  // memory-maps; throws mds::Error naming the file
-  ~PreparedDataset() override;
-  PreparedDataset(PreparedDataset&&) noexcept;
-  PreparedDataset& operator=(PreparedDataset&&) noexcept;
+  // A moved-from dataset is empty.
+  PreparedDataset(PreparedDataset&& other) noexcept { *this = std::move(other); }
+  PreparedDataset& operator=(PreparedDataset&& other) noexcept;
 
   std::size_t size() const override { return count_; }
   TokenSpan src(std::size_t i) const override;
@@ -48,17 +50,13 @@ class PreparedDataset : public ExampleSource {
   const std::string& dir() const { return dir_; }
 
  private:
-  void close();
   std::string dir_;
   std::size_t count_ = 0;
   int32_t vocab_size_ = 0;
   std::string fingerprint_;
-  const int32_t* tokens_ = nullptr;
-  std::size_t tokens_bytes_ = 0;
-  const uint64_t* index_ = nullptr;  // 3 per example, after the header
-  std::size_t index_bytes_ = 0;
-  void* tokens_map_ = nullptr;
-  void* index_map_ = nullptr;
+  fs::MappedFile tokens_file_, index_file_;
+  const int32_t* tokens_ = nullptr;  // into tokens_file_
+  const uint64_t* index_ = nullptr;  // into index_file_: 3 per example, after the header
   std::vector<std::string> ids_;
 };
 

@@ -206,24 +206,6 @@ struct Results {
   }
 };
 
-std::string read_whole_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path, ": cannot open the tokenizer model");
-  std::ostringstream os;
-  os << f.rdbuf();
-  if (f.bad()) fail(path, ": cannot read the tokenizer model");
-  return os.str();
-}
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // Throws unless the model has the project's special tokens at ids 0..5.
 void check_special_pieces(const Tokenizer& tok, const std::string& origin) {
   const int32_t n = tok.vocab_size();
@@ -353,7 +335,7 @@ Tokenizer Tokenizer::load(const std::string& path) {
   if (fs::is_directory(path)) file = fs::join(path, "tokenizer.model");
   MDS_CHECK(fs::exists(file), file, ": no such file (expected a tokenizer directory or a "
             "tokenizer.model)");
-  const std::string bytes = read_whole_file(file);
+  const std::string bytes = fs::read_file(file);
   Results out;
   void* sp = spm().load(bytes.data(), bytes.size(), &Results::on_error, &out);
   MDS_CHECK(sp, file, ": not a SentencePiece model: ", out.error);

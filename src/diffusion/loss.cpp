@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "core/config.h"
+
 namespace mds {
 
 namespace {
@@ -18,6 +20,17 @@ torch::Tensor masked_mean_B(const torch::Tensor& per_token_BL, const torch::Tens
 }
 
 }  // namespace
+
+LossOptions loss_options_from_config(const Config& c) {
+  LossOptions o;
+  o.target_only = c.get_string("loss.positions") == "target";
+  o.rounding_weight = c.get_float("loss.rounding_weight");
+  o.prior_weight = c.get_float("loss.prior_weight");
+  o.absorb_reg = c.get_float("loss.absorb_reg");
+  o.forward.soft_absorbing = c.get_bool("diffusion.soft_absorbing");
+  o.forward.absorb_rate = c.get_float("diffusion.absorb_rate");
+  return o;
+}
 
 torch::Tensor chosen_rows(const torch::Tensor& x_BLE, const torch::Tensor& chosen_BL) {
   auto idx = chosen_BL.reshape({-1}).nonzero().squeeze(1);

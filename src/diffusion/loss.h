@@ -21,11 +21,17 @@
 
 namespace mds {
 
+class Config;
+
 struct LossOptions {
   bool target_only = true;
   double rounding_weight = 1.0, prior_weight = 1.0, absorb_reg = 0.01;
   ForwardOptions forward;
 };
+
+// loss.positions, loss.rounding_weight, loss.prior_weight, loss.absorb_reg, diffusion.soft_absorbing
+// and diffusion.absorb_rate.
+LossOptions loss_options_from_config(const Config& config);
 
 struct LossTerms {
   at::Tensor total;   // scalar to differentiate

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "core/torch_compat.h"
 #include "diffusion/dpm_solver.h"
@@ -215,6 +216,18 @@ SamplerContext make_context(const NoiseSchedule& schedule, const X0Predictor& pr
 }
 
 }  // namespace
+
+SamplerOptions sampler_options_from_config(const Config& c) {
+  SamplerOptions o;
+  o.sampler = c.get_string("sample.sampler");
+  o.steps = c.get_int("sample.steps");
+  o.skip_type = c.get_string("sample.skip_type");
+  o.time_mapping = c.get_string("sample.time_mapping");
+  o.clamp = c.get_bool("sample.clamp");
+  o.discrete_noise = c.get_bool("sample.discrete_noise");
+  o.absorb_rate = c.get_float("diffusion.absorb_rate");
+  return o;
+}
 
 at::Tensor clamp_to_embeddings(const at::Tensor& x_BLE, const at::Tensor& embedding_VE) {
   MDS_CHECK(x_BLE.defined() && x_BLE.dim() == 3, "clamp_to_embeddings: x must be [B, L, E]");

@@ -23,6 +23,8 @@
 
 namespace mds {
 
+class Config;
+
 // The denoiser as samplers see it: x0 prediction for x_BLE at (float) model time model_t_B.
 using X0Predictor = std::function<at::Tensor(const at::Tensor& x_BLE, const at::Tensor& model_t_B)>;
 
@@ -35,6 +37,10 @@ struct SamplerOptions {
   bool discrete_noise = false;             // ancestral: DiffuSeq-v2 jumps to m
   double absorb_rate = 0.5;                // gamma for discrete_noise
 };
+
+// sample.sampler, sample.steps, sample.skip_type, sample.time_mapping, sample.clamp,
+// sample.discrete_noise and diffusion.absorb_rate.
+SamplerOptions sampler_options_from_config(const Config& config);
 
 struct SampleInputs {
   at::Tensor anchor_BLE;      // embeddings of the packed ids: the source part is kept as is

@@ -5,6 +5,8 @@
 // Dimensions: B batch; T steps (an index t in [0, T)).
 #include "diffusion/schedule.h"
 
+#include "core/config.h"
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -31,6 +33,10 @@ std::vector<double> betas_for_alpha_bar(int64_t T, double (*alpha_bar)(double), 
 }
 
 }  // namespace
+
+NoiseSchedule NoiseSchedule::from_config(const Config& c) {
+  return make(c.get_string("diffusion.schedule"), c.get_int("diffusion.steps"));
+}
 
 NoiseSchedule NoiseSchedule::make(const std::string& name, int64_t steps) {
   MDS_CHECK(steps >= 1, "noise schedule: diffusion steps must be >= 1, got ", steps);

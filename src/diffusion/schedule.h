@@ -14,6 +14,8 @@
 
 namespace mds {
 
+class Config;
+
 struct NoiseSchedule {
   int64_t steps = 0;  // T
   std::vector<double> betas, alphas_cumprod, alphas_cumprod_prev;
@@ -21,6 +23,8 @@ struct NoiseSchedule {
   std::vector<double> posterior_variance, posterior_mean_coef1, posterior_mean_coef2;
 
   static NoiseSchedule make(const std::string& name, int64_t steps);  // name: "sqrt"
+  // diffusion.schedule and diffusion.steps.
+  static NoiseSchedule from_config(const Config& config);
 
   double model_time(double t) const { return t * 1000.0 / static_cast<double>(steps); }
   // values[t_B] as a float tensor [B] on t_B's device (t_B int64).

@@ -1,19 +1,24 @@
 // Text generation from a checkpoint: tokenize, pack, sample x0 with a diffusion sampler, round to
 // tokens with the tied head, cut at the first EOS or PAD, decode.
+//
+// Dimensions: B batch, L length, E embedding dim.
 #pragma once
 
+#include <ATen/core/Generator.h>
+#include <torch/torch.h>
+
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+#include "data/batcher.h"
+#include "data/tokenizer.h"
 #include "diffusion/sampler.h"
 #include "diffusion/schedule.h"
-#include "data/tokenizer.h"
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
-#include "model/precision.h"
+#include "runtime/runtime.h"
 
 namespace mds {
 
@@ -25,8 +30,15 @@ struct GenerateOptions {
   std::string mbr_metric = "bleu";  // bleu | rouge-l
 };
 
-// Sampler settings from the sample.* keys.
+// The sample.* keys (and diffusion.absorb_rate for the discrete noise).
 GenerateOptions generate_options_from_config(const Config& config);
+// Throws naming the command-line option for a value out of range (--steps, --batch-size, --mbr, ...).
+void check_generate_options(const GenerateOptions& options);
+
+// Target ids of each row of a batch, up to (not including) the first EOS or PAD.
+struct GeneratedBatch {
+  std::vector<std::vector<int32_t>> tokens;
+};
 
 class TextGenerator {
  public:
@@ -34,29 +46,45 @@ class TextGenerator {
   // --set assignments applied to the checkpoint's configuration (sample.*, train.device, ...).
   // The model runs in train.precision resolved for the device (bf16 on GPU by default); the
   // sampler's state, its updates and the final rounding stay float32.
-  TextGenerator(const std::string& checkpoint_dir, const std::vector<std::string>& overrides = {});
-  // Around a model in memory (validation during training): shares `model`, copies the tokenizer.
-  TextGenerator(const Config& config, const Tokenizer& tokenizer, Denoiser model, c10::Device device);
+  explicit TextGenerator(const std::string& checkpoint_dir, const std::vector<std::string>& overrides = {});
+  // Around a model in memory (validation during training, benchmarks): shares `model`, runs it as
+  // `runtime` says. The tokenizer (copied) is needed by generate() only.
+  TextGenerator(const Config& config, Denoiser model, const Runtime& runtime, const Tokenizer* tokenizer = nullptr);
+
+  // The options generate() and generate_ids() use: from the configuration's sample.* keys, then
+  // whatever the caller changes.
+  GenerateOptions& options() { return options_; }
+  const GenerateOptions& options() const { return options_; }
+
   // One prediction per source, in order.
-  std::vector<std::string> generate(const std::vector<std::string>& sources, const GenerateOptions& options);
+  std::vector<std::string> generate(const std::vector<std::string>& sources);
+  // How generation packs a row: the configuration's data.* keys, with the whole target region.
+  const PackOptions& pack_options() const { return pack_; }
+  // The target ids of one packed batch (packed with pack_options()), with options().sampler;
+  // `generator` is a CPU generator (the sampling noise).
+  GeneratedBatch generate_ids(const Batch& batch, at::Generator generator);
   // x0 of one packed batch (tensors on device()): float32 [B, L, E], whatever precision() the model
-  // runs in. `generator` is a CPU generator (the sampling noise).
+  // runs in.
   torch::Tensor sample_x0(const BatchTensors& batch, const SamplerOptions& options, at::Generator generator);
+
   const Config& config() const { return config_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
   Denoiser& model() { return model_; }
-  c10::Device device() const { return device_; }
-  Precision precision() const { return precision_; }
+  c10::Device device() const { return runtime_.device; }
+  Precision precision() const { return runtime_.precision; }
 
  private:
-  std::vector<std::string> generate_once(const std::vector<std::string>& sources, const GenerateOptions& options,
-                                         uint64_t seed);
+  void init_from_config();
+  std::vector<std::string> generate_once(const std::vector<std::string>& sources, uint64_t seed);
+
   Config config_;
   Tokenizer tokenizer_;
+  bool has_tokenizer_ = false;
   Denoiser model_{nullptr};
   NoiseSchedule schedule_;
-  c10::Device device_{c10::kCPU};
-  Precision precision_ = Precision::fp32;
+  Runtime runtime_;
+  GenerateOptions options_;
+  PackOptions pack_;
 };
 
 struct GenerateFileStats {
@@ -64,8 +92,8 @@ struct GenerateFileStats {
   double seconds = 0;
 };
 
-// Reads INPUT (jsonl; "trg" optional), writes OUTPUT jsonl: {"id", "src", "prediction"[, "reference"]}.
-GenerateFileStats generate_file(TextGenerator& generator, const std::string& input, const std::string& output,
-                                const GenerateOptions& options);
+// Reads INPUT (jsonl; "trg" optional), writes OUTPUT jsonl: {"id", "src", "prediction"[, "reference"]},
+// with the generator's options().
+GenerateFileStats generate_file(TextGenerator& generator, const std::string& input, const std::string& output);
 
 }  // namespace mds

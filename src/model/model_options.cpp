@@ -1,6 +1,7 @@
 #include "model/model_options.h"
 
 #include "core/error.h"
+#include "data/batcher.h"
 
 namespace mds {
 
@@ -27,8 +28,12 @@ ModelOptions model_options_from_config(const Config& c, int64_t vocab_size) {
   o.heads = c.get_int("model.heads");
   o.ffn_dim = c.get_int("model.ffn_dim");
   o.time_embed_dim = c.get_int("model.time_embed_dim");
+  const int64_t longest = longest_row(pack_options_from_config(c));
   o.max_positions = c.get_int("model.max_positions");
-  if (o.max_positions == 0) o.max_positions = c.get_int("data.max_src_len") + c.get_int("data.max_trg_len") + 2;
+  MDS_CHECK(o.max_positions == 0 || o.max_positions >= longest, c.origin("model.max_positions"),
+            ": model.max_positions = ", o.max_positions, " is shorter than the longest row (", longest,
+            "); set 0 to derive it");
+  if (o.max_positions == 0) o.max_positions = longest;
   o.pre_norm = c.get_string("model.norm") == "pre";
   o.dropout = c.get_float("model.dropout");
   o.layer_norm_eps = c.get_float("model.layer_norm_eps");

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/torch_compat.h"
 #include "kernels/moe/moe.h"
+#include "kernels/moe/moe_cpu.h"
 #include "model/router.h"
 
 namespace mds {
@@ -72,8 +73,11 @@ MoeLayerOutput MoeLayerImpl::forward(const at::Tensor& x_ND) {
     capacity = static_cast<int64_t>(
         std::ceil(options_.capacity_factor * static_cast<double>(k * N) / static_cast<double>(E)));
   kernels::MoeDispatchStats stats;
-  out.y_ND = kernels::moe_ffn(x_ND, {w1_EDF, b1_EF, w2_EFD, b2_ED}, r.expert_NA,
-                              r.weight_NA.to(x_ND.scalar_type()), capacity, &stats);
+  const kernels::ExpertWeights experts{w1_EDF, b1_EF, w2_EFD, b2_ED};
+  const at::Tensor weight_NA = r.weight_NA.to(x_ND.scalar_type());
+  out.y_ND = options_.sorted_dispatch
+                 ? kernels::detail::moe_ffn_sorted(x_ND, experts, r.expert_NA, weight_NA, capacity, &stats)
+                 : kernels::moe_ffn(x_ND, experts, r.expert_NA, weight_NA, capacity, &stats);
   out.aux_loss = r.aux_loss;
   out.z_loss = r.z_loss;
   out.tokens_per_expert_E = stats.tokens_per_expert_E;

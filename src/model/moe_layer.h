@@ -20,6 +20,9 @@ struct MoeOptions {
   double capacity_factor = 0.0;  // 0 = dropless; > 0: capacity ceil(cf * k * N / E) per expert
   double jitter = 0.0;  // multiplicative router-input jitter U(1-eps, 1+eps), training only
   double init_std = 0.02;
+  // Always the one-GEMM-per-expert loop (kernels::detail::moe_ffn_sorted), whatever moe_ffn would
+  // choose: bench/moe_layer_bench compares the two.
+  bool sorted_dispatch = false;
 };
 
 struct MoeLayerOutput {

@@ -8,7 +8,16 @@
 
 namespace mds {
 
-AdamWOptions adamw_options(const Config& c) {
+LrSchedule lr_schedule_from_config(const Config& c) {
+  LrSchedule s;
+  s.total = c.get_int("train.steps");
+  s.warmup = c.get_int("train.warmup_steps");
+  s.peak = c.get_float("train.lr");
+  s.min_lr = c.get_float("train.min_lr");
+  return s;
+}
+
+AdamWOptions adamw_options_from_config(const Config& c) {
   AdamWOptions adam;
   adam.lr = c.get_float("train.lr");
   adam.beta1 = c.get_float("train.adam_beta1");

@@ -21,7 +21,7 @@ struct AdamWOptions {
 };
 
 // train.lr, train.adam_beta1/2, train.adam_eps, train.weight_decay.
-AdamWOptions adamw_options(const Config& c);
+AdamWOptions adamw_options_from_config(const Config& c);
 
 class AdamW {
  public:
@@ -42,6 +42,14 @@ class AdamW {
 
 // O2: linear warm-up from 0 to `peak` over `warmup` steps, then linear decay to `min_lr` at `total`.
 double learning_rate(int64_t step, int64_t total, int64_t warmup, double peak, double min_lr);
+
+// O2 as a run configures it: train.lr, train.warmup_steps and train.min_lr over train.steps.
+struct LrSchedule {
+  int64_t total = 1, warmup = 0;
+  double peak = 1e-4, min_lr = 0.0;
+  double at(int64_t step) const { return learning_rate(step, total, warmup, peak, min_lr); }
+};
+LrSchedule lr_schedule_from_config(const Config& c);
 
 // O3: ema <- decay * ema + (1 - decay) * weight, in float32, for every parameter.
 class Ema {

@@ -1,4 +1,4 @@
-#include "model/precision.h"
+#include "runtime/precision.h"
 
 #include "core/error.h"
 

@@ -8,16 +8,17 @@
 //   dense   Linear(D, A*F) -> GELU -> Linear(A*F, D): a dense FFN as wide as the experts a token uses
 //   moe     MoeLayer: fp32 router, top-k, aux and z losses, moe_ffn (grouped GEMMs on CUDA under
 //           autocast; the loop below otherwise)
-//   sorted  the same layer's routing, then detail::moe_ffn_sorted (one GEMM per expert, host offsets)
+//   sorted  the same layer (same weights) with MoeOptions::sorted_dispatch: detail::moe_ffn_sorted
+//           (one GEMM per expert, host offsets)
 // On CUDA under bfloat16 autocast (float32 master weights) unless --no-autocast. After warm-up steps,
 // --repeats batches of --iters steps are each timed as a whole (synchronize, clock, steps,
 // synchronize, clock), so that the host's launches overlap the device's work as in training; the
 // median over the batches of the time per step counts.
 //
-//   moe_bench [--device cuda|cpu] [--tokens 16384] [--dim 768] [--ffn 3072] [--experts 8]
+//   moe_layer_bench [--device cuda|cpu] [--tokens 16384] [--dim 768] [--ffn 3072] [--experts 8]
 //             [--top-k 2] [--capacity-factor 0] [--iters 20] [--repeats 5] [--warmup 5]
 //             [--no-autocast] [--target 1.3] [--json PATH]
-//   CPU smoke run: moe_bench --device cpu --tokens 512 --dim 64 --ffn 128 --iters 3 --repeats 3
+//   CPU smoke run: moe_layer_bench --device cpu --tokens 512 --dim 64 --ffn 128 --iters 3 --repeats 3
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -44,11 +45,9 @@
 #include "core/fs.h"
 #include "core/torch_compat.h"
 #include "kernels/moe/moe.h"
-#include "kernels/moe/moe_cpu.h"
 #include "model/moe_layer.h"
-#include "model/router.h"
 
-namespace mds::kernels {
+namespace mds {
 namespace {
 
 struct Options {
@@ -165,7 +164,7 @@ int bench_main(int argc, char** argv) {
     std::fprintf(stderr, "moe_bench: --device cuda but no CUDA device is available\n");
     return 1;
   }
-  if (opt.json_path.empty()) opt.json_path = "bench/results/moe_" + opt.device + ".json";
+  if (opt.json_path.empty()) opt.json_path = "bench/results/moe_layer_" + opt.device + ".json";
   const at::Device device(opt.device == "cuda" ? at::kCUDA : at::kCPU);
   const bool autocast = device.is_cuda() && !opt.no_autocast;
   const int64_t N = opt.tokens, D = opt.dim, F = opt.ffn, A = opt.top_k;
@@ -179,6 +178,14 @@ int bench_main(int argc, char** argv) {
   mo.capacity_factor = opt.capacity_factor;
   MoeLayer layer(mo);
   layer->to(device);
+  MoeOptions mo_sorted = mo;
+  mo_sorted.sorted_dispatch = true;
+  MoeLayer sorted_layer(mo_sorted);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : sorted_layer->named_parameters()) p.value().copy_(layer->named_parameters()[p.key()]);
+  }
+  sorted_layer->to(device);
   torch::nn::Linear lin1(D, A * F), lin2(A * F, D);
   lin1->to(device);
   lin2->to(device);
@@ -187,10 +194,11 @@ int bench_main(int argc, char** argv) {
   const at::Tensor x_ND = at::randn({N, D}, f32).requires_grad_(true);
   const at::Tensor g_ND = at::randn({N, D}, f32);
   const at::Tensor aux_weight = at::full({}, 0.01, f32), z_weight = at::full({}, 0.001, f32);
-  std::vector<at::Tensor> dense_inputs = {x_ND}, moe_inputs = {x_ND};
+  std::vector<at::Tensor> dense_inputs = {x_ND}, moe_inputs = {x_ND}, sorted_inputs = {x_ND};
   for (const auto& p : lin1->parameters()) dense_inputs.push_back(p);
   for (const auto& p : lin2->parameters()) dense_inputs.push_back(p);
   for (const auto& p : layer->parameters()) moe_inputs.push_back(p);
+  for (const auto& p : sorted_layer->parameters()) sorted_inputs.push_back(p);
   const c10::DeviceType device_type = device.type();
 
   auto dense_step = [&] {
@@ -201,34 +209,18 @@ int bench_main(int argc, char** argv) {
     }
     backward({y}, {g_ND.to(y.scalar_type())}, dense_inputs);
   };
-  auto moe_step = [&] {
+  // One layer's forward + backward: `layer` picks moe_ffn's dispatch, `sorted_layer` the loop.
+  auto layer_step = [&](MoeLayer& l, const std::vector<at::Tensor>& inputs) {
     MoeLayerOutput out;
     {
       compat::AutocastScope scope(device_type, autocast);
-      out = layer->forward(x_ND);
+      out = l->forward(x_ND);
     }
     backward({out.y_ND, out.aux_loss, out.z_loss}, {g_ND.to(out.y_ND.scalar_type()), aux_weight, z_weight},
-             moe_inputs);
+             inputs);
   };
-  // MoeLayerImpl::forward with the sorted dispatch in place of moe_ffn (same routing and capacity).
-  auto sorted_step = [&] {
-    at::Tensor y;
-    RouterOutput r;
-    {
-      compat::AutocastScope scope(device_type, autocast);
-      {
-        compat::NoAutocast fp32_router(x_ND);
-        r = route(at::matmul(x_ND, layer->router_DE), A, mo.renormalize);
-      }
-      int64_t capacity = -1;
-      if (mo.capacity_factor > 0)
-        capacity = static_cast<int64_t>(std::ceil(mo.capacity_factor * static_cast<double>(A * N) /
-                                                  static_cast<double>(mo.experts)));
-      y = detail::moe_ffn_sorted(x_ND, {layer->w1_EDF, layer->b1_EF, layer->w2_EFD, layer->b2_ED},
-                                 r.expert_NA, r.weight_NA, capacity, nullptr);
-    }
-    backward({y, r.aux_loss, r.z_loss}, {g_ND.to(y.scalar_type()), aux_weight, z_weight}, moe_inputs);
-  };
+  auto moe_step = [&] { layer_step(layer, moe_inputs); };
+  auto sorted_step = [&] { layer_step(sorted_layer, sorted_inputs); };
 
   const std::string name = device_name(device);
   const bool grouped = device.is_cuda() && compat::kHasGroupedMm && autocast;  // as moe_ffn decides
@@ -292,6 +284,6 @@ int bench_main(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace mds::kernels
+}  // namespace mds
 
-int main(int argc, char** argv) { return mds::kernels::bench_main(argc, argv); }
+int main(int argc, char** argv) { return mds::bench_main(argc, argv); }

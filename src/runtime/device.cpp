@@ -1,4 +1,4 @@
-#include "model/device.h"
+#include "runtime/device.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>

@@ -1,5 +1,5 @@
 // safetensors reader and writer on POSIX files (see safetensors.h for the format).
-#include "train/safetensors.h"
+#include "io/safetensors.h"
 
 #include <ATen/ATen.h>
 #include <fcntl.h>
@@ -60,19 +60,6 @@ struct Fd {
 
 [[noreturn]] void fail_errno(const std::string& path, const char* what, int err) {
   fail(path, ": ", what, ": ", std::strerror(err));
-}
-
-void write_all(int fd, const std::string& path, const void* data, uint64_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    // Linux writes at most about 2 GiB per call.
-    const std::size_t chunk = static_cast<std::size_t>(std::min<uint64_t>(size, 1u << 30));
-    const ssize_t n = ::write(fd, p, chunk);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail_errno(path, "cannot write", n < 0 ? errno : EIO);
-    p += n;
-    size -= static_cast<uint64_t>(n);
-  }
 }
 
 // Reads exactly `size` bytes at `offset`; the caller has checked that the file holds them.
@@ -182,21 +169,16 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
 
   const std::string tmp = str_cat(path, ".tmp-", ::getpid());
   try {
-    Fd file{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-    if (file.fd < 0) fail_errno(tmp, "cannot create", errno);
-    write_all(file.fd, tmp, length_bytes, 8);
-    write_all(file.fd, tmp, json.data(), json.size());
+    fs::BufferedWriter file(tmp);
+    file.write(length_bytes, 8);
+    file.write(json);
     for (const auto& [name, tensor] : tensors) {
       if (tensor.numel() == 0) continue;
       // One CPU copy at a time (none for CPU tensors already contiguous): what goes to the file.
       const at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();
-      write_all(file.fd, tmp, cpu.data_ptr(), cpu.numel() * cpu.element_size());
+      file.write(cpu.data_ptr(), static_cast<std::size_t>(cpu.numel() * cpu.element_size()));
     }
-    if (::fsync(file.fd) != 0) fail_errno(tmp, "cannot sync", errno);
-    const int fd = file.fd;
-    file.fd = -1;
-    // close can be the first to report a failed write (NFS).
-    if (::close(fd) != 0) fail_errno(tmp, "cannot close", errno);
+    file.finish();
     fs::rename(tmp, path);
   } catch (...) {
     ::unlink(tmp.c_str());

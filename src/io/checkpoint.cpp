@@ -12,14 +12,12 @@
 // of the steps it prunes.
 //
 // "Complete" means trainer_state.json exists: it is written last.
-#include "train/checkpoint.h"
+#include "io/checkpoint.h"
 
 #include <ATen/ATen.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -36,22 +34,8 @@ constexpr const char* kTrainerState = "trainer_state.json";
 constexpr const char* kTokenizer = "tokenizer.model";
 constexpr const char* kConfig = "config.toml";
 
-std::string strip_trailing_slashes(std::string path) {
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  return path;
-}
-
 bool is_complete(const std::string& dir) {
   return fs::is_regular_file(fs::join(dir, kTrainerState));
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  MDS_CHECK(in, path, ": cannot open");
-  std::ostringstream os;
-  os << in.rdbuf();
-  MDS_CHECK(!in.bad(), path, ": cannot read");
-  return os.str();
 }
 
 // Digits in canonical form (no sign, no leading zero), small enough for int64.
@@ -133,15 +117,14 @@ void write_contents(const std::string& dir, const CheckpointContent& content) {
 }  // namespace
 
 void write_checkpoint(const std::string& dir_arg, const CheckpointContent& content) {
-  const std::string dir = strip_trailing_slashes(dir_arg);
+  const std::string dir = fs::strip_trailing_slashes(dir_arg);
   MDS_CHECK(!dir.empty(), "write_checkpoint: empty directory name");
   check_finite("model", content.model, dir);
   check_finite("raw", content.raw, dir);
   check_finite("optimizer", content.optimizer, dir);
 
   const std::string tmp = str_cat(dir, ".tmp-", ::getpid());
-  const std::string old = str_cat(dir, ".old-", ::getpid());
-  const std::string parent = fs::parent_path(dir).empty() ? "." : fs::parent_path(dir);
+  const std::string old = str_cat(dir, ".old-", ::getpid());  // fs::replace_directory's name
   fs::remove_all(tmp);  // left by an earlier process that had our pid
   fs::create_directories(tmp);
   try {
@@ -151,30 +134,18 @@ void write_checkpoint(const std::string& dir_arg, const CheckpointContent& conte
     throw;
   }
 
-  const bool replacing = fs::exists(dir);
+  bool cleaned = true;
   try {
-    if (replacing) {
-      fs::remove_all(old);
-      fs::rename(dir, old);
-    }
-    try {
-      fs::rename(tmp, dir);
-    } catch (...) {
-      if (replacing) ::rename(old.c_str(), dir.c_str());  // put the previous one back
-      throw;
-    }
+    cleaned = fs::replace_directory(tmp, dir);
   } catch (...) {
     fs::remove_all_noexcept(tmp);
     throw;
   }
-  fs::fsync_path(parent);
-  // The new checkpoint is in place: a failure to clean up must not fail the save.
-  if (replacing && !fs::remove_all_noexcept(old))
-    log_warn(old, ": cannot remove the previous checkpoint; remove it by hand");
+  if (!cleaned) log_warn(old, ": cannot remove the previous checkpoint; remove it by hand");
 }
 
 CheckpointContent read_checkpoint(const std::string& dir_arg, bool with_training_state) {
-  const std::string dir = readable_dir(strip_trailing_slashes(dir_arg));
+  const std::string dir = readable_dir(fs::strip_trailing_slashes(dir_arg));
   MDS_CHECK(fs::is_directory(dir), dir, ": no such checkpoint directory");
   const auto file = [&](const char* name) { return fs::join(dir, name); };
   const auto present = [&](const char* name) { return fs::is_regular_file(file(name)); };
@@ -185,15 +156,15 @@ CheckpointContent read_checkpoint(const std::string& dir_arg, bool with_training
               " is missing: the checkpoint is incomplete (an interrupted save?)");
   MDS_CHECK(present(kModel), dir, ": ", kModel, " is missing");
   content.model = load_safetensors(file(kModel));
-  if (present(kConfig)) content.config_toml = read_bytes(file(kConfig));
-  if (present(kTokenizer)) content.tokenizer_model = read_bytes(file(kTokenizer));
+  if (present(kConfig)) content.config_toml = fs::read_file(file(kConfig));
+  if (present(kTokenizer)) content.tokenizer_model = fs::read_file(file(kTokenizer));
   if (!with_training_state) return content;
 
   if (present(kRaw)) content.raw = load_safetensors(file(kRaw));
   if (present(kOptimizer)) content.optimizer = load_safetensors(file(kOptimizer));
   if (present(kSampler)) content.sampler = load_safetensors(file(kSampler));
   try {
-    content.trainer_state = nlohmann::json::parse(read_bytes(file(kTrainerState)));
+    content.trainer_state = nlohmann::json::parse(fs::read_file(file(kTrainerState)));
   } catch (const nlohmann::json::exception& e) {
     fail(file(kTrainerState), ": not valid JSON: ", e.what());
   }

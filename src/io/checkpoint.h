@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "train/safetensors.h"
+#include "io/safetensors.h"
 
 namespace mds {
 

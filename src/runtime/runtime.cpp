@@ -1,0 +1,21 @@
+#include "runtime/runtime.h"
+
+#include <ATen/Parallel.h>
+
+#include "core/error.h"
+#include "runtime/device.h"
+
+namespace mds {
+
+std::string Runtime::describe() const { return str_cat(device, " in ", to_string(precision)); }
+
+Runtime resolve_runtime(const Config& c) {
+  Runtime r;
+  set_threads(static_cast<int>(c.get_int("train.threads")));
+  r.threads = at::get_num_threads();
+  r.device = resolve_device(c.get_string("train.device"));
+  r.precision = resolve_precision(c, "train.precision", r.device);
+  return r;
+}
+
+}  // namespace mds
