@@ -60,6 +60,17 @@ inline double mean(const std::vector<double>& xs) {
   return xs.empty() ? 0.0 : sum / static_cast<double>(xs.size());
 }
 
+// "1.95 2.01": factors with two decimals, "(n/a)" for none.
+inline std::string join_fixed(const std::vector<double>& xs) {
+  std::string s;
+  char text[32];
+  for (const double x : xs) {
+    std::snprintf(text, sizeof text, "%s%.2f", s.empty() ? "" : " ", x);
+    s += text;
+  }
+  return s.empty() ? "(n/a)" : s;
+}
+
 // printf("%.*f") into a string; "-" for a negative value (not measured).
 inline std::string fixed(double x, int digits = 2) {
   if (x < 0) return "-";

@@ -1,19 +1,11 @@
-// Benchmark (not a test): attention forward + backward, dense vs sliding_attention.
+// Benchmark (not a test): attention forward + backward, sliding_attention's variants against dense
+// scaled_dot_product_attention, in one process (the CPU time and memory sweep over L is
+// sliding_attention_memory_bench).
 //
 // Dimensions: B batch, H heads, L length, K head dim, W one-sided window, G global tokens.
 //
-// Two modes:
-//
-// sweep (CPU, the default without a GPU): L = 512, 1024, ... --max-len, float32. Dense is what a
-// dense model pays: softmax(q k^T * scale) v from torch ops, no mask, an L x L matrix per head.
-// Sparse is sliding_attention (window, dilation, globals; CPU reference loops). Each (method, L)
-// runs in its own fork()ed child, so that its peak resident memory is its own (ru_maxrss from
-// wait4) and an out-of-memory run (capped by RLIMIT_AS) is reported, not fatal. The parent does no
-// tensor work before forking: the OpenMP pool must not exist yet in a child.
-//
-// variants (CUDA, the default with a GPU; --variants runs it on CPU as a smoke test): bf16 on CUDA
-// (float32 on CPU), B=2 H=12 K=64 W=256 at L = --lengths (16384, 32768, 65536), in one process.
-// For every L, dense attention is LibTorch's scaled_dot_product_attention (no mask; by default
+// bf16 on CUDA (float32 on CPU, a smoke test), B=2 H=12 K=64 W=256 at L = --lengths (16384, 32768,
+// 65536). For every L, dense attention is LibTorch's scaled_dot_product_attention (no mask; by default
 // restricted to the cuDNN backend, the issue's reference; `--dense-backend default` lets LibTorch
 // choose) and sliding_attention runs in three variants, so that the cost of each feature shows:
 //   window                   dilation 1, no globals
@@ -28,13 +20,10 @@
 // Targets (issue): window+dilation+globals at L=16384 within 1.35 ms and at least 9x faster than
 // dense; at longer L linear growth from that (1.35 ms * L / 16384), and t(2L)/t(L) <= 2.2.
 //
-//   sliding_attention_bench [--device auto|cpu|cuda] [--variants] [--json PATH]
-//     sweep:    [--max-len 16384] [--heads 4] [--head-dim 64] [--window 256]
-//               [--dilation 2 | --dilation 1,2,3,1] [--globals 16] [--batch 1]
-//               [--repeat 3] [--threads N] [--mem-limit-gb X]
-//     variants: [--lengths 16384,32768,65536] [--batch 2] [--heads 12] [--head-dim 64]
-//               [--window 256] [--dilation 2] [--globals 16] [--globals-at spread|first]
-//               [--warmup 3] [--iters 20] [--dense-backend cudnn|flash|efficient|math|default]
+//   sliding_attention_bench [--device auto|cpu|cuda] [--json PATH] [--lengths 16384,32768,65536]
+//                           [--batch 2] [--heads 12] [--head-dim 64] [--window 256] [--dilation 2]
+//                           [--globals 16] [--globals-at spread|first] [--warmup 3] [--iters 20]
+//                           [--dense-backend cudnn|flash|efficient|math|default]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -43,46 +32,31 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "bench/bench_common.h"
-#include "runtime/device.h"
-#include "core/fs.h"
-#include "core/torch_compat.h"
-#include "kernels/sliding_attention/sliding_attention.h"
-
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <new>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "bench/bench_common.h"
+#include "core/torch_compat.h"
+#include "kernels/sliding_attention/sliding_attention.h"
+#include "kernels/sliding_attention/sliding_attention_bench.h"
+#include "runtime/device.h"
 
 namespace mds::kernels {
 namespace {
 
 using bench::cpu_model;
+using bench::join_fixed;
 using bench::torch_version;
+using bench_detail::dense_attention;
 
 struct Options {
   std::string device = "auto";
-  bool variants = false;  // the in-process variants mode on CPU (CUDA always uses it)
-  // 0 = the mode's default (sweep: B=1, H=4; variants: B=2, H=12).
-  int64_t heads = 0, batch = 0;
-  int64_t head_dim = 64, window = 256, globals = 16;
+  int64_t heads = 12, batch = 2, head_dim = 64, window = 256, globals = 16;
   std::vector<int64_t> dilation{2};
-  std::string json_path;  // empty = bench/results/attention_cpu.json or attention_cuda.json
-  // sweep
-  int64_t max_len = 16384, repeat = 3;
-  int threads = 0;            // 0 = all cores
-  double mem_limit_gb = 0.0;  // 0 = 80% of the memory available at start
-  // variants
+  std::string json_path;  // empty = bench/results/attention_cuda.json (attention_variants_cpu.json on CPU)
   std::vector<int64_t> lengths{16384, 32768, 65536};
   std::string globals_at = "spread";
   int64_t warmup = 3, iters = 20;
@@ -90,189 +64,6 @@ struct Options {
   int64_t target_len = 16384;
   double target_ms = 1.35, target_ratio = 9.0, max_growth = 2.2;
 };
-
-struct Measurement {
-  std::string method;
-  int64_t L = 0;
-  std::string status;  // "ok", "oom" or "error"
-  std::string detail;
-  std::vector<double> times_ms;
-  double median_ms = 0.0;
-  double peak_mib = 0.0;      // child's ru_maxrss
-  double baseline_mib = 0.0;  // child's resident size before any tensor work
-};
-
-// ---------------------------------------------------------------------------- machine
-
-int64_t meminfo_kib(const std::string& field) {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string line;
-  while (std::getline(meminfo, line))
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1));
-  return -1;
-}
-
-double resident_mib() {
-  std::ifstream statm("/proc/self/statm");
-  long pages_total = 0, pages_resident = 0;
-  statm >> pages_total >> pages_resident;
-  return static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) /
-         (1 << 20);
-}
-
-// ---------------------------------------------------------------------------- child
-
-at::Tensor dense_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK,
-                           const at::Tensor& v_BHLK, double scale) {
-  const at::Tensor scores_BHLL = at::matmul(q_BHLK * scale, k_BHLK.transpose(-2, -1));
-  return at::matmul(at::softmax(scores_BHLL, -1), v_BHLK);
-}
-
-// Runs one warm-up and opt.repeat timed forward + backward passes; returns "ok <baseline> <ms>...".
-std::string run_child(const std::string& method, int64_t L, const Options& opt) {
-  if (opt.threads > 0) at::set_num_threads(opt.threads);
-  const double baseline_mib = resident_mib();
-  at::manual_seed(0);
-  const int64_t B = opt.batch, H = opt.heads, K = opt.head_dim;
-  const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  const at::Tensor q = at::randn({B, H, L, K}, f32).requires_grad_(true);
-  const at::Tensor k = at::randn({B, H, L, K}, f32).requires_grad_(true);
-  const at::Tensor v = at::randn({B, H, L, K}, f32).requires_grad_(true);
-  const at::Tensor dout = at::randn({B, H, L, K}, f32);
-  const at::Tensor key_mask_BL = at::ones({B, L}, at::kBool);
-  at::Tensor global_mask_BL = at::zeros({B, L}, at::kBool);
-  for (int64_t g = 0; g < std::min(opt.globals, L); ++g)
-    global_mask_BL.index_put_({at::indexing::Slice(), g * L / std::min(opt.globals, L)}, true);
-  const SlidingAttentionParams params{opt.window, opt.dilation, 0.0};
-  const double scale = 1.0 / std::sqrt(static_cast<double>(K));
-
-  auto step = [&] {
-    const at::Tensor out = method == "dense"
-                               ? dense_attention(q, k, v, scale)
-                               : sliding_attention(q, k, v, key_mask_BL, global_mask_BL, params);
-    const auto grads = torch::autograd::grad({out}, {q, k, v}, {dout});
-    (void)grads;
-  };
-  std::ostringstream report;
-  report << "ok " << baseline_mib;
-  step();  // warm-up
-  for (int64_t r = 0; r < opt.repeat; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    step();
-    report << ' '
-           << std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                  .count();
-  }
-  return report.str();
-}
-
-[[noreturn]] void child_main(const std::string& method, int64_t L, const Options& opt,
-                             double limit_bytes, int fd) {
-  std::string report;
-  try {
-    const rlimit limit{static_cast<rlim_t>(limit_bytes), static_cast<rlim_t>(limit_bytes)};
-    setrlimit(RLIMIT_AS, &limit);
-    report = run_child(method, L, opt);
-  } catch (const std::bad_alloc&) {
-    report = "oom std::bad_alloc";
-  } catch (const c10::Error& e) {
-    std::string message = e.what_without_backtrace();
-    message = message.substr(0, message.find('\n'));
-    const bool oom = message.find("memory") != std::string::npos;
-    report = (oom ? "oom " : "error ") + message;
-  } catch (const std::exception& e) {
-    report = std::string("error ") + e.what();
-  }
-  report += '\n';
-  const ssize_t written = write(fd, report.data(), report.size());
-  (void)written;
-  close(fd);
-  _exit(0);  // no static destructors: they belong to the parent
-}
-
-// ---------------------------------------------------------------------------- parent
-
-Measurement measure(const std::string& method, int64_t L, const Options& opt, double limit_bytes) {
-  Measurement m;
-  m.method = method;
-  m.L = L;
-  int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("pipe() failed");
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork() failed");
-  if (pid == 0) {
-    close(fds[0]);
-    child_main(method, L, opt, limit_bytes, fds[1]);
-  }
-  close(fds[1]);
-  std::string report;
-  char buffer[4096];
-  for (ssize_t n; (n = read(fds[0], buffer, sizeof buffer)) > 0;)
-    report.append(buffer, static_cast<size_t>(n));
-  close(fds[0]);
-  int status = 0;
-  rusage usage{};
-  wait4(pid, &status, 0, &usage);
-  m.peak_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-
-  std::istringstream in(report);
-  in >> m.status;
-  if (m.status == "ok") {
-    in >> m.baseline_mib;
-    for (double t; in >> t;) m.times_ms.push_back(t);
-    std::vector<double> sorted = m.times_ms;
-    std::sort(sorted.begin(), sorted.end());
-    m.median_ms = sorted.empty() ? 0.0 : sorted[sorted.size() / 2];
-  } else if (m.status == "oom" || m.status == "error") {
-    std::getline(in >> std::ws, m.detail);
-  } else if (WIFSIGNALED(status)) {  // e.g. the kernel's OOM killer
-    m.status = WTERMSIG(status) == SIGKILL ? "oom" : "error";
-    m.detail = "child killed by signal " + std::to_string(WTERMSIG(status));
-  } else {
-    m.status = "error";
-    m.detail = "child exited with status " + std::to_string(WEXITSTATUS(status)) + " and no report";
-  }
-  return m;
-}
-
-std::string cell(const Measurement& m, bool time) {
-  char text[32];
-  if (m.status != "ok") return m.status;
-  std::snprintf(text, sizeof text, "%.1f", time ? m.median_ms : m.peak_mib);
-  return text;
-}
-
-// t(2L) / t(L) (or the same for memory above the baseline) between consecutive lengths: about 2 for
-// linear growth, 4 for quadratic.
-std::vector<double> growth(const std::vector<Measurement>& runs, bool time) {
-  std::vector<double> factors;
-  for (size_t i = 1; i < runs.size(); ++i) {
-    const Measurement &a = runs[i - 1], &b = runs[i];
-    if (a.status != "ok" || b.status != "ok" || b.L != 2 * a.L) continue;
-    const double x = time ? a.median_ms : a.peak_mib - a.baseline_mib;
-    const double y = time ? b.median_ms : b.peak_mib - b.baseline_mib;
-    factors.push_back(x > 0 ? y / x : 0.0);
-  }
-  return factors;
-}
-
-std::string join(const std::vector<double>& xs) {
-  std::string s;
-  char text[32];
-  for (const double x : xs) {
-    std::snprintf(text, sizeof text, "%s%.2f", s.empty() ? "" : " ", x);
-    s += text;
-  }
-  return s.empty() ? "(n/a)" : s;
-}
-
-nlohmann::json to_json(const Measurement& m) {
-  return {{"method", m.method},         {"L", m.L},
-          {"status", m.status},         {"detail", m.detail},
-          {"times_ms", m.times_ms},     {"median_ms", m.median_ms},
-          {"peak_rss_mib", m.peak_mib}, {"baseline_rss_mib", m.baseline_mib}};
-}
 
 // ---------------------------------------------------------------------------- variants mode
 
@@ -602,14 +393,14 @@ int variants_main(const Options& opt, const c10::Device& device) {
       all_pass = all_pass && pass;
       ++checked;
     }
-    std::printf("  %-24s %s%s\n", variants[vi].name.c_str(), join(factors).c_str(), verdict.c_str());
+    std::printf("  %-24s %s%s\n", variants[vi].name.c_str(), join_fixed(factors).c_str(), verdict.c_str());
     growth_json[variants[vi].name] = factors;
   }
   const auto dense_factors = growth_of([&](size_t li) {
     const Timing& t = dense_by_L[li].timing;
     return t.ok() ? t.mean_ms : -1.0;
   });
-  std::printf("  %-24s %s\n", "dense", join(dense_factors).c_str());
+  std::printf("  %-24s %s\n", "dense", join_fixed(dense_factors).c_str());
   growth_json["dense"] = dense_factors;
   std::printf("\ntargets: %s\n", checked == 0 ? "none measured" : all_pass ? "all PASS" : "some FAIL");
 
@@ -634,146 +425,40 @@ int variants_main(const Options& opt, const c10::Device& device) {
   return 0;
 }
 
-// ---------------------------------------------------------------------------- sweep mode
-
-int sweep_main(const Options& opt) {
-  const long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-  const double available_gib = static_cast<double>(meminfo_kib("MemAvailable")) / (1 << 20);
-  const double total_gib = static_cast<double>(meminfo_kib("MemTotal")) / (1 << 20);
-  // Of what is available, not of physical RAM: the machine may be shared.
-  const double limit_gib = opt.mem_limit_gb > 0 ? opt.mem_limit_gb : 0.8 * available_gib;
-  const double limit_bytes = limit_gib * (1 << 30);
-  std::printf(
-      "attention forward + backward on CPU: B=%lld H=%lld K=%lld W=%lld d=%s G=%lld float32, "
-      "%d threads (of %ld), median of %lld after 1 warm-up, child memory limit %.1f GiB\n",
-      static_cast<long long>(opt.batch), static_cast<long long>(opt.heads),
-      static_cast<long long>(opt.head_dim), static_cast<long long>(opt.window),
-      c10::str(c10::IntArrayRef(opt.dilation)).c_str(), static_cast<long long>(opt.globals),
-      opt.threads > 0 ? opt.threads : static_cast<int>(nproc), nproc,
-      static_cast<long long>(opt.repeat), limit_gib);
-
-  std::vector<Measurement> dense, sparse;
-  bool dense_failed = false;
-  for (int64_t L = 512; L <= opt.max_len; L *= 2) {
-    if (dense_failed) {  // an L x L matrix that did not fit will not fit at 2L
-      Measurement skipped;
-      skipped.method = "dense";
-      skipped.L = L;
-      skipped.status = "oom";
-      skipped.detail = "skipped: smaller L already ran out of memory";
-      dense.push_back(skipped);
-    } else {
-      dense.push_back(measure("dense", L, opt, limit_bytes));
-      dense_failed = dense.back().status == "oom";
-    }
-    sparse.push_back(measure("sparse", L, opt, limit_bytes));
-    for (const Measurement* m : {&dense.back(), &sparse.back()})
-      if (m->status != "ok")
-        std::fprintf(stderr, "%s L=%lld: %s %s\n", m->method.c_str(), static_cast<long long>(L),
-                     m->status.c_str(), m->detail.c_str());
-  }
-
-  std::printf("\n%8s %12s %16s %12s %17s %14s\n", "L", "dense ms", "dense peak MiB", "sparse ms",
-              "sparse peak MiB", "dense/sparse");
-  for (size_t i = 0; i < dense.size(); ++i) {
-    const Measurement &d = dense[i], &s = sparse[i];
-    std::string ratio = "-";
-    if (d.status == "ok" && s.status == "ok" && s.median_ms > 0) {
-      char text[32];
-      std::snprintf(text, sizeof text, "%.2f", d.median_ms / s.median_ms);
-      ratio = text;
-    }
-    std::printf("%8lld %12s %16s %12s %17s %14s\n", static_cast<long long>(d.L),
-                cell(d, true).c_str(), cell(d, false).c_str(), cell(s, true).c_str(),
-                cell(s, false).c_str(), ratio.c_str());
-  }
-  std::printf("\ngrowth per doubling of L (2 = linear, 4 = quadratic):\n");
-  std::printf("  time:   dense %s | sparse %s\n", join(growth(dense, true)).c_str(),
-              join(growth(sparse, true)).c_str());
-  std::printf("  memory above the child's baseline: dense %s | sparse %s\n",
-              join(growth(dense, false)).c_str(), join(growth(sparse, false)).c_str());
-
-  nlohmann::json results = nlohmann::json::array();
-  for (size_t i = 0; i < dense.size(); ++i) {
-    results.push_back(to_json(dense[i]));
-    results.push_back(to_json(sparse[i]));
-  }
-  nlohmann::json machine = {{"nproc", nproc}, {"cpu", cpu_model()}, {"libtorch", torch_version()}};
-  machine["mem_total_gib"] = total_gib;
-  machine["mem_available_gib"] = available_gib;
-  nlohmann::json params = {{"batch", opt.batch},       {"heads", opt.heads},
-                           {"head_dim", opt.head_dim}, {"window", opt.window},
-                           {"globals", opt.globals},   {"repeat", opt.repeat}};
-  params["dilation"] = opt.dilation;
-  params["threads"] = opt.threads > 0 ? opt.threads : nproc;
-  params["dtype"] = "float32";
-  params["mem_limit_gib"] = limit_gib;
-  params["max_len"] = opt.max_len;
-  nlohmann::json report = {
-      {"benchmark", "attention_cpu"}, {"machine", machine}, {"params", params}};
-  report["results"] = results;
-  report["growth_per_doubling"] = {{"dense_time", growth(dense, true)},
-                                   {"sparse_time", growth(sparse, true)},
-                                   {"dense_memory", growth(dense, false)},
-                                   {"sparse_memory", growth(sparse, false)}};
-  bench::write_json(opt.json_path, report);
-  return 0;
-}
-
 // ---------------------------------------------------------------------------- main
 
 int bench_main(int argc, char** argv) {
   Options opt;
-  CLI::App app{"Attention forward + backward: dense vs sliding_attention. CPU: a sweep over L in forked "
-               "children (time, peak RSS). CUDA (or --variants): bf16, window / +dilation / +globals "
-               "against scaled_dot_product_attention, with the issue's targets."};
+  CLI::App app{"Attention forward + backward: sliding_attention's window / +dilation / +globals against "
+               "scaled_dot_product_attention (bf16 on CUDA), with the issue's targets"};
   app.add_option("--device", opt.device, "auto (cuda when a GPU is visible), cpu or cuda");
-  app.add_flag("--variants", opt.variants, "the variants mode on CPU too (float32; a smoke test)");
-  app.add_option("--heads", opt.heads, "H (0 = 4 in the sweep, 12 in variants)");
-  app.add_option("--batch", opt.batch, "B (0 = 1 in the sweep, 2 in variants)");
+  app.add_option("--heads", opt.heads, "H");
+  app.add_option("--batch", opt.batch, "B");
   app.add_option("--head-dim", opt.head_dim, "K");
   app.add_option("--window", opt.window, "W, one-sided");
-  app.add_option("--dilation", opt.dilation,
-                 "d: sweep: one value or one per head (1,2,3,1); variants: one value for every head")
-      ->delimiter(',');
+  app.add_option("--dilation", opt.dilation, "d, one value for every head");
   app.add_option("--globals", opt.globals, "G global tokens");
   app.add_option("--json", opt.json_path,
-                 "where to write the results (default bench/results/attention_cpu.json, or "
-                 "attention_cuda.json in the variants mode)");
-  app.add_option("--max-len", opt.max_len, "sweep: largest L (from 512, doubling)");
-  app.add_option("--repeat", opt.repeat, "sweep: timed repeats after one warm-up (the median is reported)");
-  app.add_option("--threads", opt.threads, "sweep: at::set_num_threads (0 = all cores)");
-  app.add_option("--mem-limit-gb", opt.mem_limit_gb,
-                 "sweep: address-space limit of each child in GiB (0 = 80% of MemAvailable at start)");
-  app.add_option("--lengths", opt.lengths, "variants: the L measured")->delimiter(',');
-  app.add_option("--globals-at", opt.globals_at, "variants: spread (g*L/G) or first (0..G-1)")
+                 "where to write the results (default bench/results/attention_cuda.json, "
+                 "attention_variants_cpu.json on CPU)");
+  app.add_option("--lengths", opt.lengths, "the L measured")->delimiter(',');
+  app.add_option("--globals-at", opt.globals_at, "spread (g*L/G) or first (0..G-1)")
       ->check(CLI::IsMember({"spread", "first"}));
-  app.add_option("--warmup", opt.warmup, "variants: untimed calls first");
-  app.add_option("--iters", opt.iters, "variants: timed calls (twice: back to back, and one by one)");
+  app.add_option("--warmup", opt.warmup, "untimed calls first");
+  app.add_option("--iters", opt.iters, "timed calls (twice: back to back, and one by one)");
   app.add_option("--dense-backend", opt.dense_backend,
-                 "variants: scaled_dot_product_attention backend (cudnn, flash, efficient, math, or "
-                 "default = LibTorch's choice); one that cannot run falls back to default")
+                 "scaled_dot_product_attention backend (cudnn, flash, efficient, math, or default = "
+                 "LibTorch's choice); one that cannot run falls back to default")
       ->check(CLI::IsMember({"cudnn", "flash", "efficient", "math", "default"}));
-  app.add_option("--target-len", opt.target_len, "variants: L of the absolute targets");
-  app.add_option("--target-ms", opt.target_ms, "variants: sparse time target at --target-len");
-  app.add_option("--target-ratio", opt.target_ratio, "variants: dense/sparse target at --target-len");
+  app.add_option("--target-len", opt.target_len, "L of the absolute targets");
+  app.add_option("--target-ms", opt.target_ms, "sparse time target at --target-len");
+  app.add_option("--target-ratio", opt.target_ratio, "dense/sparse target at --target-len");
   CLI11_PARSE(app, argc, argv);
 
-  // The sweep forks before any tensor work, so the device is only resolved when it can matter.
-  const bool cuda_wanted = opt.device != "cpu" && (opt.device != "auto" || torch::cuda::is_available());
-  if (!cuda_wanted && !opt.variants) {
-    if (opt.heads == 0) opt.heads = 4;
-    if (opt.batch == 0) opt.batch = 1;
-    if (opt.json_path.empty()) opt.json_path = "bench/results/attention_cpu.json";
-    return sweep_main(opt);
-  }
   const c10::Device device = resolve_device(opt.device);
-  if (opt.heads == 0) opt.heads = 12;
-  if (opt.batch == 0) opt.batch = 2;
   if (opt.json_path.empty())
     opt.json_path = device.is_cuda() ? "bench/results/attention_cuda.json" : "bench/results/attention_variants_cpu.json";
-  MDS_CHECK(opt.dilation.size() <= 1, "--dilation: the variants mode takes one value (every head), got ",
-            opt.dilation.size());
+  MDS_CHECK(opt.dilation.size() == 1, "--dilation takes one value (every head), got ", opt.dilation.size());
   MDS_CHECK(opt.iters >= 1 && opt.warmup >= 0, "--iters must be >= 1 and --warmup >= 0");
   return variants_main(opt, device);
 }
