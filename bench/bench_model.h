@@ -60,9 +60,9 @@ inline Config model_config(const ModelFlags& f) {
   return c;
 }
 
-inline nlohmann::json model_json(const Config& c, const ModelFlags& f, const Denoiser& model) {
-  const ModelOptions& mo = model->options();
-  const ParameterCounts counts = model->parameter_counts();
+inline nlohmann::json model_json(const Config& c, const ModelFlags& f, const model::Denoiser& model) {
+  const model::ModelOptions& mo = model->options();
+  const model::ParameterCounts counts = model->parameter_counts();
   std::vector<int64_t> dilation;
   for (const auto& a : mo.attention) dilation.push_back(a.dilation_head.front());
   return {{"dim", mo.dim},

@@ -48,6 +48,11 @@
 #include "model/moe_layer.h"
 
 namespace mds {
+
+using model::MoeLayer;
+using model::MoeLayerOutput;
+using model::MoeOptions;
+
 namespace {
 
 struct Options {

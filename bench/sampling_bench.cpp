@@ -51,6 +51,24 @@
 #include "runtime/runtime.h"
 
 namespace mds {
+
+using data::Batch;
+using data::InMemorySource;
+using data::PackOptions;
+using data::SpecialTokens;
+using data::pack_batch;
+using diffusion::SamplerOptions;
+using infer::GeneratedBatch;
+using infer::TextGenerator;
+using model::BatchTensors;
+using model::Denoiser;
+using model::model_options_from_config;
+using model::to_tensors;
+using runtime::Precision;
+using runtime::PrecisionScope;
+using runtime::Runtime;
+using runtime::resolve_runtime;
+
 namespace {
 
 struct Case {

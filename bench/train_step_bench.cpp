@@ -55,6 +55,23 @@
 #include "train/train_step.h"
 
 namespace mds {
+
+using data::Batch;
+using data::InMemorySource;
+using data::PackOptions;
+using data::SpecialTokens;
+using data::TargetPadding;
+using data::pack_batch;
+using data::pack_options_from_config;
+using runtime::Precision;
+using runtime::Runtime;
+using runtime::resolve_runtime;
+using train::StepOptions;
+using train::TrainState;
+using train::make_train_state;
+using train::step_options_from_config;
+using train::train_step;
+
 namespace {
 
 struct Options {

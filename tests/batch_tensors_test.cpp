@@ -8,6 +8,16 @@
 #include "runtime/device.h"
 
 namespace mds {
+
+using data::Batch;
+using data::InMemorySource;
+using data::PackOptions;
+using data::pack_batch;
+using model::BatchTensors;
+using model::to_tensors;
+using runtime::cuda_available;
+using runtime::resolve_device;
+
 namespace {
 
 Batch small_batch() {

@@ -13,6 +13,27 @@
 #include "test_util.h"
 
 namespace mds {
+
+using data::Batch;
+using data::BatchPlanOptions;
+using data::Batcher;
+using data::GlobalTokens;
+using data::InMemorySource;
+using data::PackOptions;
+using data::SpecialTokens;
+using data::TargetPadding;
+using data::Truncation;
+using data::batch_plan_options_from_config;
+using data::longest_row;
+using data::pack_batch;
+using data::pack_options_from_config;
+using data::packed_src_len;
+using data::packed_trg_len;
+using data::parse_global_tokens;
+using data::parse_target_padding;
+using data::parse_truncation;
+using data::plan_batches;
+
 namespace {
 
 using test::error_of;

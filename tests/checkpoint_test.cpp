@@ -16,11 +16,20 @@
 #include "io/checkpoint.h"
 
 namespace mds {
+
+using io::CheckpointContent;
+using io::TensorMap;
+using io::latest_checkpoint;
+using io::list_checkpoints;
+using io::prune_checkpoints;
+using io::read_checkpoint;
+using io::write_checkpoint;
+
 namespace {
 
 using test::error_of;
-
 using test::TempDir;
+
 using Names = std::vector<std::string>;
 
 CheckpointContent full_content(float seed) {

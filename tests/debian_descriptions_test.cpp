@@ -13,6 +13,13 @@
 #include "test_util.h"
 
 namespace mds {
+
+using data::DebianBuildOptions;
+using data::DebianBuildStats;
+using data::DebianRecord;
+using data::build_debian_descriptions;
+using data::parse_translation_file;
+
 namespace {
 
 // Records as apt stores them, with the shapes seen in real lists.

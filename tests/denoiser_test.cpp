@@ -8,6 +8,18 @@
 #include "model/denoiser.h"
 
 namespace mds {
+
+using data::Batch;
+using data::InMemorySource;
+using data::PackOptions;
+using data::pack_batch;
+using model::BatchTensors;
+using model::Denoiser;
+using model::ModelOptions;
+using model::ParameterCounts;
+using model::model_options_from_config;
+using model::to_tensors;
+
 namespace {
 
 ModelOptions tiny_options(std::vector<std::string> sets = {}) {

@@ -13,10 +13,17 @@
 #include "test_util.h"
 
 namespace mds {
+
+using data::Example;
+using data::JsonlOptions;
+using data::JsonlReader;
+using data::JsonlStats;
+using data::json_quote;
+using data::read_jsonl;
+
 namespace {
 
 using test::error_of;
-
 using test::TempDir;
 using test::write_file;
 

@@ -13,10 +13,12 @@
 #include "test_util.h"
 
 namespace mds {
+
+using data::LineReader;
+
 namespace {
 
 using test::error_of;
-
 using test::TempDir;
 using test::write_file;
 using Lines = std::vector<std::string>;

@@ -22,6 +22,7 @@
 #include "metrics/torchmetrics_rouge.h"
 
 namespace mds::metrics {
+
 namespace {
 
 using Strings = std::vector<std::string>;

@@ -12,6 +12,13 @@
 #include "model/router.h"
 
 namespace mds {
+
+using model::MoeLayer;
+using model::MoeLayerOutput;
+using model::MoeOptions;
+using model::RouterOutput;
+using model::route;
+
 namespace {
 
 at::Tensor f32(std::vector<float> values, int64_t rows, int64_t cols) {

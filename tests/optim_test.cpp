@@ -6,6 +6,13 @@
 #include "train/optim.h"
 
 namespace mds {
+
+using train::AdamW;
+using train::AdamWOptions;
+using train::Ema;
+using train::clip_gradients;
+using train::learning_rate;
+
 namespace {
 
 TEST(AdamW, MatchesLibTorchAdamW) {

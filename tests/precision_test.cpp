@@ -26,6 +26,31 @@
 #include "test_util.h"
 
 namespace mds {
+
+using data::InMemorySource;
+using data::PackOptions;
+using data::pack_batch;
+using diffusion::LossOptions;
+using diffusion::LossTerms;
+using diffusion::NoiseSchedule;
+using diffusion::SampleInputs;
+using diffusion::SamplerOptions;
+using diffusion::chosen_rows;
+using diffusion::diffusion_loss;
+using diffusion::mse_loss_B;
+using diffusion::prior_loss_B;
+using diffusion::rounding_loss_B;
+using diffusion::sample;
+using model::BatchTensors;
+using model::Denoiser;
+using model::ModelOptions;
+using model::model_options_from_config;
+using model::to_tensors;
+using runtime::Precision;
+using runtime::PrecisionScope;
+using runtime::resolve_precision;
+using runtime::to_string;
+
 namespace {
 
 using test::error_of;

@@ -15,6 +15,15 @@
 #include "test_util.h"
 
 namespace mds {
+
+using data::PrepareStats;
+using data::PreparedDataset;
+using data::TokenSpan;
+using data::Tokenizer;
+using data::TokenizerTrainOptions;
+using data::json_quote;
+using data::prepare_dataset;
+
 namespace {
 
 std::vector<int32_t> to_vector(TokenSpan span) { return {span.begin(), span.end()}; }

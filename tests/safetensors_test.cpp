@@ -17,6 +17,12 @@
 #include "io/safetensors.h"
 
 namespace mds {
+
+using io::Metadata;
+using io::TensorMap;
+using io::load_safetensors;
+using io::save_safetensors;
+
 namespace {
 
 using test::TempDir;

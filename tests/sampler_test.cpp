@@ -18,6 +18,15 @@
 #include "diffusion/schedule.h"
 
 namespace mds {
+
+using diffusion::NoiseSchedule;
+using diffusion::SampleInputs;
+using diffusion::SamplerOptions;
+using diffusion::X0Predictor;
+using diffusion::clamp_to_embeddings;
+using diffusion::sample;
+using diffusion::sample_from;
+
 namespace {
 
 constexpr int64_t B = 2, L = 5, E = 3;
@@ -184,7 +193,7 @@ TEST(Sampler, Dpm2MConvergesToDdim) {
 // --- 2M and 3M against an independent transcription of the update (the "≡" form of 2M) ---------
 TEST(Sampler, Dpm2MMatchesHandTranscription) {
   const NoiseSchedule s = NoiseSchedule::make("sqrt", 50);
-  const detail::DiscreteVP vp(s);
+  const diffusion::detail::DiscreteVP vp(s);
   const SampleInputs in = make_inputs(false);
   const at::Tensor x_T = make_x_T(in, 25);
   const at::Tensor trg = in.trg_mask_BL.unsqueeze(-1);
@@ -396,7 +405,7 @@ TEST(Sampler, ClampOptionRoundsEveryPrediction) {
 // --- The discrete schedule seen continuously (P1-P2) -------------------------------------------
 TEST(Sampler, DiscreteVPInterpolation) {
   const NoiseSchedule s = NoiseSchedule::make("sqrt", 2000);
-  const detail::DiscreteVP vp(s);
+  const diffusion::detail::DiscreteVP vp(s);
   EXPECT_EQ(vp.total_n(), 2000);
   for (int n : {0, 1, 999, 1998, 1999}) {
     const double t = (n + 1) / 2000.0, ab = s.alphas_cumprod[n];

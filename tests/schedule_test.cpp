@@ -12,6 +12,9 @@
 #include "diffusion/schedule.h"
 
 namespace mds {
+
+using diffusion::NoiseSchedule;
+
 namespace {
 
 TEST(Schedule, SqrtValuesOfTheTable) {

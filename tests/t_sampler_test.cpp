@@ -14,6 +14,9 @@
 #include "diffusion/t_sampler.h"
 
 namespace mds {
+
+using diffusion::TimestepSampler;
+
 namespace {
 
 at::Generator gen(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }

@@ -15,6 +15,12 @@
 #include "test_util.h"
 
 namespace mds {
+
+using data::SpecialTokens;
+using data::Tokenizer;
+using data::TokenizerTrainOptions;
+using data::json_quote;
+
 namespace {
 
 // Deterministic across platforms, unlike std:: distributions.

@@ -29,6 +29,28 @@
 #include "train/trainer.h"
 
 namespace mds {
+
+using data::InMemorySource;
+using data::PackOptions;
+using data::Tokenizer;
+using data::TokenizerTrainOptions;
+using data::pack_batch;
+using data::read_jsonl;
+using diffusion::SamplerOptions;
+using infer::TextGenerator;
+using io::CheckpointContent;
+using io::read_checkpoint;
+using model::BatchTensors;
+using model::Denoiser;
+using model::DenoiserOutput;
+using model::model_options_from_config;
+using model::to_tensors;
+using runtime::Precision;
+using runtime::PrecisionScope;
+using runtime::Runtime;
+using runtime::resolve_precision;
+using train::TrainResult;
+
 namespace {
 
 const std::string kPairs = "tests/fixtures/debian-descriptions-240.jsonl";
@@ -80,8 +102,8 @@ test::TempDir* TrainGpuTest::dir_ = nullptr;
 
 TEST_F(TrainGpuTest, Bf16LossFallsLikeTheCpuRun) {
   MDS_REQUIRE_CUDA();
-  const TrainResult cpu = train(tiny("cpu", {"train.device=cpu", "train.precision=auto"}), {});
-  const TrainResult gpu = train(tiny("gpu", {"train.device=cuda", "train.precision=auto"}), {});
+  const TrainResult cpu = train::train(tiny("cpu", {"train.device=cpu", "train.precision=auto"}), {});
+  const TrainResult gpu = train::train(tiny("gpu", {"train.device=cuda", "train.precision=auto"}), {});
   ASSERT_EQ(cpu.losses.size(), 150u);
   ASSERT_EQ(gpu.losses.size(), 150u);
   for (double l : gpu.losses) ASSERT_TRUE(std::isfinite(l)) << "a bf16 step was skipped";

@@ -17,6 +17,15 @@
 #include "train/trainer.h"
 
 namespace mds {
+
+using data::Tokenizer;
+using data::TokenizerTrainOptions;
+using data::json_quote;
+using data::read_jsonl;
+using infer::TextGenerator;
+using train::TrainOptions;
+using train::TrainResult;
+
 namespace {
 
 const std::string kPairs = "tests/fixtures/debian-descriptions-240.jsonl";
@@ -62,31 +71,31 @@ TEST_F(TrainTest, ResumeGivesTheSameLossesAsAnUninterruptedRun) {
     auto s = tiny(run, common);
     return Config::load("", s);
   };
-  TrainResult whole = train(sets("whole"), {});
+  TrainResult whole = train::train(sets("whole"), {});
   ASSERT_EQ(whole.losses.size(), 8u);
 
   TrainOptions first;
   first.stop_after = 4;
-  TrainResult part1 = train(sets("split"), first);
+  TrainResult part1 = train::train(sets("split"), first);
   ASSERT_EQ(part1.step, 4);
   EXPECT_EQ(part1.stop_reason, "stopped after 4 steps");
   TrainOptions again;
   again.resume = true;
-  TrainResult part2 = train(sets("split"), again);
+  TrainResult part2 = train::train(sets("split"), again);
   ASSERT_EQ(part2.losses.size(), 4u);
   for (std::size_t i = 0; i < 4; ++i) {
     EXPECT_EQ(part1.losses[i], whole.losses[i]) << "step " << i + 1;
     EXPECT_EQ(part2.losses[i], whole.losses[i + 4]) << "step " << i + 5;  // bit for bit
   }
   // A second run into the same directory without --resume is refused.
-  EXPECT_THROW(train(sets("split"), {}), Error);
+  EXPECT_THROW(train::train(sets("split"), {}), Error);
 }
 
 TEST_F(TrainTest, ValidationGeneratesScoresAndStopsEarly) {
   Config c = Config::load("", tiny("validated", {"train.steps=50", "data.valid=" + dir_->file("eight.jsonl"),
                                                  "train.eval_every=2", "train.eval_samples=3", "sample.steps=2",
                                                  "train.early_stop_metric=rougeL", "train.early_stop_patience=1"}));
-  TrainResult r = train(c, {});
+  TrainResult r = train::train(c, {});
   // rougeL of a barely trained model does not keep rising at every validation: with a patience of 1
   // the run stops long before its 50 steps.
   EXPECT_EQ(r.stop_reason, "early stopping");
@@ -99,7 +108,7 @@ TEST_F(TrainTest, ValidationGeneratesScoresAndStopsEarly) {
   EXPECT_EQ(std::count(samples.begin(), samples.end(), '\n'), 3);
   EXPECT_TRUE(fs::exists(fs::join(dir_->file("validated"), "best/model.safetensors")));
   // A metric that does not exist is refused before training starts.
-  EXPECT_THROW(train(Config::load("", tiny("bad-metric", {"data.valid=" + dir_->file("eight.jsonl"),
+  EXPECT_THROW(train::train(Config::load("", tiny("bad-metric", {"data.valid=" + dir_->file("eight.jsonl"),
                                                          "train.eval_samples=3",
                                                          "train.early_stop_metric=blue"})), {}),
                Error);
@@ -112,7 +121,7 @@ TEST_F(TrainTest, NonFiniteLossesAreSkippedThenStopTheRun) {
                                                  "train.weight_decay=1e18", "train.max_bad_steps=3"}));
   std::string message;
   try {
-    train(c, {});
+    train::train(c, {});
   } catch (const Error& e) {
     message = e.what();
   }
@@ -125,7 +134,7 @@ TEST_F(TrainTest, NonFiniteLossesAreSkippedThenStopTheRun) {
 TEST_F(TrainTest, OverfitsEightRealPairs) {
   Config c = Config::load("", tiny("overfit", {"train.steps=1500", "train.lr=2e-3", "train.warmup_steps=50",
                                                "train.ema_decay=0", "model.dropout=0", "diffusion.t_sampler=uniform"}));
-  TrainResult r = train(c, {});
+  TrainResult r = train::train(c, {});
   ASSERT_TRUE(std::isfinite(r.losses.back()));
   EXPECT_LT(r.losses.back(), r.losses.front());
 

@@ -45,6 +45,9 @@
 #include "runtime/device.h"
 
 namespace mds::kernels {
+
+using runtime::resolve_device;
+
 namespace {
 
 using bench::cpu_model;

@@ -21,6 +21,16 @@
 #include "data/tokenizer.h"
 
 namespace mds::cli {
+
+using data::DebianBuildOptions;
+using data::DebianBuildStats;
+using data::PreparedDataset;
+using data::Tokenizer;
+using data::build_debian_descriptions;
+using data::most_frequent_target;
+using data::prepare_dataset;
+using data::write_constant_predictions;
+
 namespace {
 
 struct PrepareOptions {

@@ -18,6 +18,10 @@
 
 namespace mds::cli {
 
+using data::Example;
+using data::JsonlOptions;
+using data::read_jsonl;
+
 namespace {
 
 struct EvalArgs {

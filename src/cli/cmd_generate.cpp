@@ -10,6 +10,13 @@
 
 namespace mds::cli {
 
+using infer::GenerateFileStats;
+using infer::GenerateOptions;
+using infer::TextGenerator;
+using infer::check_generate_options;
+using infer::generate_file;
+using runtime::to_string;
+
 namespace {
 struct GenerateArgs {
   std::string checkpoint, input, output;

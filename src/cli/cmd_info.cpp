@@ -9,6 +9,8 @@
 
 namespace mds::cli {
 
+using runtime::runtime_description;
+
 void add_info_command(CLI::App& app) {
   auto* info = app.add_subcommand("info", "print the LibTorch build, the GPUs and the CPU threads");
   auto build = std::make_shared<bool>(false);

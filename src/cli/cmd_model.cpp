@@ -12,6 +12,10 @@
 
 namespace mds::cli {
 
+using data::Tokenizer;
+using model::Denoiser;
+using model::model_options_from_config;
+
 void add_model_command(CLI::App& app) {
   auto* model = app.add_subcommand("model", "inspect model architectures");
   model->require_subcommand(1);

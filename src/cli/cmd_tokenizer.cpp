@@ -20,6 +20,10 @@
 #include "data/tokenizer.h"
 
 namespace mds::cli {
+
+using data::Tokenizer;
+using data::TokenizerTrainOptions;
+
 namespace {
 
 struct EncodeOptions {

@@ -9,6 +9,8 @@
 
 namespace mds::cli {
 
+using train::TrainOptions;
+
 void add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train a model (run directory: train.out_dir)");
   auto config = std::make_shared<ConfigOptions>();
@@ -16,7 +18,7 @@ void add_train_command(CLI::App& app) {
   config->add_to(cmd);
   cmd->add_flag("--resume", options->resume, "continue from the newest checkpoint of train.out_dir");
   cmd->add_option("--stop-after", options->stop_after, "stop (with a checkpoint) after N steps of this run");
-  cmd->callback([config, options] { train(config->resolve(), *options); });
+  cmd->callback([config, options] { train::train(config->resolve(), *options); });
 }
 
 }  // namespace mds::cli

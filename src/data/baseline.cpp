@@ -7,7 +7,7 @@
 #include "core/fs.h"
 #include "data/jsonl.h"
 
-namespace mds {
+namespace mds::data {
 
 std::string most_frequent_target(const std::string& train_jsonl) {
   std::unordered_map<std::string, std::size_t> counts;
@@ -41,4 +41,4 @@ std::size_t write_constant_predictions(const std::string& input, const std::stri
   return n;
 }
 
-}  // namespace mds
+}  // namespace mds::data

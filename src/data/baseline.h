@@ -4,7 +4,7 @@
 
 #include <string>
 
-namespace mds {
+namespace mds::data {
 
 // The most frequent "trg" of a jsonl file (ties: the one seen first). Throws when there is none.
 std::string most_frequent_target(const std::string& train_jsonl);
@@ -14,4 +14,4 @@ std::string most_frequent_target(const std::string& train_jsonl);
 std::size_t write_constant_predictions(const std::string& input, const std::string& prediction,
                                        const std::string& output);
 
-}  // namespace mds
+}  // namespace mds::data

@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "data/special_tokens.h"
 
-namespace mds {
+namespace mds::data {
 
 Truncation parse_truncation(const std::string& name) {
   if (name == "end") return Truncation::end;
@@ -302,4 +302,4 @@ void Batcher::seek(uint64_t epoch, std::size_t position) {
   position_ = position;
 }
 
-}  // namespace mds
+}  // namespace mds::data

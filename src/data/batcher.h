@@ -21,11 +21,10 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "data/example_source.h"
 
-namespace mds {
-
-class Config;
+namespace mds::data {
 
 enum class Truncation { end, start, middle };  // which part of a long source is dropped
 enum class TargetPadding { max, batch };
@@ -115,4 +114,4 @@ class Batcher {
   std::vector<std::vector<std::size_t>> plan_;
 };
 
-}  // namespace mds
+}  // namespace mds::data

@@ -16,7 +16,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 
-namespace mds {
+namespace mds::data {
 
 namespace {
 
@@ -323,4 +323,4 @@ DebianBuildStats build_debian_descriptions(const std::string& out_dir,
   return stats;
 }
 
-}  // namespace mds
+}  // namespace mds::data

@@ -8,7 +8,7 @@
 
 #include "data/jsonl.h"
 
-namespace mds {
+namespace mds::data {
 
 struct DebianRecord {
   std::string package;
@@ -37,4 +37,4 @@ struct DebianBuildStats {
 DebianBuildStats build_debian_descriptions(const std::string& out_dir,
                                            const DebianBuildOptions& options = {});
 
-}  // namespace mds
+}  // namespace mds::data

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace mds {
+namespace mds::data {
 
 struct TokenSpan {
   const int32_t* data = nullptr;
@@ -38,4 +38,4 @@ class InMemorySource : public ExampleSource {
   std::vector<std::vector<int32_t>> src_, trg_;
 };
 
-}  // namespace mds
+}  // namespace mds::data

@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "core/strings.h"
 
-namespace mds {
+namespace mds::data {
 
 namespace {
 
@@ -205,4 +205,4 @@ std::string json_quote(const std::string& text) {
   return out;
 }
 
-}  // namespace mds
+}  // namespace mds::data

@@ -14,7 +14,7 @@
 
 #include "data/line_reader.h"
 
-namespace mds {
+namespace mds::data {
 
 struct Example {
   std::string id;                 // "" when the line has none
@@ -61,4 +61,4 @@ std::vector<Example> read_jsonl(const std::string& path, JsonlOptions options = 
 // JSON-escapes `text` as a string literal (quotes included), keeping non-ASCII characters as-is.
 std::string json_quote(const std::string& text);
 
-}  // namespace mds
+}  // namespace mds::data

@@ -12,7 +12,7 @@
 
 #include "core/error.h"
 
-namespace mds {
+namespace mds::data {
 
 namespace {
 
@@ -266,4 +266,4 @@ bool LineReader::next(std::string& line) {
   return true;
 }
 
-}  // namespace mds
+}  // namespace mds::data

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-namespace mds {
+namespace mds::data {
 
 class LineReader {
  public:
@@ -36,4 +36,4 @@ class LineReader {
   std::size_t line_number_ = 0;
 };
 
-}  // namespace mds
+}  // namespace mds::data

@@ -7,7 +7,7 @@
 #include "data/jsonl.h"
 #include "data/prepared.h"
 
-namespace mds {
+namespace mds::data {
 
 std::unique_ptr<ExampleSource> open_examples(const std::string& path, const Tokenizer& tokenizer) {
   MDS_CHECK(!path.empty(), "no data path given");
@@ -29,4 +29,4 @@ std::unique_ptr<ExampleSource> open_examples(const std::string& path, const Toke
   return source;
 }
 
-}  // namespace mds
+}  // namespace mds::data

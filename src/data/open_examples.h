@@ -8,9 +8,9 @@
 #include "data/example_source.h"
 #include "data/tokenizer.h"
 
-namespace mds {
+namespace mds::data {
 
 // A prepared directory must have been made with this tokenizer (same fingerprint).
 std::unique_ptr<ExampleSource> open_examples(const std::string& path, const Tokenizer& tokenizer);
 
-}  // namespace mds
+}  // namespace mds::data

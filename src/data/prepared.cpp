@@ -22,7 +22,7 @@
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "prepared data assumes a little-endian host");
 
-namespace mds {
+namespace mds::data {
 namespace {
 
 constexpr char kFormat[] = "moe-diffuseq-prepared";
@@ -283,4 +283,4 @@ std::string PreparedDataset::id(std::size_t i) const {
   return ids_[i];
 }
 
-}  // namespace mds
+}  // namespace mds::data

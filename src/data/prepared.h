@@ -19,7 +19,7 @@
 #include "data/example_source.h"
 #include "data/tokenizer.h"
 
-namespace mds {
+namespace mds::data {
 
 struct PrepareStats {
   std::size_t examples = 0;
@@ -60,4 +60,4 @@ class PreparedDataset : public ExampleSource {
   std::vector<std::string> ids_;
 };
 
-}  // namespace mds
+}  // namespace mds::data

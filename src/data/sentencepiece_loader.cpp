@@ -9,7 +9,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 
-namespace mds::detail {
+namespace mds::data::detail {
 
 const char* const kSpecialPieces[SpecialTokens::count] = {"<pad>", "<unk>", "<s>", "</s>", "<sep>", "<mask>"};
 
@@ -80,4 +80,4 @@ void check_special_pieces(const Tokenizer& tok, const std::string& origin) {
   }
 }
 
-}  // namespace mds::detail
+}  // namespace mds::data::detail

@@ -11,7 +11,7 @@
 #include "data/sentencepiece/module_api.h"
 #include "data/tokenizer.h"
 
-namespace mds::detail {
+namespace mds::data::detail {
 
 // Opens libmds_sentencepiece.so once (data/sentencepiece/module_api.h says why it is a module).
 // Looked for in $MDS_SENTENCEPIECE_MODULE, beside the executable, in ../lib/moe-diffuseq from it
@@ -37,4 +37,4 @@ extern const char* const kSpecialPieces[SpecialTokens::count];
 // Throws unless the model has the project's special tokens at ids 0..5; `origin` names it.
 void check_special_pieces(const Tokenizer& tokenizer, const std::string& origin);
 
-}  // namespace mds::detail
+}  // namespace mds::data::detail

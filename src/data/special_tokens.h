@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-namespace mds {
+namespace mds::data {
 
 struct SpecialTokens {
   static constexpr int32_t pad = 0;   // padding; also generated after the end of a target
@@ -16,4 +16,4 @@ struct SpecialTokens {
   static constexpr int32_t count = 6;
 };
 
-}  // namespace mds
+}  // namespace mds::data

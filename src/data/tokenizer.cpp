@@ -12,7 +12,7 @@
 #include "core/log.h"
 #include "data/sentencepiece_loader.h"
 
-namespace mds {
+namespace mds::data {
 namespace {
 
 using detail::check_special_pieces;
@@ -118,4 +118,4 @@ std::string Tokenizer::fingerprint() const {
   return buf;
 }
 
-}  // namespace mds
+}  // namespace mds::data

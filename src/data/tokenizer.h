@@ -15,7 +15,7 @@
 
 namespace sentencepiece { class SentencePieceProcessor; }
 
-namespace mds {
+namespace mds::data {
 
 struct TokenizerTrainOptions {
   std::vector<std::string> inputs;      // jsonl files; both src and trg text is used
@@ -56,4 +56,4 @@ class Tokenizer {
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
 };
 
-}  // namespace mds
+}  // namespace mds::data

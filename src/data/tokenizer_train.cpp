@@ -15,7 +15,7 @@
 #include "data/sentencepiece_loader.h"
 #include "data/tokenizer.h"
 
-namespace mds {
+namespace mds::data {
 namespace {
 
 using detail::spm;
@@ -226,4 +226,4 @@ Tokenizer Tokenizer::train(const TokenizerTrainOptions& options, const std::stri
   return tok;
 }
 
-}  // namespace mds
+}  // namespace mds::data

@@ -16,7 +16,7 @@
 
 #include "core/error.h"
 
-namespace mds::detail {
+namespace mds::diffusion::detail {
 
 namespace {
 
@@ -191,4 +191,4 @@ at::Tensor dpm_solver_pp(const SamplerContext& ctx, at::Tensor x_BLE, int64_t or
   return x_BLE;
 }
 
-}  // namespace mds::detail
+}  // namespace mds::diffusion::detail

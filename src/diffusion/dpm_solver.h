@@ -13,7 +13,7 @@
 #include "diffusion/sampler.h"
 #include "diffusion/schedule.h"
 
-namespace mds::detail {
+namespace mds::diffusion::detail {
 
 // NoiseScheduleVP(schedule = 'discrete') of LuChengTHU/dpm-solver, in float64 (P1):
 //   t_n = (n + 1) / N,  log alpha(t_n) = 1/2 sum_{i<=n} log(1 - beta_i),
@@ -62,4 +62,4 @@ struct SamplerContext {
 // DPM-Solver++ multistep (data prediction) of order 1, 2 or 3 from x_T (already anchored).
 at::Tensor dpm_solver_pp(const SamplerContext& ctx, at::Tensor x_BLE, int64_t order);
 
-}  // namespace mds::detail
+}  // namespace mds::diffusion::detail

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-namespace mds {
+namespace mds::diffusion {
 
 namespace {
 // Noise drawn on the CPU from the run's generator, then moved: a run is reproducible whatever the device.
@@ -47,4 +47,4 @@ Noised noise_batch(const NoiseSchedule& s, const torch::Tensor& emb_BLE, const t
   return out;
 }
 
-}  // namespace mds
+}  // namespace mds::diffusion

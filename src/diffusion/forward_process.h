@@ -15,7 +15,7 @@
 
 #include "diffusion/schedule.h"
 
-namespace mds {
+namespace mds::diffusion {
 
 struct ForwardOptions {
   bool soft_absorbing = true;
@@ -33,4 +33,4 @@ Noised noise_batch(const NoiseSchedule& schedule, const at::Tensor& emb_BLE, con
                    const at::Tensor& trg_mask_BL, const at::Tensor& absorbing_E, const ForwardOptions& options,
                    at::Generator generator);
 
-}  // namespace mds
+}  // namespace mds::diffusion

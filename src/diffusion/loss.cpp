@@ -4,7 +4,11 @@
 
 #include "core/config.h"
 
-namespace mds {
+namespace mds::diffusion {
+
+using model::BatchTensors;
+using model::Denoiser;
+using model::DenoiserOutput;
 
 namespace {
 
@@ -104,4 +108,4 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   return terms;
 }
 
-}  // namespace mds
+}  // namespace mds::diffusion

@@ -14,14 +14,13 @@
 
 #include <cstdint>
 
+#include "core/config.h"
 #include "diffusion/forward_process.h"
 #include "diffusion/schedule.h"
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
 
-namespace mds {
-
-class Config;
+namespace mds::diffusion {
 
 struct LossOptions {
   bool target_only = true;
@@ -54,8 +53,8 @@ at::Tensor prior_loss_B(const at::Tensor& x0_BLE, const at::Tensor& m_E, double 
 // The chosen positions of x_BLE as rows [N, E], in row-major (b, l) order.
 at::Tensor chosen_rows(const at::Tensor& x_BLE, const at::Tensor& chosen_BL);
 
-LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const NoiseSchedule& schedule,
+LossTerms diffusion_loss(model::Denoiser& model, const model::BatchTensors& batch, const NoiseSchedule& schedule,
                          const at::Tensor& t_B, const at::Tensor& weight_B, const LossOptions& options,
                          at::Generator generator);
 
-}  // namespace mds
+}  // namespace mds::diffusion

@@ -23,7 +23,7 @@
 #include "core/torch_compat.h"
 #include "diffusion/dpm_solver.h"
 
-namespace mds {
+namespace mds::diffusion {
 
 namespace detail {
 
@@ -292,4 +292,4 @@ at::Tensor sample(const NoiseSchedule& schedule, const X0Predictor& predict,
   return sample_from(schedule, predict, inputs, options, x_T_BLE, generator);
 }
 
-}  // namespace mds
+}  // namespace mds::diffusion

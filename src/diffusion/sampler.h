@@ -19,11 +19,10 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "diffusion/schedule.h"
 
-namespace mds {
-
-class Config;
+namespace mds::diffusion {
 
 // The denoiser as samplers see it: x0 prediction for x_BLE at (float) model time model_t_B.
 using X0Predictor = std::function<at::Tensor(const at::Tensor& x_BLE, const at::Tensor& model_t_B)>;
@@ -60,4 +59,4 @@ at::Tensor sample_from(const NoiseSchedule& schedule, const X0Predictor& predict
 // Nearest embedding row of every x position (squared L2), as DiffuSeq's rounding: [B, L, E].
 at::Tensor clamp_to_embeddings(const at::Tensor& x_BLE, const at::Tensor& embedding_VE);
 
-}  // namespace mds
+}  // namespace mds::diffusion

@@ -14,7 +14,7 @@
 
 #include "core/error.h"
 
-namespace mds {
+namespace mds::diffusion {
 
 namespace {
 
@@ -94,4 +94,4 @@ at::Tensor NoiseSchedule::gather(const std::vector<double>& values, const at::Te
   return table_T.index_select(0, t_cpu_B).to(dtype).to(t_B.device());
 }
 
-}  // namespace mds
+}  // namespace mds::diffusion

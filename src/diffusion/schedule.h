@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-namespace mds {
+#include "core/config.h"
 
-class Config;
+namespace mds::diffusion {
 
 struct NoiseSchedule {
   int64_t steps = 0;  // T
@@ -31,4 +31,4 @@ struct NoiseSchedule {
   static at::Tensor gather(const std::vector<double>& values, const at::Tensor& t_B, at::ScalarType dtype);
 };
 
-}  // namespace mds
+}  // namespace mds::diffusion

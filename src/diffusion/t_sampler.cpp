@@ -15,7 +15,7 @@
 
 #include "core/error.h"
 
-namespace mds {
+namespace mds::diffusion {
 
 namespace {
 
@@ -159,4 +159,4 @@ void TimestepSampler::load(const at::Tensor& history, const at::Tensor& counts) 
   std::copy(cp, cp + steps_, counts_.begin());
 }
 
-}  // namespace mds
+}  // namespace mds::diffusion

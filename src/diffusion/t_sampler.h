@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace mds {
+namespace mds::diffusion {
 
 class TimestepSampler {
  public:
@@ -41,4 +41,4 @@ class TimestepSampler {
   std::vector<int64_t> counts_;  // entries written per t (saturates at history_ for "full")
 };
 
-}  // namespace mds
+}  // namespace mds::diffusion

@@ -16,7 +16,35 @@
 #include "model/model_options.h"
 #include "model/state_dict.h"
 
-namespace mds {
+namespace mds::infer {
+
+using data::Batch;
+using data::Example;
+using data::InMemorySource;
+using data::JsonlOptions;
+using data::JsonlStats;
+using data::SpecialTokens;
+using data::TargetPadding;
+using data::Tokenizer;
+using data::json_quote;
+using data::pack_batch;
+using data::pack_options_from_config;
+using data::read_jsonl;
+using diffusion::NoiseSchedule;
+using diffusion::SampleInputs;
+using diffusion::SamplerOptions;
+using diffusion::sample;
+using diffusion::sampler_options_from_config;
+using io::CheckpointContent;
+using io::read_checkpoint;
+using model::BatchTensors;
+using model::Denoiser;
+using model::load_state_dict;
+using model::model_options_from_config;
+using model::to_tensors;
+using runtime::PrecisionScope;
+using runtime::Runtime;
+using runtime::resolve_runtime;
 
 GenerateOptions generate_options_from_config(const Config& c) {
   GenerateOptions o;
@@ -174,4 +202,4 @@ GenerateFileStats generate_file(TextGenerator& generator, const std::string& inp
   return stats;
 }
 
-}  // namespace mds
+}  // namespace mds::infer

@@ -20,10 +20,10 @@
 #include "model/denoiser.h"
 #include "runtime/runtime.h"
 
-namespace mds {
+namespace mds::infer {
 
 struct GenerateOptions {
-  SamplerOptions sampler;
+  diffusion::SamplerOptions sampler;
   uint64_t seed = 0;
   int64_t batch_size = 64;
   int64_t mbr = 1;                  // candidates per input; 1 = no MBR
@@ -49,7 +49,7 @@ class TextGenerator {
   explicit TextGenerator(const std::string& checkpoint_dir, const std::vector<std::string>& overrides = {});
   // Around a model in memory (validation during training, benchmarks): shares `model`, runs it as
   // `runtime` says. The tokenizer (copied) is needed by generate() only.
-  TextGenerator(const Config& config, Denoiser model, const Runtime& runtime, const Tokenizer* tokenizer = nullptr);
+  TextGenerator(const Config& config, model::Denoiser model, const runtime::Runtime& runtime, const data::Tokenizer* tokenizer = nullptr);
 
   // The options generate() and generate_ids() use: from the configuration's sample.* keys, then
   // whatever the caller changes.
@@ -59,32 +59,32 @@ class TextGenerator {
   // One prediction per source, in order.
   std::vector<std::string> generate(const std::vector<std::string>& sources);
   // How generation packs a row: the configuration's data.* keys, with the whole target region.
-  const PackOptions& pack_options() const { return pack_; }
+  const data::PackOptions& pack_options() const { return pack_; }
   // The target ids of one packed batch (packed with pack_options()), with options().sampler;
   // `generator` is a CPU generator (the sampling noise).
-  GeneratedBatch generate_ids(const Batch& batch, at::Generator generator);
+  GeneratedBatch generate_ids(const data::Batch& batch, at::Generator generator);
   // x0 of one packed batch (tensors on device()): float32 [B, L, E], whatever precision() the model
   // runs in.
-  torch::Tensor sample_x0(const BatchTensors& batch, const SamplerOptions& options, at::Generator generator);
+  torch::Tensor sample_x0(const model::BatchTensors& batch, const diffusion::SamplerOptions& options, at::Generator generator);
 
   const Config& config() const { return config_; }
-  const Tokenizer& tokenizer() const { return tokenizer_; }
-  Denoiser& model() { return model_; }
+  const data::Tokenizer& tokenizer() const { return tokenizer_; }
+  model::Denoiser& model() { return model_; }
   c10::Device device() const { return runtime_.device; }
-  Precision precision() const { return runtime_.precision; }
+  runtime::Precision precision() const { return runtime_.precision; }
 
  private:
   void init_from_config();
   std::vector<std::string> generate_once(const std::vector<std::string>& sources, uint64_t seed);
 
   Config config_;
-  Tokenizer tokenizer_;
+  data::Tokenizer tokenizer_;
   bool has_tokenizer_ = false;
-  Denoiser model_{nullptr};
-  NoiseSchedule schedule_;
-  Runtime runtime_;
+  model::Denoiser model_{nullptr};
+  diffusion::NoiseSchedule schedule_;
+  runtime::Runtime runtime_;
   GenerateOptions options_;
-  PackOptions pack_;
+  data::PackOptions pack_;
 };
 
 struct GenerateFileStats {
@@ -96,4 +96,4 @@ struct GenerateFileStats {
 // with the generator's options().
 GenerateFileStats generate_file(TextGenerator& generator, const std::string& input, const std::string& output);
 
-}  // namespace mds
+}  // namespace mds::infer

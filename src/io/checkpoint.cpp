@@ -23,7 +23,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 
-namespace mds {
+namespace mds::io {
 namespace {
 
 constexpr const char* kModel = "model.safetensors";
@@ -210,4 +210,4 @@ std::string latest_checkpoint(const std::string& run_dir) {
   return checkpoints.empty() ? "" : checkpoints.back().second;
 }
 
-}  // namespace mds
+}  // namespace mds::io

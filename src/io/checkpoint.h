@@ -19,7 +19,7 @@
 
 #include "io/safetensors.h"
 
-namespace mds {
+namespace mds::io {
 
 struct CheckpointContent {
   TensorMap model, raw, optimizer, sampler;
@@ -40,4 +40,4 @@ void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
 // The newest complete checkpoint of a run, or "" when none.
 std::string latest_checkpoint(const std::string& run_dir);
 
-}  // namespace mds
+}  // namespace mds::io

@@ -21,7 +21,7 @@
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors I/O assumes a little-endian host");
 
-namespace mds {
+namespace mds::io {
 namespace {
 
 struct DtypeInfo {
@@ -269,4 +269,4 @@ TensorMap load_safetensors(const std::string& path, Metadata* metadata) {
   return tensors;
 }
 
-}  // namespace mds
+}  // namespace mds::io

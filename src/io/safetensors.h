@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace mds {
+namespace mds::io {
 
 using TensorMap = std::map<std::string, at::Tensor>;  // sorted by name: files are reproducible
 using Metadata = std::map<std::string, std::string>;
@@ -23,4 +23,4 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
 // offsets out of range or overlapping, unknown dtype).
 TensorMap load_safetensors(const std::string& path, Metadata* metadata = nullptr);
 
-}  // namespace mds
+}  // namespace mds::io

@@ -5,7 +5,7 @@
 
 #include "kernels/sliding_attention/sliding_attention.h"
 
-namespace mds {
+namespace mds::model {
 
 MaskFacts mask_facts(const torch::Tensor& key_mask_BL, const torch::Tensor& global_mask_BL) {
   if (key_mask_BL.numel() == 0) return {0, 0};
@@ -86,4 +86,4 @@ torch::Tensor SelfAttentionImpl::global_rows(const torch::Tensor& x_BLD, const t
   return out_BHLK.scatter(2, index_BHGK, og_BHGK);
 }
 
-}  // namespace mds
+}  // namespace mds::model

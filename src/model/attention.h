@@ -12,7 +12,7 @@
 
 #include "model/model_options.h"
 
-namespace mds {
+namespace mds::model {
 
 // Facts about one batch's masks that each layer's attention would otherwise find with a device sync;
 // the denoiser works them out once per forward (one sync). Negative = unknown.
@@ -44,4 +44,4 @@ class SelfAttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SelfAttention);
 
-}  // namespace mds
+}  // namespace mds::model

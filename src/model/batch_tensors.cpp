@@ -4,7 +4,10 @@
 
 #include <vector>
 
-namespace mds {
+namespace mds::model {
+
+using data::Batch;
+
 namespace {
 
 // One copy from host vectors; from_blob does not own the memory, so the tensor is materialised
@@ -35,4 +38,4 @@ BatchTensors to_tensors(const Batch& batch, c10::Device device) {
   return out;
 }
 
-}  // namespace mds
+}  // namespace mds::model

@@ -10,7 +10,7 @@
 
 #include "data/batcher.h"
 
-namespace mds {
+namespace mds::model {
 
 struct BatchTensors {
   at::Tensor ids_BL, trg_mask_BL, key_mask_BL, global_mask_BL;
@@ -18,6 +18,6 @@ struct BatchTensors {
   int64_t src_region = 0, trg_region = 0;
 };
 
-BatchTensors to_tensors(const Batch& batch, c10::Device device);
+BatchTensors to_tensors(const data::Batch& batch, c10::Device device);
 
-}  // namespace mds
+}  // namespace mds::model

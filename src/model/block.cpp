@@ -1,6 +1,6 @@
 #include "model/block.h"
 
-namespace mds {
+namespace mds::model {
 
 BlockImpl::BlockImpl(const ModelOptions& o, int64_t layer) : pre_norm_(o.pre_norm) {
   auto ln = torch::nn::LayerNormOptions({o.dim}).eps(o.layer_norm_eps);
@@ -41,4 +41,4 @@ BlockOutput BlockImpl::forward(const torch::Tensor& h_BLD, const torch::Tensor& 
   return out;
 }
 
-}  // namespace mds
+}  // namespace mds::model

@@ -10,7 +10,7 @@
 #include "model/model_options.h"
 #include "model/moe_layer.h"
 
-namespace mds {
+namespace mds::model {
 
 struct BlockOutput {
   torch::Tensor h_BLD;
@@ -34,4 +34,4 @@ class BlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Block);
 
-}  // namespace mds
+}  // namespace mds::model

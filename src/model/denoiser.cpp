@@ -6,7 +6,9 @@
 #include "core/error.h"
 #include "data/special_tokens.h"
 
-namespace mds {
+namespace mds::model {
+
+using data::SpecialTokens;
 
 DenoiserImpl::DenoiserImpl(ModelOptions o) : options_(std::move(o)) {
   const auto& o_ = options_;
@@ -113,4 +115,4 @@ std::string DenoiserImpl::describe() const {
   return os.str();
 }
 
-}  // namespace mds
+}  // namespace mds::model

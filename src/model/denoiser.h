@@ -20,7 +20,7 @@
 #include "model/embedding.h"
 #include "model/model_options.h"
 
-namespace mds {
+namespace mds::model {
 
 struct DenoiserOutput {
   torch::Tensor x0_BLE;      // predicted x0
@@ -66,4 +66,4 @@ class DenoiserImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Denoiser);
 
-}  // namespace mds
+}  // namespace mds::model

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-namespace mds {
+namespace mds::model {
 
 torch::Tensor timestep_embedding(const torch::Tensor& t_B, int64_t dim, double max_period) {
   TORCH_CHECK(dim % 2 == 0, "time embedding dimension must be even, got ", dim);
@@ -30,4 +30,4 @@ ProjectionImpl::ProjectionImpl(int64_t in, int64_t hidden, int64_t out) {
 
 torch::Tensor ProjectionImpl::forward(const torch::Tensor& x) { return fc2_->forward(torch::tanh(fc1_->forward(x))); }
 
-}  // namespace mds
+}  // namespace mds::model

@@ -5,7 +5,7 @@
 
 #include <torch/torch.h>
 
-namespace mds {
+namespace mds::model {
 
 // Sinusoidal embedding of (float) model time t_B: [cos(t f_i), sin(t f_i)], f_i = 10000^(-i/(T/2)).
 torch::Tensor timestep_embedding(const torch::Tensor& t_B, int64_t dim, double max_period = 10000.0);
@@ -33,4 +33,4 @@ class ProjectionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Projection);
 
-}  // namespace mds
+}  // namespace mds::model

@@ -3,7 +3,10 @@
 #include "core/error.h"
 #include "data/batcher.h"
 
-namespace mds {
+namespace mds::model {
+
+using data::longest_row;
+using data::pack_options_from_config;
 
 std::vector<int64_t> resolve_layer_dilation(const std::vector<int64_t>& configured, int64_t layers) {
   std::vector<int64_t> out(static_cast<std::size_t>(layers), 1);
@@ -65,4 +68,4 @@ ModelOptions model_options_from_config(const Config& c, int64_t vocab_size) {
   return o;
 }
 
-}  // namespace mds
+}  // namespace mds::model

@@ -8,7 +8,7 @@
 
 #include "core/config.h"
 
-namespace mds {
+namespace mds::model {
 
 struct AttentionOptions {
   bool sparse = true;                  // false: dense attention (plain DiffuSeq)
@@ -40,4 +40,4 @@ ModelOptions model_options_from_config(const Config& config, int64_t vocab_size)
 // 1 in the lower half and 2 in the upper half.
 std::vector<int64_t> resolve_layer_dilation(const std::vector<int64_t>& configured, int64_t layers);
 
-}  // namespace mds
+}  // namespace mds::model

@@ -11,7 +11,7 @@
 #include "kernels/moe/moe_cpu.h"
 #include "model/router.h"
 
-namespace mds {
+namespace mds::model {
 
 MoeLayerImpl::MoeLayerImpl(const MoeOptions& options) : options_(options) {
   const int64_t D = options.dim, F = options.ffn_dim, E = options.experts;
@@ -97,4 +97,4 @@ int64_t MoeLayerImpl::active_parameter_count() const {
   return router + options_.top_k * (D * F + F + F * D + D);
 }
 
-}  // namespace mds
+}  // namespace mds::model

@@ -12,7 +12,7 @@
 
 #include <cstdint>
 
-namespace mds {
+namespace mds::model {
 
 struct MoeOptions {
   int64_t dim = 0, ffn_dim = 0, experts = 8, top_k = 2;
@@ -54,4 +54,4 @@ class MoeLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MoeLayer);
 
-}  // namespace mds
+}  // namespace mds::model

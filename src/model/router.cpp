@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 
-namespace mds {
+namespace mds::model {
 
 RouterOutput route(const at::Tensor& logits_NE, int64_t top_k, bool renormalize) {
   MDS_CHECK(logits_NE.defined() && logits_NE.dim() == 2, "route: logits_NE must be [N, E], got ",
@@ -47,4 +47,4 @@ RouterOutput route(const at::Tensor& logits_NE, int64_t top_k, bool renormalize)
   return out;
 }
 
-}  // namespace mds
+}  // namespace mds::model

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-namespace mds {
+namespace mds::model {
 
 struct RouterOutput {
   at::Tensor logits_NE;  // float32, the router logits as routed
@@ -24,4 +24,4 @@ struct RouterOutput {
 // weight_NA, aux_loss (via the mean probabilities) and z_loss. N = 0 gives zero losses.
 RouterOutput route(const at::Tensor& logits_NE, int64_t top_k, bool renormalize);
 
-}  // namespace mds
+}  // namespace mds::model

@@ -2,7 +2,7 @@
 
 #include "core/error.h"
 
-namespace mds {
+namespace mds::model {
 
 std::map<std::string, torch::Tensor> state_dict(const torch::nn::Module& module) {
   std::map<std::string, torch::Tensor> out;
@@ -34,4 +34,4 @@ void load_state_dict(torch::nn::Module& module, const std::map<std::string, torc
   }
 }
 
-}  // namespace mds
+}  // namespace mds::model

@@ -7,7 +7,7 @@
 #include <map>
 #include <string>
 
-namespace mds {
+namespace mds::model {
 
 std::map<std::string, torch::Tensor> state_dict(const torch::nn::Module& module);  // detached views
 // Copies `tensors` into the module's parameters (converting dtype and device). Throws mds::Error naming
@@ -15,4 +15,4 @@ std::map<std::string, torch::Tensor> state_dict(const torch::nn::Module& module)
 void load_state_dict(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
                      const std::string& origin);
 
-}  // namespace mds
+}  // namespace mds::model

@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "core/torch_compat.h"
 
-namespace mds {
+namespace mds::runtime {
 
 bool cuda_available() { return torch::cuda::is_available(); }
 
@@ -49,4 +49,4 @@ std::string runtime_description(bool with_build_config) {
   return os.str();
 }
 
-}  // namespace mds
+}  // namespace mds::runtime

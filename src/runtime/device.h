@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-namespace mds {
+namespace mds::runtime {
 
 // "auto" -> cuda:0 when a GPU is visible, else cpu; "cpu"; "cuda" (error if none is visible).
 c10::Device resolve_device(const std::string& name);
@@ -21,4 +21,4 @@ void seed_everything(uint64_t seed);
 // Multi-line description: LibTorch version, CUDA build and devices, threads, BLAS.
 std::string runtime_description(bool with_build_config = false);
 
-}  // namespace mds
+}  // namespace mds::runtime

@@ -2,7 +2,7 @@
 
 #include "core/error.h"
 
-namespace mds {
+namespace mds::runtime {
 
 namespace {
 
@@ -45,4 +45,4 @@ PrecisionScope::PrecisionScope(Precision precision, c10::Device device) {
   if (precision == Precision::bf16) autocast_.emplace(device.type(), true, at::kBFloat16);
 }
 
-}  // namespace mds
+}  // namespace mds::runtime

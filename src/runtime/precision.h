@@ -11,7 +11,7 @@
 #include "core/config.h"
 #include "core/torch_compat.h"
 
-namespace mds {
+namespace mds::runtime {
 
 enum class Precision { fp32, bf16 };
 
@@ -36,4 +36,4 @@ class PrecisionScope {
   std::optional<compat::AutocastScope> autocast_;
 };
 
-}  // namespace mds
+}  // namespace mds::runtime

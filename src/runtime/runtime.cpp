@@ -5,7 +5,7 @@
 #include "core/error.h"
 #include "runtime/device.h"
 
-namespace mds {
+namespace mds::runtime {
 
 std::string Runtime::describe() const { return str_cat(device, " in ", to_string(precision)); }
 
@@ -18,4 +18,4 @@ Runtime resolve_runtime(const Config& c) {
   return r;
 }
 
-}  // namespace mds
+}  // namespace mds::runtime

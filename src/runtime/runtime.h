@@ -12,7 +12,7 @@
 #include "core/config.h"
 #include "runtime/precision.h"
 
-namespace mds {
+namespace mds::runtime {
 
 struct Runtime {
   c10::Device device{c10::kCPU};
@@ -27,4 +27,4 @@ struct Runtime {
 // set) and train.threads of `config`, and applies the thread count to LibTorch.
 Runtime resolve_runtime(const Config& config);
 
-}  // namespace mds
+}  // namespace mds::runtime

@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 
-namespace mds {
+namespace mds::train {
 
 MetricsLog::MetricsLog(const std::string& path) : path_(path) {
   file_ = std::fopen(path.c_str(), "a");
@@ -30,4 +30,4 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-}  // namespace mds
+}  // namespace mds::train

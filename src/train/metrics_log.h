@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace mds {
+namespace mds::train {
 
 class MetricsLog {
  public:
@@ -22,4 +22,4 @@ class MetricsLog {
 // "1:02:03" for a duration in seconds.
 std::string format_duration(double seconds);
 
-}  // namespace mds
+}  // namespace mds::train

@@ -6,7 +6,7 @@
 #include "core/config.h"
 #include "core/error.h"
 
-namespace mds {
+namespace mds::train {
 
 LrSchedule lr_schedule_from_config(const Config& c) {
   LrSchedule s;
@@ -131,4 +131,4 @@ double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm)
   return norm;
 }
 
-}  // namespace mds
+}  // namespace mds::train

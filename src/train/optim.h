@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-namespace mds {
+#include "core/config.h"
 
-class Config;
+namespace mds::train {
 
 struct AdamWOptions {
   double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
@@ -69,4 +69,4 @@ class Ema {
 // before clipping.
 double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm);
 
-}  // namespace mds
+}  // namespace mds::train

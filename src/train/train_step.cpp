@@ -5,7 +5,20 @@
 #include "model/batch_tensors.h"
 #include "model/model_options.h"
 
-namespace mds {
+namespace mds::train {
+
+using data::Batch;
+using diffusion::LossTerms;
+using diffusion::NoiseSchedule;
+using diffusion::TimestepSampler;
+using diffusion::diffusion_loss;
+using diffusion::loss_options_from_config;
+using model::BatchTensors;
+using model::Denoiser;
+using model::model_options_from_config;
+using model::to_tensors;
+using runtime::PrecisionScope;
+using runtime::Runtime;
 
 TrainState make_train_state(const Config& c, int64_t vocab_size, const Runtime& runtime) {
   TrainState s;
@@ -73,4 +86,4 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
   return r;
 }
 
-}  // namespace mds
+}  // namespace mds::train

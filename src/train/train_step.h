@@ -27,23 +27,23 @@
 #include "runtime/runtime.h"
 #include "train/optim.h"
 
-namespace mds {
+namespace mds::train {
 
 struct TrainState {
-  Denoiser model{nullptr};
+  model::Denoiser model{nullptr};
   std::vector<torch::Tensor> params;  // the model's parameters, as AdamW holds them
   std::unique_ptr<AdamW> optimizer;
   std::unique_ptr<Ema> ema;  // null when train.ema_decay = 0
-  NoiseSchedule schedule;
-  std::unique_ptr<TimestepSampler> t_sampler;
-  LossOptions loss;
-  Runtime runtime;
+  diffusion::NoiseSchedule schedule;
+  std::unique_ptr<diffusion::TimestepSampler> t_sampler;
+  diffusion::LossOptions loss;
+  runtime::Runtime runtime;
   int64_t step = 0;  // optimizer steps taken, skipped ones included
 };
 
 // A fresh model (model_options_from_config with the tokenizer's vocabulary) on runtime.device in
 // training mode, with its AdamW, EMA, noise schedule, t-sampler and loss options from `config`.
-TrainState make_train_state(const Config& config, int64_t vocab_size, const Runtime& runtime);
+TrainState make_train_state(const Config& config, int64_t vocab_size, const runtime::Runtime& runtime);
 
 struct StepOptions {
   int64_t grad_accum = 1;
@@ -57,14 +57,14 @@ StepOptions step_options_from_config(const Config& config);
 struct StepResult {
   bool finite = true;   // false: a micro-batch's loss was NaN or inf and the step was skipped
   double loss = 0.0;    // mean over the micro-batches
-  LossTerms last;       // the last micro-batch's terms, for logging (undefined when skipped)
+  diffusion::LossTerms last;       // the last micro-batch's terms, for logging (undefined when skipped)
   int64_t tokens = 0;   // padded tokens of the micro-batches drawn
   double grad_norm = 0.0, lr = 0.0;
 };
 
 // One optimizer step over options.grad_accum batches from `next_batch` (fewer are drawn when a loss
 // is not finite). Advances state.step, skipped or not.
-StepResult train_step(TrainState& state, const std::function<Batch()>& next_batch, const StepOptions& options,
+StepResult train_step(TrainState& state, const std::function<data::Batch()>& next_batch, const StepOptions& options,
                       at::Generator generator);
 
-}  // namespace mds
+}  // namespace mds::train

@@ -26,7 +26,26 @@
 #include "train/train_step.h"
 #include "train/validation.h"
 
-namespace mds {
+namespace mds::train {
+
+using data::Batcher;
+using data::ExampleSource;
+using data::Tokenizer;
+using data::batch_plan_options_from_config;
+using data::open_examples;
+using data::pack_options_from_config;
+using io::CheckpointContent;
+using io::latest_checkpoint;
+using io::prune_checkpoints;
+using io::read_checkpoint;
+using io::write_checkpoint;
+using model::load_state_dict;
+using model::state_dict;
+using runtime::Runtime;
+using runtime::resolve_runtime;
+using runtime::seed_everything;
+using runtime::to_string;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -296,4 +315,4 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   return result;
 }
 
-}  // namespace mds
+}  // namespace mds::train

@@ -9,7 +9,7 @@
 
 #include "core/config.h"
 
-namespace mds {
+namespace mds::train {
 
 struct TrainOptions {
   bool resume = false;      // continue from the newest checkpoint of train.out_dir
@@ -26,4 +26,4 @@ struct TrainResult {
 
 TrainResult train(const Config& config, const TrainOptions& options);
 
-}  // namespace mds
+}  // namespace mds::train

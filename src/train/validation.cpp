@@ -12,7 +12,26 @@
 #include "model/batch_tensors.h"
 #include "model/state_dict.h"
 
-namespace mds {
+namespace mds::train {
+
+using data::Batch;
+using data::ExampleSource;
+using data::PackOptions;
+using data::Tokenizer;
+using data::batch_plan_options_from_config;
+using data::json_quote;
+using data::pack_batch;
+using data::pack_options_from_config;
+using data::plan_batches;
+using diffusion::LossTerms;
+using diffusion::TimestepSampler;
+using diffusion::diffusion_loss;
+using infer::TextGenerator;
+using model::BatchTensors;
+using model::load_state_dict;
+using model::state_dict;
+using model::to_tensors;
+using runtime::PrecisionScope;
 
 double validation_loss(TrainState& s, const ExampleSource& valid, const Config& c) {
   auto gen = at::detail::getDefaultCPUGenerator();
@@ -88,4 +107,4 @@ std::map<std::string, double> validate_by_generation(TrainState& s, const Exampl
   return out;
 }
 
-}  // namespace mds
+}  // namespace mds::train
