@@ -1,7 +1,7 @@
 // Benchmark (not a test): generation time of the default model with the default solver,
 // DPM-Solver++ (2M) in 10 steps, per sentence and per long-document summary.
 //
-// Dimensions: B batch, L length (= S source region + T target region + 2: BOS and SEP), E embedding.
+// Dimensions: B batch, L length (= S source region + T target region + 2: BOS and SEP), C embedding.
 //
 // The model is the project's default (src/core/config_schema.cpp) with RANDOM weights: the time of
 // a sampling step does not depend on what the weights are (dropless MoE routing sends every token
@@ -148,12 +148,12 @@ Result run_case(TextGenerator& generator, const Case& c, const Options& opt) {
       torch::NoGradGuard no_grad;
       Denoiser& model = generator.model();
       BatchTensors bt = to_tensors(batch, device);
-      const at::Tensor x_BLE = model->embed(bt.ids_BL);
+      const at::Tensor x_BLC = model->embed(bt.ids_BL);
       const at::Tensor t_B = at::full({c.batch}, 500.0, at::TensorOptions().dtype(at::kFloat).device(device));
       auto forward_steps = [&] {
         PrecisionScope scope(generator.precision(), device);
         for (int64_t s = 0; s < steps; ++s) {
-          const at::Tensor x0 = model->forward(x_BLE, t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLE;
+          const at::Tensor x0 = model->forward(x_BLC, t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLC;
           (void)x0;
         }
       };

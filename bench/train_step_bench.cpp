@@ -2,7 +2,7 @@
 // time, in tokens per second against the sequence length L; then the longest L that trains at
 // batch 1.
 //
-// Dimensions: B batch, L length (= S source + T target region + 2: BOS and SEP), E embedding dim.
+// Dimensions: B batch, L length (= S source + T target region + 2: BOS and SEP), C embedding dim.
 //
 // The model is the project's defaults (src/core/config_schema.cpp: model.dim 768, 12 layers, 12
 // heads, ffn 3072, moe 8 experts top-2, sparse attention window 256, dilation 1 in the lower half

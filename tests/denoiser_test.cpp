@@ -49,14 +49,14 @@ Batch make_batch(int src_a = 5, int src_b = 2, int src_c = 9) {
 }
 
 struct Inputs {
-  torch::Tensor x_BLE, t_B, key_BL, global_BL;
+  torch::Tensor x_BLC, t_B, key_BL, global_BL;
 };
 
 Inputs inputs_for(Denoiser& model, const Batch& batch, torch::ScalarType dtype) {
   BatchTensors t = to_tensors(batch, torch::kCPU);
   torch::NoGradGuard no_grad;
   Inputs in;
-  in.x_BLE = model->embed(t.ids_BL).to(dtype) + 0.3 * torch::randn({batch.batch_size, batch.length,
+  in.x_BLC = model->embed(t.ids_BL).to(dtype) + 0.3 * torch::randn({batch.batch_size, batch.length,
                                                                     model->options().embed_dim}, dtype);
   in.t_B = torch::tensor({10.5, 400.0, 999.5}, torch::kFloat).narrow(0, 0, batch.batch_size);
   in.key_BL = t.key_mask_BL;
@@ -65,7 +65,7 @@ Inputs inputs_for(Denoiser& model, const Batch& batch, torch::ScalarType dtype) 
 }
 
 torch::Tensor run(Denoiser& model, const Inputs& in) {
-  return model->forward(in.x_BLE, in.t_B, in.key_BL, in.global_BL, /*with_logits=*/true).x0_BLE;
+  return model->forward(in.x_BLC, in.t_B, in.key_BL, in.global_BL, /*with_logits=*/true).x0_BLC;
 }
 
 TEST(Denoiser, SparseWithWideWindowEqualsDense) {
@@ -116,14 +116,14 @@ TEST(Denoiser, PaddedSourceTokensChangeNothing) {
   auto pad_BL = in.key_BL.logical_not();
   ASSERT_GT(pad_BL.sum().item<int64_t>(), 0);
   Inputs changed = in;
-  changed.x_BLE = torch::where(pad_BL.unsqueeze(-1), torch::randn_like(in.x_BLE) * 5, in.x_BLE);
+  changed.x_BLC = torch::where(pad_BL.unsqueeze(-1), torch::randn_like(in.x_BLC) * 5, in.x_BLC);
   torch::Tensor after = run(model, changed);
   auto real = in.key_BL.unsqueeze(-1).expand_as(before);
   EXPECT_LT((before - after).abs().masked_select(real).max().item<double>(), 1e-12);
   // Changing a real source token does change the output (the check above can fail).
   Inputs real_change = in;
-  real_change.x_BLE = in.x_BLE.clone();
-  real_change.x_BLE.select(0, 0).select(0, 1).add_(1.0);
+  real_change.x_BLC = in.x_BLC.clone();
+  real_change.x_BLC.select(0, 0).select(0, 1).add_(1.0);
   EXPECT_GT((run(model, real_change) - before).abs().max().item<double>(), 1e-6);
 }
 
@@ -134,8 +134,8 @@ TEST(Denoiser, OddLengthsAndShapes) {
   for (int src : {0, 1, 6, 13}) {
     Batch batch = make_batch(src, src, src);
     Inputs in = inputs_for(model, batch, torch::kFloat);
-    auto out = model->forward(in.x_BLE, in.t_B, in.key_BL, in.global_BL, true);
-    EXPECT_EQ(out.x0_BLE.sizes(), (torch::IntArrayRef{3, batch.length, 8}));
+    auto out = model->forward(in.x_BLC, in.t_B, in.key_BL, in.global_BL, true);
+    EXPECT_EQ(out.x0_BLC.sizes(), (torch::IntArrayRef{3, batch.length, 8}));
     EXPECT_EQ(out.logits_BLV.sizes(), (torch::IntArrayRef{3, batch.length, 50}));
     EXPECT_TRUE(torch::isfinite(out.logits_BLV).all().item<bool>());
     ASSERT_EQ(out.tokens_per_expert.size(), 2u);
@@ -150,10 +150,10 @@ TEST(Denoiser, GradientsReachEveryParameterAndLossesAreReported) {
   model->train();
   Batch batch = make_batch();
   Inputs in = inputs_for(model, batch, torch::kFloat);
-  auto out = model->forward(in.x_BLE, in.t_B, in.key_BL, in.global_BL, true);
+  auto out = model->forward(in.x_BLC, in.t_B, in.key_BL, in.global_BL, true);
   EXPECT_GT(out.aux_loss.item<double>(), 0.5);  // ~1 at balanced routing
   EXPECT_GE(out.z_loss.item<double>(), 0.0);
-  auto loss = out.x0_BLE.pow(2).mean() + out.logits_BLV.logsumexp(-1).mean() + out.moe_loss;
+  auto loss = out.x0_BLC.pow(2).mean() + out.logits_BLV.logsumexp(-1).mean() + out.moe_loss;
   loss.backward();
   for (const auto& p : model->named_parameters()) {
     if (p.key() == "absorbing") continue;  // used by the diffusion process, not the forward pass
@@ -165,11 +165,11 @@ TEST(Denoiser, GradientsReachEveryParameterAndLossesAreReported) {
 TEST(Denoiser, ParameterCounts) {
   ModelOptions o = tiny_options({"moe.experts=1", "moe.top_k=1"});
   Denoiser model(o);
-  // Hand count: E=8, D=16, V=50, P=24+8+2=34, T=8, F=24, 2 layers.
-  const int64_t E = 8, D = 16, V = 50, P = 34, T = 8, F = 24;
-  const int64_t embeddings = V * E + V + P * D;
-  const int64_t absorbing = E;
-  const int64_t up = E * D + D + D * D + D, down = D * D + D + D * E + E;
+  // Hand count: C=8, D=16, V=50, P=24+8+2=34, T=8, F=24, 2 layers.
+  const int64_t C = 8, D = 16, V = 50, P = 34, T = 8, F = 24;
+  const int64_t embeddings = V * C + V + P * D;
+  const int64_t absorbing = C;
+  const int64_t up = C * D + D + D * D + D, down = D * D + D + D * C + C;
   const int64_t time = T * 4 * T + 4 * T + 4 * T * D + D;
   const int64_t norms = 2 * D + 2 * D;  // embedding LN + final LN
   const int64_t attention = D * 3 * D + 3 * D + D * D + D;

@@ -150,43 +150,43 @@ TEST(Precision, PrecisionScopeIsAutocastForBf16Only) {
 // same values promoted by hand (so nothing was computed in bf16), and gradients reach the bf16 input.
 TEST(PrecisionLoss, TermsAreFloat32FromBf16Outputs) {
   torch::manual_seed(3);
-  const int64_t B = 2, L = 6, E = 4, V = 11;
+  const int64_t B = 2, L = 6, C = 4, V = 11;
   const auto f = at::TensorOptions().dtype(at::kFloat);
   const at::Tensor chosen_BL = at::tensor(std::vector<uint8_t>{0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1}, at::kByte)
                                    .view({B, L})
                                    .to(at::kBool);
   const at::Tensor ids_BL = at::randint(V, {B, L}, at::TensorOptions().dtype(at::kLong));
-  const at::Tensor target_BLE = at::randn({B, L, E}, f);
-  const at::Tensor x0_hat_bf = (target_BLE + 0.3 * at::randn({B, L, E}, f)).to(at::kBFloat16).requires_grad_();
-  const at::Tensor x0_bf = at::randn({B, L, E}, f).to(at::kBFloat16);
-  const at::Tensor m_E = at::randn({E}, f);
+  const at::Tensor target_BLC = at::randn({B, L, C}, f);
+  const at::Tensor x0_hat_bf = (target_BLC + 0.3 * at::randn({B, L, C}, f)).to(at::kBFloat16).requires_grad_();
+  const at::Tensor x0_bf = at::randn({B, L, C}, f).to(at::kBFloat16);
+  const at::Tensor m_C = at::randn({C}, f);
   const int64_t N = chosen_BL.sum().item<int64_t>();
   const at::Tensor logits_bf = (3.0 * at::randn({N, V}, f)).to(at::kBFloat16);
   ASSERT_EQ(chosen_rows(x0_bf, chosen_BL).size(0), N);
 
-  const at::Tensor mse = mse_loss_B(x0_hat_bf, target_BLE, chosen_BL);
+  const at::Tensor mse = mse_loss_B(x0_hat_bf, target_BLC, chosen_BL);
   const at::Tensor rounding = rounding_loss_B(logits_bf, ids_BL, chosen_BL);
-  const at::Tensor prior = prior_loss_B(x0_bf, m_E, 0.05, chosen_BL);
+  const at::Tensor prior = prior_loss_B(x0_bf, m_C, 0.05, chosen_BL);
   for (const at::Tensor& t : {mse, rounding, prior}) {
     EXPECT_EQ(t.scalar_type(), at::kFloat);
     EXPECT_EQ(t.sizes(), at::IntArrayRef({B}));
     EXPECT_TRUE(at::isfinite(t).all().item<bool>());
   }
-  EXPECT_TRUE(at::equal(mse, mse_loss_B(x0_hat_bf.detach().to(at::kFloat), target_BLE, chosen_BL)));
+  EXPECT_TRUE(at::equal(mse, mse_loss_B(x0_hat_bf.detach().to(at::kFloat), target_BLC, chosen_BL)));
   EXPECT_TRUE(at::equal(rounding, rounding_loss_B(logits_bf.to(at::kFloat), ids_BL, chosen_BL)));
-  EXPECT_TRUE(at::equal(prior, prior_loss_B(x0_bf.to(at::kFloat), m_E, 0.05, chosen_BL)));
+  EXPECT_TRUE(at::equal(prior, prior_loss_B(x0_bf.to(at::kFloat), m_C, 0.05, chosen_BL)));
   // Every term of a bf16 input is also float32 when the loss runs under autocast.
   {
     compat::AutocastScope autocast(c10::kCPU, true, at::kBFloat16);
-    EXPECT_EQ(mse_loss_B(x0_hat_bf, target_BLE, chosen_BL).scalar_type(), at::kFloat);
+    EXPECT_EQ(mse_loss_B(x0_hat_bf, target_BLC, chosen_BL).scalar_type(), at::kFloat);
     EXPECT_EQ(rounding_loss_B(logits_bf, ids_BL, chosen_BL).scalar_type(), at::kFloat);
-    EXPECT_EQ(prior_loss_B(x0_bf, m_E, 0.05, chosen_BL).scalar_type(), at::kFloat);
+    EXPECT_EQ(prior_loss_B(x0_bf, m_C, 0.05, chosen_BL).scalar_type(), at::kFloat);
   }
   mse.sum().backward();
   ASSERT_TRUE(x0_hat_bf.grad().defined());
   EXPECT_EQ(x0_hat_bf.grad().scalar_type(), at::kBFloat16);
   // Float64 stays float64 (tests that check against references in double).
-  EXPECT_EQ(mse_loss_B(target_BLE.to(at::kDouble), target_BLE.to(at::kDouble), chosen_BL).scalar_type(),
+  EXPECT_EQ(mse_loss_B(target_BLC.to(at::kDouble), target_BLC.to(at::kDouble), chosen_BL).scalar_type(),
             at::kDouble);
 }
 
@@ -226,7 +226,7 @@ TEST(PrecisionLoss, AutocastStepKeepsFp32WeightsAndGradients) {
     PrecisionScope scope(Precision::bf16, kCpu);
     // The model really ran in bf16: its x0 is bf16 under the scope.
     const at::Tensor x0 = model->forward(model->embed(bt.ids_BL), at::zeros({2}), bt.key_mask_BL,
-                                         bt.global_mask_BL).x0_BLE;
+                                         bt.global_mask_BL).x0_BLC;
     EXPECT_EQ(x0.scalar_type(), at::kBFloat16);
     terms = diffusion_loss(model, bt, schedule, t_B, w_B, o, gen);
   }
@@ -253,15 +253,15 @@ TEST(PrecisionLoss, SamplerStateStaysFloat32WithABf16Model) {
   const BatchTensors bt = tiny_batch();
   torch::NoGradGuard no_grad;
   SampleInputs in;
-  in.anchor_BLE = model->embed(bt.ids_BL);
+  in.anchor_BLC = model->embed(bt.ids_BL);
   in.trg_mask_BL = bt.trg_mask_BL;
-  in.absorbing_E = model->absorbing();
-  in.embedding_VE = model->embedding_weight();
+  in.absorbing_C = model->absorbing();
+  in.embedding_VC = model->embedding_weight();
   std::vector<at::ScalarType> seen_x, seen_out;
-  auto predict = [&](const at::Tensor& x_BLE, const at::Tensor& t_B) {
-    seen_x.push_back(x_BLE.scalar_type());
+  auto predict = [&](const at::Tensor& x_BLC, const at::Tensor& t_B) {
+    seen_x.push_back(x_BLC.scalar_type());
     PrecisionScope scope(Precision::bf16, kCpu);  // as TextGenerator does for bf16
-    at::Tensor x0 = model->forward(x_BLE, t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLE;
+    at::Tensor x0 = model->forward(x_BLC, t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLC;
     seen_out.push_back(x0.scalar_type());
     return x0;  // bf16: the sampler casts it to its state's dtype
   };
@@ -272,7 +272,7 @@ TEST(PrecisionLoss, SamplerStateStaysFloat32WithABf16Model) {
   const at::Tensor x0 = sample(NoiseSchedule::make("sqrt", 100), predict, in, so,
                                at::make_generator<at::CPUGeneratorImpl>(1));
   EXPECT_EQ(x0.scalar_type(), at::kFloat);
-  EXPECT_EQ(x0.sizes(), in.anchor_BLE.sizes());
+  EXPECT_EQ(x0.sizes(), in.anchor_BLC.sizes());
   EXPECT_TRUE(at::isfinite(x0).all().item<bool>());
   ASSERT_EQ(seen_x.size(), 4u);  // DPM-Solver++: at x_T, then after every update but the last
   for (auto d : seen_x) EXPECT_EQ(d, at::kFloat);

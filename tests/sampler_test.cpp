@@ -3,7 +3,7 @@
 // source is never changed; DDIM respacing; 3M; clamping; ancestral over all T steps; the discrete
 // schedule's lambda interpolation.
 //
-// Dimensions: B batch, L length, E embedding dim, V vocabulary; T schedule steps.
+// Dimensions: B batch, L length, C embedding dim, V vocabulary; T schedule steps.
 #include <gtest/gtest.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -29,7 +29,7 @@ using diffusion::sample_from;
 
 namespace {
 
-constexpr int64_t B = 2, L = 5, E = 3;
+constexpr int64_t B = 2, L = 5, C = 3;
 const auto kF64 = at::TensorOptions().dtype(at::kDouble);
 
 at::Generator gen(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
@@ -37,21 +37,21 @@ at::Generator gen(uint64_t seed) { return at::make_generator<at::CPUGeneratorImp
 // Batch 0: source = positions 0-1; batch 1: source = positions 0-2. The rest is target.
 SampleInputs make_inputs(bool with_m) {
   SampleInputs in;
-  in.anchor_BLE = at::randn({B, L, E}, gen(11), kF64);
+  in.anchor_BLC = at::randn({B, L, C}, gen(11), kF64);
   in.trg_mask_BL = at::tensor(std::vector<uint8_t>{0, 0, 1, 1, 1, 0, 0, 0, 1, 1}, at::kByte)
                        .view({B, L})
                        .to(at::kBool);
-  if (with_m) in.absorbing_E = at::tensor(std::vector<double>{0.3, -0.2, 0.1}, kF64);
+  if (with_m) in.absorbing_C = at::tensor(std::vector<double>{0.3, -0.2, 0.1}, kF64);
   return in;
 }
 
 at::Tensor make_x_T(const SampleInputs& in, uint64_t seed) {
-  at::Tensor x = at::randn({B, L, E}, gen(seed), kF64);
-  return in.absorbing_E.defined() ? x + in.absorbing_E.view({1, 1, E}) : x;
+  at::Tensor x = at::randn({B, L, C}, gen(seed), kF64);
+  return in.absorbing_C.defined() ? x + in.absorbing_C.view({1, 1, C}) : x;
 }
 
-at::Tensor smooth_x0(const at::Tensor& x_BLE, const at::Tensor& t_B) {
-  return at::tanh(0.7 * x_BLE + 0.3) * 0.8 + 2e-4 * t_B.to(at::kDouble).view({-1, 1, 1});
+at::Tensor smooth_x0(const at::Tensor& x_BLC, const at::Tensor& t_B) {
+  return at::tanh(0.7 * x_BLC + 0.3) * 0.8 + 2e-4 * t_B.to(at::kDouble).view({-1, 1, 1});
 }
 
 // Records what the sampler passes in; returns a smooth function of x and t (or a fixed x0).
@@ -59,19 +59,19 @@ struct Recorder {
   std::vector<at::Tensor> x, t;
   at::Tensor fixed_x0;  // oracle: always this x0
   X0Predictor fn() {
-    return [this](const at::Tensor& x_BLE, const at::Tensor& t_B) {
-      x.push_back(x_BLE.clone());
+    return [this](const at::Tensor& x_BLC, const at::Tensor& t_B) {
+      x.push_back(x_BLC.clone());
       t.push_back(t_B.clone());
-      return fixed_x0.defined() ? fixed_x0.clone() : smooth_x0(x_BLE, t_B);
+      return fixed_x0.defined() ? fixed_x0.clone() : smooth_x0(x_BLC, t_B);
     };
   }
 };
 
-at::Tensor target(const at::Tensor& x_BLE, const SampleInputs& in) {
-  return x_BLE.masked_select(in.trg_mask_BL.unsqueeze(-1).expand_as(x_BLE));
+at::Tensor target(const at::Tensor& x_BLC, const SampleInputs& in) {
+  return x_BLC.masked_select(in.trg_mask_BL.unsqueeze(-1).expand_as(x_BLC));
 }
-at::Tensor source(const at::Tensor& x_BLE, const SampleInputs& in) {
-  return x_BLE.masked_select(in.trg_mask_BL.logical_not().unsqueeze(-1).expand_as(x_BLE));
+at::Tensor source(const at::Tensor& x_BLC, const SampleInputs& in) {
+  return x_BLC.masked_select(in.trg_mask_BL.logical_not().unsqueeze(-1).expand_as(x_BLC));
 }
 double max_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).abs().max().item<double>();
@@ -107,7 +107,7 @@ TEST(Sampler, DpmFirstOrderEqualsDdimStepByStep) {
     EXPECT_LT(max_diff(out_dpm, ddim.x[4]), 1e-12);
     EXPECT_EQ(ddim.t[4][0].item<float>(), 0.0f);
     EXPECT_TRUE(at::equal(out_ddim, at::where(in.trg_mask_BL.unsqueeze(-1),
-                                              ddim.fn()(ddim.x[4], ddim.t[4]), in.anchor_BLE)));
+                                              ddim.fn()(ddim.x[4], ddim.t[4]), in.anchor_BLC)));
   }
 }
 
@@ -123,15 +123,15 @@ TEST(Sampler, OracleReturnsX0) {
       const SampleInputs in = make_inputs(with_m);
       const at::Tensor x_T = make_x_T(in, 22);
       Recorder oracle;
-      oracle.fixed_x0 = at::randn({B, L, E}, gen(23), kF64);
-      const at::Tensor x0 = at::where(in.trg_mask_BL.unsqueeze(-1), oracle.fixed_x0, in.anchor_BLE);
-      const at::Tensor m = with_m ? in.absorbing_E.view({1, 1, E}) : at::zeros({1, 1, E}, kF64);
+      oracle.fixed_x0 = at::randn({B, L, C}, gen(23), kF64);
+      const at::Tensor x0 = at::where(in.trg_mask_BL.unsqueeze(-1), oracle.fixed_x0, in.anchor_BLC);
+      const at::Tensor m = with_m ? in.absorbing_C.view({1, 1, C}) : at::zeros({1, 1, C}, kF64);
       const double a0 = std::sqrt(s.alphas_cumprod[0]), s0 = std::sqrt(1 - s.alphas_cumprod[0]);
       const double aT = std::sqrt(s.alphas_cumprod[T - 1]),
                    sT = std::sqrt(1 - s.alphas_cumprod[T - 1]);
       const at::Tensor eps = ((x_T - m) - aT * (x0 - m)) / sT;
       const at::Tensor flow =
-          at::where(in.trg_mask_BL.unsqueeze(-1), m + a0 * (x0 - m) + s0 * eps, in.anchor_BLE);
+          at::where(in.trg_mask_BL.unsqueeze(-1), m + a0 * (x0 - m) + s0 * eps, in.anchor_BLC);
       for (const char* name : {"dpm++1", "dpm++2m", "dpm++3m"}) {
         for (int64_t steps : {1, 3, 5, 10, 20}) {
           const at::Tensor out = sample_from(s, oracle.fn(), in, opts(name, steps), x_T, gen(1));
@@ -202,10 +202,10 @@ TEST(Sampler, Dpm2MMatchesHandTranscription) {
     const at::Tensor out = sample_from(s, rec.fn(), in, opts("dpm++2m", M), x_T, gen(1));
     auto D = [&](const at::Tensor& x, double t) {
       const at::Tensor t_B = at::full({B}, (t - 1.0 / 50) * 1000.0, at::kFloat);
-      return at::where(trg, smooth_x0(x, t_B), in.anchor_BLE);
+      return at::where(trg, smooth_x0(x, t_B), in.anchor_BLC);
     };
     const std::vector<double> ts = vp.time_steps("time_uniform", 1.0, 1.0 / 50, M);
-    at::Tensor x = at::where(trg, x_T, in.anchor_BLE);
+    at::Tensor x = at::where(trg, x_T, in.anchor_BLC);
     at::Tensor D_prev, D_cur = D(x, ts[0]);
     for (int64_t k = 1; k <= M; ++k) {
       const double s0 = ts[k - 1], t = ts[k];
@@ -219,7 +219,7 @@ TEST(Sampler, Dpm2MMatchesHandTranscription) {
       } else {
         next = vp.sigma(t) / vp.sigma(s0) * x + c * D_cur;
       }
-      x = at::where(trg, next, in.anchor_BLE);
+      x = at::where(trg, next, in.anchor_BLC);
       D_prev = D_cur;
       if (k < M) D_cur = D(x, t);
     }
@@ -232,9 +232,9 @@ TEST(Sampler, Dpm2MMatchesHandTranscription) {
 TEST(Sampler, SourceIsAnchoredEverywhere) {
   const NoiseSchedule s = NoiseSchedule::make("sqrt", 30);
   const SampleInputs in = make_inputs(true);
-  const at::Tensor anchor_src = source(in.anchor_BLE, in);
+  const at::Tensor anchor_src = source(in.anchor_BLC, in);
   // x_T with garbage on the source: sample_from must replace it by the anchor.
-  const at::Tensor x_T = at::randn({B, L, E}, gen(26), kF64) * 5.0;
+  const at::Tensor x_T = at::randn({B, L, C}, gen(26), kF64) * 5.0;
   for (const char* name : {"dpm++2m", "dpm++3m", "ddim", "ancestral"}) {
     for (const char* skip : {"time_uniform", "logSNR", "time_quadratic"}) {
       SamplerOptions o = opts(name, 7);
@@ -258,7 +258,7 @@ TEST(Sampler, DdimRespacedJump) {
   const SampleInputs in = make_inputs(false);
   const at::Tensor x_T = make_x_T(in, 27);
   Recorder rec;
-  rec.fixed_x0 = at::randn({B, L, E}, gen(28), kF64);
+  rec.fixed_x0 = at::randn({B, L, C}, gen(28), kF64);
   sample_from(s, rec.fn(), in, opts("ddim", 4), x_T, gen(1));
   // Kept steps round(3k), k = 0..3: 9, 6, 3, 0; model times 900, 600, 300, 0.
   ASSERT_EQ(rec.t.size(), 4u);
@@ -314,10 +314,10 @@ TEST(Sampler, AncestralDiscreteNoiseJumpsToM) {
   Recorder rec;
   sample_from(s, rec.fn(), in, o, make_x_T(in, 30), gen(7));
   // p = sqrt(beta_19) = sqrt(0.999): every target token of the second model input is m.
-  const at::Tensor m_BLE = in.absorbing_E.view({1, 1, E}).expand({B, L, E});
+  const at::Tensor m_BLC = in.absorbing_C.view({1, 1, C}).expand({B, L, C});
   const double p = std::sqrt(s.betas[19]);
   ASSERT_GT(p, 0.99);
-  const at::Tensor at_m = (rec.x[1] == m_BLE).all(-1).masked_select(in.trg_mask_BL);
+  const at::Tensor at_m = (rec.x[1] == m_BLC).all(-1).masked_select(in.trg_mask_BL);
   EXPECT_GE(at_m.sum().item<int64_t>(), at_m.numel() - 1);
   SamplerOptions bad = opts("dpm++2m", 5);
   bad.discrete_noise = true;
@@ -335,9 +335,9 @@ TEST(Sampler, SampleStartsFromMPlusNoise) {
   const at::Tensor out = sample(s, a.fn(), in, opts("dpm++2m", 5), gen(8));
   // The same draw by hand: float32 N(0, I) then m.
   const at::Tensor noise =
-      at::randn({B, L, E}, gen(8), at::TensorOptions().dtype(at::kFloat)).to(at::kDouble);
-  const at::Tensor x_T = noise + in.absorbing_E.view({1, 1, E});
-  EXPECT_TRUE(at::equal(a.x[0], at::where(in.trg_mask_BL.unsqueeze(-1), x_T, in.anchor_BLE)));
+      at::randn({B, L, C}, gen(8), at::TensorOptions().dtype(at::kFloat)).to(at::kDouble);
+  const at::Tensor x_T = noise + in.absorbing_C.view({1, 1, C});
+  EXPECT_TRUE(at::equal(a.x[0], at::where(in.trg_mask_BL.unsqueeze(-1), x_T, in.anchor_BLC)));
   EXPECT_TRUE(at::equal(out, sample_from(s, b.fn(), in, opts("dpm++2m", 5), x_T, gen(8))));
   Recorder c;
   EXPECT_TRUE(at::equal(out, sample(s, c.fn(), in, opts("dpm++2m", 5), gen(8))));
@@ -386,19 +386,19 @@ TEST(Sampler, ClampToEmbeddingsPicksNearestRow) {
 TEST(Sampler, ClampOptionRoundsEveryPrediction) {
   const NoiseSchedule s = NoiseSchedule::make("sqrt", 10);
   SampleInputs in = make_inputs(false);
-  in.embedding_VE = at::randn({6, E}, gen(32), kF64);
+  in.embedding_VC = at::randn({6, C}, gen(32), kF64);
   SamplerOptions o = opts("ddim", 3);
   o.clamp = true;
   Recorder rec;
   const at::Tensor out = sample_from(s, rec.fn(), in, o, make_x_T(in, 33), gen(1));
   // Every target vector of the output (= the last x0) is a row of the embedding.
-  const at::Tensor tgt = target(out, in).view({-1, E});
+  const at::Tensor tgt = target(out, in).view({-1, C});
   for (int64_t i = 0; i < tgt.size(0); ++i) {
-    EXPECT_TRUE((in.embedding_VE - tgt[i]).abs().sum(-1).eq(0).any().item<bool>()) << i;
+    EXPECT_TRUE((in.embedding_VC - tgt[i]).abs().sum(-1).eq(0).any().item<bool>()) << i;
   }
-  EXPECT_TRUE(at::equal(source(out, in), source(in.anchor_BLE, in)));
+  EXPECT_TRUE(at::equal(source(out, in), source(in.anchor_BLC, in)));
   o.clamp = true;
-  in.embedding_VE = at::Tensor();
+  in.embedding_VC = at::Tensor();
   EXPECT_THROW(sample_from(s, rec.fn(), in, o, make_x_T(in, 33), gen(1)), Error);
 }
 

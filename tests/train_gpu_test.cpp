@@ -138,7 +138,7 @@ TEST_F(TrainGpuTest, Bf16LossFallsLikeTheCpuRun) {
 struct ForwardCase {
   Denoiser model{nullptr};
   BatchTensors batch;
-  torch::Tensor x_BLE, t_B;
+  torch::Tensor x_BLC, t_B;
 };
 
 ForwardCase make_forward_case(const std::string& tok_dir) {
@@ -165,7 +165,7 @@ ForwardCase make_forward_case(const std::string& tok_dir) {
   torch::NoGradGuard no_grad;
   const auto B = c.batch.ids_BL.size(0), L = c.batch.ids_BL.size(1);
   // A noised input at mid-range times, as the model sees during training and sampling.
-  c.x_BLE = c.model->embed(c.batch.ids_BL) + 0.5 * torch::randn({B, L, 16});
+  c.x_BLC = c.model->embed(c.batch.ids_BL) + 0.5 * torch::randn({B, L, 16});
   c.t_B = torch::linspace(50.0, 950.0, B);
   return c;
 }
@@ -183,22 +183,22 @@ TEST_F(TrainGpuTest, Bf16ForwardMatchesFp32) {
   MDS_REQUIRE_CUDA();
   ForwardCase c = make_forward_case(dir_->file("tok"));
   torch::NoGradGuard no_grad;
-  const DenoiserOutput ref = c.model->forward(c.x_BLE, c.t_B, c.batch.key_mask_BL, c.batch.global_mask_BL);
+  const DenoiserOutput ref = c.model->forward(c.x_BLC, c.t_B, c.batch.key_mask_BL, c.batch.global_mask_BL);
   const c10::Device cuda(c10::kCUDA, 0);
   c.model->to(cuda);
   const BatchTensors g = on(c.batch, cuda);
   DenoiserOutput out;
   {
     PrecisionScope scope(Precision::bf16, cuda);
-    out = c.model->forward(c.x_BLE.to(cuda), c.t_B.to(cuda), g.key_mask_BL, g.global_mask_BL);
+    out = c.model->forward(c.x_BLC.to(cuda), c.t_B.to(cuda), g.key_mask_BL, g.global_mask_BL);
   }
   for (const auto& p : c.model->parameters()) ASSERT_EQ(p.scalar_type(), torch::kFloat);  // weights untouched
-  const torch::Tensor y = out.x0_BLE.to(torch::kCPU, torch::kFloat);
-  ASSERT_EQ(y.sizes(), ref.x0_BLE.sizes());
+  const torch::Tensor y = out.x0_BLC.to(torch::kCPU, torch::kFloat);
+  ASSERT_EQ(y.sizes(), ref.x0_BLC.sizes());
   ASSERT_TRUE(torch::isfinite(y).all().item<bool>());
   // Only real positions count (padding rows attend to nothing useful in either run).
   const torch::Tensor keep = c.batch.key_mask_BL.unsqueeze(-1).expand_as(y);
-  const torch::Tensor diff = (y - ref.x0_BLE).masked_select(keep), base = ref.x0_BLE.masked_select(keep);
+  const torch::Tensor diff = (y - ref.x0_BLC).masked_select(keep), base = ref.x0_BLC.masked_select(keep);
   const double rel = diff.norm().item<double>() / base.norm().item<double>();
   const double worst = diff.abs().max().item<double>() / base.abs().max().item<double>();
   std::printf("bf16 vs fp32 forward: relative error %.4g (norm), %.4g (max over max)\n", rel, worst);
@@ -233,7 +233,7 @@ TEST_F(TrainGpuTest, DpmSolverGenerationInBf16) {
     const torch::Tensor x0 = generator.sample_x0(on(c.batch, cuda), so, at::make_generator<at::CPUGeneratorImpl>(4));
     EXPECT_EQ(x0.scalar_type(), torch::kFloat) << kind;
     EXPECT_TRUE(x0.is_cuda()) << kind;
-    EXPECT_EQ(x0.sizes(), c.x_BLE.sizes()) << kind;
+    EXPECT_EQ(x0.sizes(), c.x_BLC.sizes()) << kind;
     EXPECT_TRUE(torch::isfinite(x0).all().item<bool>()) << kind;
     // The source is re-anchored: its positions hold the clean embeddings exactly.
     const torch::Tensor src = c.batch.trg_mask_BL.logical_not().unsqueeze(-1).expand_as(x0.cpu());

@@ -2,7 +2,7 @@
 // dpm_solver_pytorch.py), on the discrete schedule seen through lambda interpolation
 // (docs/math.md eq. P1-P4; algorithms.md 5.2-5.4).
 //
-// Dimensions: B batch, L length, E embedding dim; N = T discrete steps; M solver steps.
+// Dimensions: B batch, L length, C embedding dim; N = T discrete steps; M solver steps.
 //
 // Scalars (alpha, sigma, lambda, the phi's) are float64; tensor updates run in x's dtype. The
 // updates act on y = x - m (the soft absorbing process is VP around m), the source is re-anchored
@@ -103,7 +103,7 @@ namespace {
 
 // One multistep update from t_prev.back() to t (P3), of order = D_list.size() (1, 2 or 3), on
 // centred tensors: y = x - m, D = x0 - m. Returns y at t.
-at::Tensor multistep_update(const DiscreteVP& vp, const at::Tensor& y_BLE,
+at::Tensor multistep_update(const DiscreteVP& vp, const at::Tensor& y_BLC,
                             const std::vector<at::Tensor>& D_list,
                             const std::vector<double>& t_prev, double t) {
   const std::size_t order = D_list.size();
@@ -114,7 +114,7 @@ at::Tensor multistep_update(const DiscreteVP& vp, const at::Tensor& y_BLE,
   const double phi_1 = std::expm1(-h);
   const at::Tensor& D0 = D_list[order - 1];
   // First order, x_t = (sigma_t / sigma_s) x_s - alpha_t phi_1 D_s  (= DDIM, eta = 0).
-  at::Tensor out = (sigma_t / sigma_0) * y_BLE - (alpha_t * phi_1) * D0;
+  at::Tensor out = (sigma_t / sigma_0) * y_BLC - (alpha_t * phi_1) * D0;
   if (order == 1) return out;
 
   const double lambda_1 = vp.lambda(t_prev[order - 2]);
@@ -140,7 +140,7 @@ at::Tensor multistep_update(const DiscreteVP& vp, const at::Tensor& y_BLE,
 
 }  // namespace
 
-at::Tensor dpm_solver_pp(const SamplerContext& ctx, at::Tensor x_BLE, int64_t order) {
+at::Tensor dpm_solver_pp(const SamplerContext& ctx, at::Tensor x_BLC, int64_t order) {
   MDS_CHECK(order >= 1 && order <= 3, "DPM-Solver++: order must be 1, 2 or 3, got ", order);
   const DiscreteVP vp(ctx.schedule);
   const int64_t N = vp.total_n();
@@ -167,11 +167,11 @@ at::Tensor dpm_solver_pp(const SamplerContext& ctx, at::Tensor x_BLE, int64_t or
 
   // P3 driver: warm up with lower orders, then order-`order` steps with a rolling history.
   std::vector<double> t_prev = {ts[0]};
-  std::vector<at::Tensor> D_prev = {predict_D(x_BLE, ts[0])};
+  std::vector<at::Tensor> D_prev = {predict_D(x_BLC, ts[0])};
   for (int64_t k = 1; k < order; ++k) {
-    x_BLE = update(x_BLE, D_prev, t_prev, ts[static_cast<std::size_t>(k)]);
+    x_BLC = update(x_BLC, D_prev, t_prev, ts[static_cast<std::size_t>(k)]);
     t_prev.push_back(ts[static_cast<std::size_t>(k)]);
-    D_prev.push_back(predict_D(x_BLE, t_prev.back()));
+    D_prev.push_back(predict_D(x_BLC, t_prev.back()));
   }
   for (int64_t k = order; k <= M; ++k) {
     const double t = ts[static_cast<std::size_t>(k)];
@@ -181,14 +181,14 @@ at::Tensor dpm_solver_pp(const SamplerContext& ctx, at::Tensor x_BLE, int64_t or
     const std::vector<at::Tensor> D(D_prev.begin() + static_cast<std::ptrdiff_t>(skip),
                                     D_prev.end());
     const std::vector<double> tp(t_prev.begin() + static_cast<std::ptrdiff_t>(skip), t_prev.end());
-    x_BLE = update(x_BLE, D, tp, t);
+    x_BLC = update(x_BLC, D, tp, t);
     // Shift the history; no model call after the final step.
     t_prev.erase(t_prev.begin());
     t_prev.push_back(t);
     D_prev.erase(D_prev.begin());
-    D_prev.push_back(k < M ? predict_D(x_BLE, t) : at::Tensor());
+    D_prev.push_back(k < M ? predict_D(x_BLC, t) : at::Tensor());
   }
-  return x_BLE;
+  return x_BLC;
 }
 
 }  // namespace mds::diffusion::detail

@@ -1,7 +1,7 @@
 // Private to src/diffusion (and its tests): what sampler.cpp and dpm_solver.cpp share, and the
 // continuous-time view of the discrete schedule that DPM-Solver++ needs (docs/math.md eq. P1-P4).
 //
-// Dimensions: B batch, L length, E embedding dim; N = T discrete steps; M solver steps.
+// Dimensions: B batch, L length, C embedding dim; N = T discrete steps; M solver steps.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -46,20 +46,20 @@ struct SamplerContext {
   const X0Predictor& predict;
   const SampleInputs& inputs;
   const SamplerOptions& options;
-  at::Tensor trg_BL1;  // bool, broadcasts over E
-  at::Tensor m_BLE;    // m in x's dtype and device, [1, 1, E]; undefined when there is no m (m = 0)
+  at::Tensor trg_BL1;  // bool, broadcasts over C
+  at::Tensor m_BLC;    // m in x's dtype and device, [1, 1, C]; undefined when there is no m (m = 0)
   at::ScalarType dtype;
 
   // x on target positions, the anchor elsewhere.
-  at::Tensor anchor(const at::Tensor& x_BLE) const;
+  at::Tensor anchor(const at::Tensor& x_BLC) const;
   // Centring: the soft-absorbing process is a plain VP process in y = x - m.
-  at::Tensor centre(const at::Tensor& x_BLE) const;
-  at::Tensor uncentre(const at::Tensor& y_BLE) const;
+  at::Tensor centre(const at::Tensor& x_BLC) const;
+  at::Tensor uncentre(const at::Tensor& y_BLC) const;
   // x0 prediction at model time model_t (float32 [B] on x's device), clamped (option), anchored.
-  at::Tensor predict_x0(const at::Tensor& x_BLE, double model_t) const;
+  at::Tensor predict_x0(const at::Tensor& x_BLC, double model_t) const;
 };
 
 // DPM-Solver++ multistep (data prediction) of order 1, 2 or 3 from x_T (already anchored).
-at::Tensor dpm_solver_pp(const SamplerContext& ctx, at::Tensor x_BLE, int64_t order);
+at::Tensor dpm_solver_pp(const SamplerContext& ctx, at::Tensor x_BLC, int64_t order);
 
 }  // namespace mds::diffusion::detail

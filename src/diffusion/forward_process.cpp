@@ -17,33 +17,33 @@ torch::Tensor rand_on(at::IntArrayRef sizes, const torch::Tensor& like, at::Gene
 }
 }  // namespace
 
-Noised noise_batch(const NoiseSchedule& s, const torch::Tensor& emb_BLE, const torch::Tensor& t_B,
-                   const torch::Tensor& trg_mask_BL, const torch::Tensor& absorbing_E, const ForwardOptions& o,
+Noised noise_batch(const NoiseSchedule& s, const torch::Tensor& emb_BLC, const torch::Tensor& t_B,
+                   const torch::Tensor& trg_mask_BL, const torch::Tensor& absorbing_C, const ForwardOptions& o,
                    at::Generator gen) {
-  const auto dtype = emb_BLE.scalar_type();
-  const auto B = emb_BLE.size(0);
+  const auto dtype = emb_BLC.scalar_type();
+  const auto B = emb_BLC.size(0);
   Noised out;
   // F1: x0 ~ N(emb, sigma_0^2), sigma_0 = sqrt(1 - ab_0).
-  out.x0_BLE = emb_BLE + s.sqrt_one_minus_alphas_cumprod[0] * randn_like_on(emb_BLE, gen);
+  out.x0_BLC = emb_BLC + s.sqrt_one_minus_alphas_cumprod[0] * randn_like_on(emb_BLC, gen);
 
-  auto t_dev = t_B.to(emb_BLE.device());
+  auto t_dev = t_B.to(emb_BLC.device());
   auto sqrt_ab = NoiseSchedule::gather(s.sqrt_alphas_cumprod, t_dev, dtype).view({B, 1, 1});
   auto sqrt_1m = NoiseSchedule::gather(s.sqrt_one_minus_alphas_cumprod, t_dev, dtype).view({B, 1, 1});
-  const bool absorbing = o.soft_absorbing && absorbing_E.defined();
-  auto m = absorbing ? absorbing_E.to(dtype).view({1, 1, -1}) : torch::zeros({1, 1, emb_BLE.size(2)}, emb_BLE.options());
+  const bool absorbing = o.soft_absorbing && absorbing_C.defined();
+  auto m = absorbing ? absorbing_C.to(dtype).view({1, 1, -1}) : torch::zeros({1, 1, emb_BLC.size(2)}, emb_BLC.options());
 
   // F2: the mean drifts toward m instead of 0.
-  auto x_t = m + sqrt_ab * (out.x0_BLE - m) + sqrt_1m * randn_like_on(emb_BLE, gen);
+  auto x_t = m + sqrt_ab * (out.x0_BLC - m) + sqrt_1m * randn_like_on(emb_BLC, gen);
   auto trg = trg_mask_BL.unsqueeze(-1);
   if (absorbing && o.absorb_rate > 0) {
     // F3: whole target tokens jump to m with probability gamma * sqrt(1 - ab_t).
     auto p_B1 = (o.absorb_rate * sqrt_1m.view({B, 1})).to(torch::kFloat);
-    out.absorbed_BL = (rand_on({B, emb_BLE.size(1)}, emb_BLE, gen) < p_B1).logical_and(trg_mask_BL);
+    out.absorbed_BL = (rand_on({B, emb_BLC.size(1)}, emb_BLC, gen) < p_B1).logical_and(trg_mask_BL);
     x_t = torch::where(out.absorbed_BL.unsqueeze(-1), m.expand_as(x_t), x_t);
   } else {
     out.absorbed_BL = torch::zeros_like(trg_mask_BL);
   }
-  out.x_t_BLE = torch::where(trg, x_t, out.x0_BLE);  // the source stays the anchor
+  out.x_t_BLC = torch::where(trg, x_t, out.x0_BLC);  // the source stays the anchor
   return out;
 }
 

@@ -1,7 +1,7 @@
 // The forward process: partial noising of the target positions only, with the soft absorbing state
 // (docs/math.md eq. F1-F3). The source is the anchor and is never noised.
 //
-// Dimensions: B batch, L length, E embedding dim.
+// Dimensions: B batch, L length, C embedding dim.
 //
 //   x0   = emb + sigma_0 * eps0                                              (F1, DiffuSeq)
 //   x_t  = m + sqrt(ab_t) (x0 - m) + sqrt(1 - ab_t) eps        on target positions   (F2)
@@ -23,14 +23,14 @@ struct ForwardOptions {
 };
 
 struct Noised {
-  at::Tensor x0_BLE;        // emb + sigma_0 noise: the regression target for t > 0
-  at::Tensor x_t_BLE;       // the model's input
+  at::Tensor x0_BLC;        // emb + sigma_0 noise: the regression target for t > 0
+  at::Tensor x_t_BLC;       // the model's input
   at::Tensor absorbed_BL;   // bool: target tokens that jumped to m
 };
 
-// emb_BLE: word embeddings of the packed ids; t_B: int64 steps; absorbing_E: m (undefined when off).
-Noised noise_batch(const NoiseSchedule& schedule, const at::Tensor& emb_BLE, const at::Tensor& t_B,
-                   const at::Tensor& trg_mask_BL, const at::Tensor& absorbing_E, const ForwardOptions& options,
+// emb_BLC: word embeddings of the packed ids; t_B: int64 steps; absorbing_C: m (undefined when off).
+Noised noise_batch(const NoiseSchedule& schedule, const at::Tensor& emb_BLC, const at::Tensor& t_B,
+                   const at::Tensor& trg_mask_BL, const at::Tensor& absorbing_C, const ForwardOptions& options,
                    at::Generator generator);
 
 }  // namespace mds::diffusion

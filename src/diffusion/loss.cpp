@@ -36,15 +36,15 @@ LossOptions loss_options_from_config(const Config& c) {
   return o;
 }
 
-torch::Tensor chosen_rows(const torch::Tensor& x_BLE, const torch::Tensor& chosen_BL) {
+torch::Tensor chosen_rows(const torch::Tensor& x_BLC, const torch::Tensor& chosen_BL) {
   auto idx = chosen_BL.reshape({-1}).nonzero().squeeze(1);
-  return x_BLE.reshape({-1, x_BLE.size(-1)}).index_select(0, idx);
+  return x_BLC.reshape({-1, x_BLC.size(-1)}).index_select(0, idx);
 }
 
-torch::Tensor mse_loss_B(const torch::Tensor& x0_hat_BLE, const torch::Tensor& target_BLE,
+torch::Tensor mse_loss_B(const torch::Tensor& x0_hat_BLC, const torch::Tensor& target_BLC,
                          const torch::Tensor& chosen_BL) {
-  auto diff_BLE = at_least_fp32(target_BLE) - at_least_fp32(x0_hat_BLE);
-  return masked_mean_B(diff_BLE.pow(2).mean(-1), chosen_BL);
+  auto diff_BLC = at_least_fp32(target_BLC) - at_least_fp32(x0_hat_BLC);
+  return masked_mean_B(diff_BLC.pow(2).mean(-1), chosen_BL);
 }
 
 torch::Tensor rounding_loss_B(const torch::Tensor& logits_NV, const torch::Tensor& ids_BL,
@@ -59,41 +59,41 @@ torch::Tensor rounding_loss_B(const torch::Tensor& logits_NV, const torch::Tenso
   return masked_mean_B(ce_BL, chosen_BL);
 }
 
-torch::Tensor prior_loss_B(const torch::Tensor& x0_BLE, const torch::Tensor& m_E, double sqrt_ab_last,
+torch::Tensor prior_loss_B(const torch::Tensor& x0_BLC, const torch::Tensor& m_C, double sqrt_ab_last,
                            const torch::Tensor& chosen_BL) {
-  auto x_BLE = at_least_fp32(x0_BLE);
-  auto centred_BLE = m_E.defined() ? x_BLE - at_least_fp32(m_E).view({1, 1, -1}) : x_BLE;
-  return masked_mean_B((sqrt_ab_last * centred_BLE).pow(2).mean(-1), chosen_BL);
+  auto x_BLC = at_least_fp32(x0_BLC);
+  auto centred_BLC = m_C.defined() ? x_BLC - at_least_fp32(m_C).view({1, 1, -1}) : x_BLC;
+  return masked_mean_B((sqrt_ab_last * centred_BLC).pow(2).mean(-1), chosen_BL);
 }
 
 LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const NoiseSchedule& s, const torch::Tensor& t_B,
                          const torch::Tensor& weight_B, const LossOptions& o, at::Generator gen) {
   const auto device = batch.ids_BL.device();
   const auto B = batch.ids_BL.size(0);
-  auto emb_BLE = model->embed(batch.ids_BL);
-  const torch::Tensor& m_E = model->absorbing();
-  Noised noised = noise_batch(s, emb_BLE, t_B, batch.trg_mask_BL, m_E, o.forward, gen);
+  auto emb_BLC = model->embed(batch.ids_BL);
+  const torch::Tensor& m_C = model->absorbing();
+  Noised noised = noise_batch(s, emb_BLC, t_B, batch.trg_mask_BL, m_C, o.forward, gen);
 
   auto t_dev = t_B.to(device);
   auto model_t_B = t_dev.to(torch::kFloat) * (1000.0 / static_cast<double>(s.steps));
-  DenoiserOutput out = model->forward(noised.x_t_BLE, model_t_B, batch.key_mask_BL, batch.global_mask_BL);
+  DenoiserOutput out = model->forward(noised.x_t_BLC, model_t_B, batch.key_mask_BL, batch.global_mask_BL);
 
   // Under bf16 autocast the model's outputs are bf16: every term is computed in float32 from here on.
   auto chosen_BL = o.target_only ? batch.trg_mask_BL : batch.key_mask_BL;
   // L1: x0 regression; at t = 0 the target is the clean embedding itself (DiffuSeq).
-  auto target_BLE = torch::where((t_dev == 0).view({B, 1, 1}), emb_BLE, noised.x0_BLE);
-  auto mse_B = mse_loss_B(out.x0_BLE, target_BLE, chosen_BL);
+  auto target_BLC = torch::where((t_dev == 0).view({B, 1, 1}), emb_BLC, noised.x0_BLC);
+  auto mse_B = mse_loss_B(out.x0_BLC, target_BLC, chosen_BL);
   // L2: rounding cross-entropy of the noisy x0 against the ids, on the chosen positions only: the
   // [positions x V] logits are the largest tensor of a small model's step.
-  auto rounding_B = rounding_loss_B(model->logits(chosen_rows(noised.x0_BLE, chosen_BL)), batch.ids_BL, chosen_BL);
+  auto rounding_B = rounding_loss_B(model->logits(chosen_rows(noised.x0_BLC, chosen_BL)), batch.ids_BL, chosen_BL);
   // L3: prior matching at T: x0 scaled by sqrt(ab_{T-1}) should sit at the prior's mean m.
-  auto prior_B = prior_loss_B(noised.x0_BLE, m_E.defined() && o.forward.soft_absorbing ? m_E : torch::Tensor(),
+  auto prior_B = prior_loss_B(noised.x0_BLC, m_C.defined() && o.forward.soft_absorbing ? m_C : torch::Tensor(),
                               s.sqrt_alphas_cumprod.back(), chosen_BL);
 
   LossTerms terms;
   auto loss_B = mse_B + o.rounding_weight * rounding_B + o.prior_weight * prior_B;
   // L4: |m| keeps the absorbing vector from drifting away (DiffuSeq-v2's reg_rate).
-  auto absorb = m_E.defined() && o.forward.soft_absorbing ? at_least_fp32(m_E).norm() : torch::zeros({}, loss_B.options());
+  auto absorb = m_C.defined() && o.forward.soft_absorbing ? at_least_fp32(m_C).norm() : torch::zeros({}, loss_B.options());
   // L5: the importance-weighted mean, plus the regulariser and the MoE losses.
   terms.total = (loss_B * weight_B.to(device, loss_B.scalar_type())).mean() + o.absorb_reg * absorb +
                 out.moe_loss.to(loss_B.scalar_type());

@@ -1,8 +1,10 @@
 // The training loss of one batch (docs/math.md eq. L1-L5), every term reported separately.
 //
-//   mse      = mean over the chosen positions of |target - f(x_t, t)|^2 / E,  target = x0 (t > 0) or emb (t = 0)
+// Dimensions: B batch, L length, C embedding dim, V vocabulary, N chosen positions.
+//
+//   mse      = mean over the chosen positions of |target - f(x_t, t)|^2 / C,  target = x0 (t > 0) or emb (t = 0)
 //   rounding = mean over the chosen positions of CE(logits(x0), ids)       (on x0, as DiffuSeq's code)
-//   prior    = mean over the chosen positions of |sqrt(ab_{T-1}) (x0 - m)|^2 / E   (the tT term)
+//   prior    = mean over the chosen positions of |sqrt(ab_{T-1}) (x0 - m)|^2 / C   (the tT term)
 //   loss_B   = mse + rounding_weight * rounding + prior_weight * prior      (per example)
 //   total    = mean_B(importance_weight_B * loss_B) + absorb_reg * |m| + MoE losses
 // Chosen positions: the target region (default), or every non-padding position (loss.positions = "all",
@@ -43,15 +45,15 @@ struct LossTerms {
 // The per-example terms L1-L3 (means over the chosen positions of each row, bool chosen_BL), from
 // tensors of any floating dtype: bf16 model outputs under autocast are promoted, and each term is
 // float32 (float64 for float64 inputs).
-//   mse_loss_B:      |target - x0_hat|^2 / E
+//   mse_loss_B:      |target - x0_hat|^2 / C
 //   rounding_loss_B: CE(logits, ids); logits_NV holds the rows of chosen_rows(x0, chosen_BL) only
-//   prior_loss_B:    |sqrt_ab_last (x0 - m)|^2 / E; m_E undefined = 0
-at::Tensor mse_loss_B(const at::Tensor& x0_hat_BLE, const at::Tensor& target_BLE, const at::Tensor& chosen_BL);
+//   prior_loss_B:    |sqrt_ab_last (x0 - m)|^2 / C; m_C undefined = 0
+at::Tensor mse_loss_B(const at::Tensor& x0_hat_BLC, const at::Tensor& target_BLC, const at::Tensor& chosen_BL);
 at::Tensor rounding_loss_B(const at::Tensor& logits_NV, const at::Tensor& ids_BL, const at::Tensor& chosen_BL);
-at::Tensor prior_loss_B(const at::Tensor& x0_BLE, const at::Tensor& m_E, double sqrt_ab_last,
+at::Tensor prior_loss_B(const at::Tensor& x0_BLC, const at::Tensor& m_C, double sqrt_ab_last,
                         const at::Tensor& chosen_BL);
-// The chosen positions of x_BLE as rows [N, E], in row-major (b, l) order.
-at::Tensor chosen_rows(const at::Tensor& x_BLE, const at::Tensor& chosen_BL);
+// The chosen positions of x_BLC as rows [N, C], in row-major (b, l) order.
+at::Tensor chosen_rows(const at::Tensor& x_BLC, const at::Tensor& chosen_BL);
 
 LossTerms diffusion_loss(model::Denoiser& model, const model::BatchTensors& batch, const NoiseSchedule& schedule,
                          const at::Tensor& t_B, const at::Tensor& weight_B, const LossOptions& options,

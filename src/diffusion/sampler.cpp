@@ -1,7 +1,7 @@
 // Samplers (docs/math.md eq. P1-P6): set-up, re-anchoring, clamping, DDIM and ancestral sampling;
 // DPM-Solver++ is in dpm_solver.cpp.
 //
-// Dimensions: B batch, L length, E embedding dim, V vocabulary; T schedule steps; S kept steps.
+// Dimensions: B batch, L length, C embedding dim, V vocabulary; T schedule steps; S kept steps.
 //
 // P4, what every sampler shares:
 //   x_T = m + N(0, I) on target positions (m = 0 without the soft absorbing state), the anchor on
@@ -27,30 +27,30 @@ namespace mds::diffusion {
 
 namespace detail {
 
-at::Tensor SamplerContext::anchor(const at::Tensor& x_BLE) const {
-  return at::where(trg_BL1, x_BLE, inputs.anchor_BLE);
+at::Tensor SamplerContext::anchor(const at::Tensor& x_BLC) const {
+  return at::where(trg_BL1, x_BLC, inputs.anchor_BLC);
 }
 
-at::Tensor SamplerContext::centre(const at::Tensor& x_BLE) const {
-  return m_BLE.defined() ? x_BLE - m_BLE : x_BLE;
+at::Tensor SamplerContext::centre(const at::Tensor& x_BLC) const {
+  return m_BLC.defined() ? x_BLC - m_BLC : x_BLC;
 }
 
-at::Tensor SamplerContext::uncentre(const at::Tensor& y_BLE) const {
-  return m_BLE.defined() ? y_BLE + m_BLE : y_BLE;
+at::Tensor SamplerContext::uncentre(const at::Tensor& y_BLC) const {
+  return m_BLC.defined() ? y_BLC + m_BLC : y_BLC;
 }
 
-at::Tensor SamplerContext::predict_x0(const at::Tensor& x_BLE, double model_t) const {
-  const at::Tensor t_B = at::full({x_BLE.size(0)}, model_t,
-                                  at::TensorOptions().dtype(at::kFloat).device(x_BLE.device()));
-  at::Tensor x0_BLE = predict(x_BLE, t_B);
-  MDS_CHECK(x0_BLE.defined() && x0_BLE.sizes() == x_BLE.sizes(),
-            "sampler: the predictor must return x0 of shape ", x_BLE.sizes(), ", got ",
-            x0_BLE.defined() ? x0_BLE.sizes() : at::IntArrayRef{});
+at::Tensor SamplerContext::predict_x0(const at::Tensor& x_BLC, double model_t) const {
+  const at::Tensor t_B = at::full({x_BLC.size(0)}, model_t,
+                                  at::TensorOptions().dtype(at::kFloat).device(x_BLC.device()));
+  at::Tensor x0_BLC = predict(x_BLC, t_B);
+  MDS_CHECK(x0_BLC.defined() && x0_BLC.sizes() == x_BLC.sizes(),
+            "sampler: the predictor must return x0 of shape ", x_BLC.sizes(), ", got ",
+            x0_BLC.defined() ? x0_BLC.sizes() : at::IntArrayRef{});
   // A model run under bf16 autocast returns bf16: the solver's state, its history and the updates
   // stay in x's dtype (float32).
-  x0_BLE = x0_BLE.to(dtype);
-  if (options.clamp) x0_BLE = clamp_to_embeddings(x0_BLE, inputs.embedding_VE);
-  return anchor(x0_BLE);
+  x0_BLC = x0_BLC.to(dtype);
+  if (options.clamp) x0_BLC = clamp_to_embeddings(x0_BLC, inputs.embedding_VC);
+  return anchor(x0_BLC);
 }
 
 }  // namespace detail
@@ -101,22 +101,22 @@ double model_time_of(const NoiseSchedule& s, int64_t index) {
 // P5 (DDIM, eta = 0) on the kept steps s_{S-1} > ... > s_0, jumping from s_k to s_{k-1}:
 //   eps = (y / sqrt(ab_{s_k}) - y0) / sqrt(1 / ab_{s_k} - 1),
 //   y'  = sqrt(ab_{s_{k-1}}) y0 + sqrt(1 - ab_{s_{k-1}}) eps,      ab_{s_{-1}} = 1 (so y' = y0).
-at::Tensor ddim(const SamplerContext& ctx, at::Tensor x_BLE) {
+at::Tensor ddim(const SamplerContext& ctx, at::Tensor x_BLC) {
   const NoiseSchedule& s = ctx.schedule;
   const std::vector<int64_t> kept = respaced_steps(s.steps, ctx.options.steps);
   for (std::size_t i = kept.size(); i-- > 0;) {
     const std::size_t t = static_cast<std::size_t>(kept[i]);
-    const at::Tensor x0_BLE = ctx.predict_x0(x_BLE, model_time_of(s, kept[i]));
-    if (i == 0) return x0_BLE;  // the jump to ab = 1 lands on x0 exactly
+    const at::Tensor x0_BLC = ctx.predict_x0(x_BLC, model_time_of(s, kept[i]));
+    if (i == 0) return x0_BLC;  // the jump to ab = 1 lands on x0 exactly
     const double ab_t = s.alphas_cumprod[t];
     const double ab_prev = s.alphas_cumprod[static_cast<std::size_t>(kept[i - 1])];
-    const at::Tensor y0_BLE = ctx.centre(x0_BLE);
-    const at::Tensor eps_BLE =
-        (std::sqrt(1.0 / ab_t) * ctx.centre(x_BLE) - y0_BLE) / std::sqrt(1.0 / ab_t - 1.0);
-    const at::Tensor y_BLE = std::sqrt(ab_prev) * y0_BLE + std::sqrt(1.0 - ab_prev) * eps_BLE;
-    x_BLE = ctx.anchor(ctx.uncentre(y_BLE));
+    const at::Tensor y0_BLC = ctx.centre(x0_BLC);
+    const at::Tensor eps_BLC =
+        (std::sqrt(1.0 / ab_t) * ctx.centre(x_BLC) - y0_BLC) / std::sqrt(1.0 / ab_t - 1.0);
+    const at::Tensor y_BLC = std::sqrt(ab_prev) * y0_BLC + std::sqrt(1.0 - ab_prev) * eps_BLC;
+    x_BLC = ctx.anchor(ctx.uncentre(y_BLC));
   }
-  return x_BLE;  // not reached: kept is never empty
+  return x_BLC;  // not reached: kept is never empty
 }
 
 // P6 (ancestral, fixed-large variance) on the kept steps, as SpacedDiffusion:
@@ -126,7 +126,7 @@ at::Tensor ddim(const SamplerContext& ctx, at::Tensor x_BLE) {
 //   ("fixed-large": var' = [posterior_variance'_1, beta'_1, ..., beta'_{S-1}]).
 // Discrete noise (DiffuSeq-v2): a target token jumps to m with probability
 // absorb_rate 1[k > 0] sqrt(var'_k).
-at::Tensor ancestral(const SamplerContext& ctx, at::Tensor x_BLE,
+at::Tensor ancestral(const SamplerContext& ctx, at::Tensor x_BLC,
                      const c10::optional<at::Generator>& gen) {
   const NoiseSchedule& s = ctx.schedule;
   const std::vector<int64_t> kept = respaced_steps(s.steps, ctx.options.steps);
@@ -154,24 +154,24 @@ at::Tensor ancestral(const SamplerContext& ctx, at::Tensor x_BLE,
     }
   }
   const bool discrete = ctx.options.discrete_noise;
-  const int64_t B = x_BLE.size(0), L = x_BLE.size(1);
+  const int64_t B = x_BLC.size(0), L = x_BLC.size(1);
   for (std::size_t k = S; k-- > 0;) {
-    const at::Tensor x0_BLE = ctx.predict_x0(x_BLE, model_time_of(s, kept[k]));
+    const at::Tensor x0_BLC = ctx.predict_x0(x_BLC, model_time_of(s, kept[k]));
     const double c1 = spaced.posterior_mean_coef1[k], c2 = spaced.posterior_mean_coef2[k];
-    at::Tensor y_BLE = c1 * ctx.centre(x0_BLE) + c2 * ctx.centre(x_BLE);
+    at::Tensor y_BLC = c1 * ctx.centre(x0_BLC) + c2 * ctx.centre(x_BLC);
     // Fixed-large variance at k > 0 is beta'_k (posterior_variance'_1 sits at k = 0, unused).
     const double std_k = k > 0 ? std::sqrt(spaced.betas[k]) : 0.0;
-    if (k > 0) y_BLE = y_BLE + std_k * randn_as(x_BLE, gen);
-    x_BLE = ctx.uncentre(y_BLE);
+    if (k > 0) y_BLC = y_BLC + std_k * randn_as(x_BLC, gen);
+    x_BLC = ctx.uncentre(y_BLC);
     if (discrete && k > 0) {
       const at::Tensor u_BL = at::rand({B, L}, gen, at::TensorOptions().dtype(at::kDouble));
       const at::Tensor jump_BL1 =
-          (u_BL < ctx.options.absorb_rate * std_k).unsqueeze(-1).to(x_BLE.device());
-      x_BLE = at::where(jump_BL1, ctx.m_BLE.expand_as(x_BLE), x_BLE);
+          (u_BL < ctx.options.absorb_rate * std_k).unsqueeze(-1).to(x_BLC.device());
+      x_BLC = at::where(jump_BL1, ctx.m_BLC.expand_as(x_BLC), x_BLC);
     }
-    x_BLE = ctx.anchor(x_BLE);
+    x_BLC = ctx.anchor(x_BLC);
   }
-  return x_BLE;
+  return x_BLC;
 }
 
 SamplerContext make_context(const NoiseSchedule& schedule, const X0Predictor& predict,
@@ -180,37 +180,37 @@ SamplerContext make_context(const NoiseSchedule& schedule, const X0Predictor& pr
   MDS_CHECK(
       schedule.steps >= 1 && static_cast<int64_t>(schedule.alphas_cumprod.size()) == schedule.steps,
       "sampler: the noise schedule is not initialised");
-  MDS_CHECK(in.anchor_BLE.defined() && in.anchor_BLE.dim() == 3 &&
-                at::isFloatingType(in.anchor_BLE.scalar_type()),
-            "sampler: anchor_BLE must be a floating [B, L, E] tensor");
-  const int64_t B = in.anchor_BLE.size(0), L = in.anchor_BLE.size(1), E = in.anchor_BLE.size(2);
+  MDS_CHECK(in.anchor_BLC.defined() && in.anchor_BLC.dim() == 3 &&
+                at::isFloatingType(in.anchor_BLC.scalar_type()),
+            "sampler: anchor_BLC must be a floating [B, L, C] tensor");
+  const int64_t B = in.anchor_BLC.size(0), L = in.anchor_BLC.size(1), C = in.anchor_BLC.size(2);
   MDS_CHECK(in.trg_mask_BL.defined() && in.trg_mask_BL.scalar_type() == at::kBool &&
                 in.trg_mask_BL.dim() == 2 && in.trg_mask_BL.size(0) == B &&
                 in.trg_mask_BL.size(1) == L,
             "sampler: trg_mask_BL must be a bool [", B, ", ", L, "] tensor");
-  if (in.absorbing_E.defined()) {
-    MDS_CHECK(in.absorbing_E.dim() == 1 && in.absorbing_E.size(0) == E,
-              "sampler: absorbing_E must be [", E, "], got ", in.absorbing_E.sizes());
+  if (in.absorbing_C.defined()) {
+    MDS_CHECK(in.absorbing_C.dim() == 1 && in.absorbing_C.size(0) == C,
+              "sampler: absorbing_C must be [", C, "], got ", in.absorbing_C.sizes());
   }
   if (options.clamp) {
     MDS_CHECK(
-        in.embedding_VE.defined() && in.embedding_VE.dim() == 2 && in.embedding_VE.size(1) == E,
-        "sampler: clamping needs embedding_VE of shape [V, ", E, "]");
+        in.embedding_VC.defined() && in.embedding_VC.dim() == 2 && in.embedding_VC.size(1) == C,
+        "sampler: clamping needs embedding_VC of shape [V, ", C, "]");
   }
   if (options.discrete_noise) {
     MDS_CHECK(options.sampler == "ancestral",
               "sampler: discrete_noise applies to the ancestral sampler only, not \"",
               options.sampler, "\"");
-    MDS_CHECK(in.absorbing_E.defined(), "sampler: discrete_noise needs the absorbing state m");
+    MDS_CHECK(in.absorbing_C.defined(), "sampler: discrete_noise needs the absorbing state m");
     MDS_CHECK(options.absorb_rate >= 0.0, "sampler: absorb_rate must be >= 0, got ",
               options.absorb_rate);
   }
   MDS_CHECK(options.steps >= 1, "sampler: sample.steps must be >= 1, got ", options.steps);
 
-  SamplerContext ctx{schedule, predict, in, options, {}, {}, in.anchor_BLE.scalar_type()};
-  ctx.trg_BL1 = in.trg_mask_BL.to(in.anchor_BLE.device()).unsqueeze(-1);
-  if (in.absorbing_E.defined()) {
-    ctx.m_BLE = in.absorbing_E.detach().to(in.anchor_BLE.device(), ctx.dtype).view({1, 1, E});
+  SamplerContext ctx{schedule, predict, in, options, {}, {}, in.anchor_BLC.scalar_type()};
+  ctx.trg_BL1 = in.trg_mask_BL.to(in.anchor_BLC.device()).unsqueeze(-1);
+  if (in.absorbing_C.defined()) {
+    ctx.m_BLC = in.absorbing_C.detach().to(in.anchor_BLC.device(), ctx.dtype).view({1, 1, C});
   }
   return ctx;
 }
@@ -229,51 +229,51 @@ SamplerOptions sampler_options_from_config(const Config& c) {
   return o;
 }
 
-at::Tensor clamp_to_embeddings(const at::Tensor& x_BLE, const at::Tensor& embedding_VE) {
-  MDS_CHECK(x_BLE.defined() && x_BLE.dim() == 3, "clamp_to_embeddings: x must be [B, L, E]");
+at::Tensor clamp_to_embeddings(const at::Tensor& x_BLC, const at::Tensor& embedding_VC) {
+  MDS_CHECK(x_BLC.defined() && x_BLC.dim() == 3, "clamp_to_embeddings: x must be [B, L, C]");
   MDS_CHECK(
-      embedding_VE.defined() && embedding_VE.dim() == 2 && embedding_VE.size(1) == x_BLE.size(2),
-      "clamp_to_embeddings: embedding must be [V, ", x_BLE.size(2), "]");
-  const int64_t B = x_BLE.size(0), L = x_BLE.size(1), E = x_BLE.size(2);
+      embedding_VC.defined() && embedding_VC.dim() == 2 && embedding_VC.size(1) == x_BLC.size(2),
+      "clamp_to_embeddings: embedding must be [V, ", x_BLC.size(2), "]");
+  const int64_t B = x_BLC.size(0), L = x_BLC.size(1), C = x_BLC.size(2);
   // Distances in at least float32 (half precision would blur near ties), even when called under autocast.
-  const compat::NoAutocast fp32_distances(x_BLE);
-  const auto work = x_BLE.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor emb_VE = embedding_VE.detach().to(x_BLE.device(), work);
-  const at::Tensor emb_sq_V = emb_VE.pow(2).sum(-1);
-  const at::Tensor x_NE = x_BLE.detach().reshape({B * L, E}).to(work);
-  // ||E_v||^2 - 2 x.E_v + ||x||^2 in row chunks: [chunk, V] at a time, never [B, L, V, E].
+  const compat::NoAutocast fp32_distances(x_BLC);
+  const auto work = x_BLC.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor emb_VC = embedding_VC.detach().to(x_BLC.device(), work);
+  const at::Tensor emb_sq_V = emb_VC.pow(2).sum(-1);
+  const at::Tensor x_NC = x_BLC.detach().reshape({B * L, C}).to(work);
+  // ||E_v||^2 - 2 x.E_v + ||x||^2 in row chunks: [chunk, V] at a time, never [B, L, V, C].
   constexpr int64_t kChunk = 2048;
   std::vector<at::Tensor> ids;
   for (int64_t start = 0; start < B * L; start += kChunk) {
-    const at::Tensor xc_NE = x_NE.narrow(0, start, std::min(kChunk, B * L - start));
+    const at::Tensor xc_NC = x_NC.narrow(0, start, std::min(kChunk, B * L - start));
     const at::Tensor dist_NV =
-        (emb_sq_V.unsqueeze(0) - 2.0 * at::matmul(xc_NE, emb_VE.t()) + xc_NE.pow(2).sum(-1, true))
+        (emb_sq_V.unsqueeze(0) - 2.0 * at::matmul(xc_NC, emb_VC.t()) + xc_NC.pow(2).sum(-1, true))
             .clamp_min(0.0);
     ids.push_back(dist_NV.argmin(-1));
   }
   const at::Tensor id_N =
-      ids.empty() ? at::empty({0}, x_NE.options().dtype(at::kLong)) : at::cat(ids);
-  return embedding_VE.detach()
-      .to(x_BLE.device(), x_BLE.scalar_type())
+      ids.empty() ? at::empty({0}, x_NC.options().dtype(at::kLong)) : at::cat(ids);
+  return embedding_VC.detach()
+      .to(x_BLC.device(), x_BLC.scalar_type())
       .index_select(0, id_N)
-      .view({B, L, E});
+      .view({B, L, C});
 }
 
 at::Tensor sample_from(const NoiseSchedule& schedule, const X0Predictor& predict,
                        const SampleInputs& inputs, const SamplerOptions& options,
-                       at::Tensor x_T_BLE, at::Generator generator) {
+                       at::Tensor x_T_BLC, at::Generator generator) {
   at::NoGradGuard no_grad;
   const auto gen = optional_generator(generator);
   const SamplerContext ctx = make_context(schedule, predict, inputs, options);
-  MDS_CHECK(x_T_BLE.defined() && x_T_BLE.sizes() == inputs.anchor_BLE.sizes(),
-            "sampler: x_T must have the anchor's shape ", inputs.anchor_BLE.sizes());
-  at::Tensor x_BLE = ctx.anchor(x_T_BLE.to(inputs.anchor_BLE.device(), ctx.dtype));
+  MDS_CHECK(x_T_BLC.defined() && x_T_BLC.sizes() == inputs.anchor_BLC.sizes(),
+            "sampler: x_T must have the anchor's shape ", inputs.anchor_BLC.sizes());
+  at::Tensor x_BLC = ctx.anchor(x_T_BLC.to(inputs.anchor_BLC.device(), ctx.dtype));
   const std::string& kind = options.sampler;
-  if (kind == "dpm++2m") return detail::dpm_solver_pp(ctx, x_BLE, 2);
-  if (kind == "dpm++3m") return detail::dpm_solver_pp(ctx, x_BLE, 3);
-  if (kind == "dpm++1") return detail::dpm_solver_pp(ctx, x_BLE, 1);  // first order (= DDIM), tests
-  if (kind == "ddim") return ddim(ctx, x_BLE);
-  if (kind == "ancestral") return ancestral(ctx, x_BLE, gen);
+  if (kind == "dpm++2m") return detail::dpm_solver_pp(ctx, x_BLC, 2);
+  if (kind == "dpm++3m") return detail::dpm_solver_pp(ctx, x_BLC, 3);
+  if (kind == "dpm++1") return detail::dpm_solver_pp(ctx, x_BLC, 1);  // first order (= DDIM), tests
+  if (kind == "ddim") return ddim(ctx, x_BLC);
+  if (kind == "ancestral") return ancestral(ctx, x_BLC, gen);
   fail("sampler: unknown sampler \"", kind, "\" (known: dpm++2m, dpm++3m, ddim, ancestral)");
 }
 
@@ -281,15 +281,15 @@ at::Tensor sample(const NoiseSchedule& schedule, const X0Predictor& predict,
                   const SampleInputs& inputs, const SamplerOptions& options,
                   at::Generator generator) {
   const auto gen = optional_generator(generator);
-  MDS_CHECK(inputs.anchor_BLE.defined(), "sampler: anchor_BLE is undefined");
+  MDS_CHECK(inputs.anchor_BLC.defined(), "sampler: anchor_BLC is undefined");
   // x_T = m + N(0, I) on target positions; sample_from puts the anchor on the source.
-  at::Tensor x_T_BLE = randn_as(inputs.anchor_BLE, gen);
-  if (inputs.absorbing_E.defined()) {
-    x_T_BLE =
-        x_T_BLE +
-        inputs.absorbing_E.detach().to(x_T_BLE.device(), x_T_BLE.scalar_type()).view({1, 1, -1});
+  at::Tensor x_T_BLC = randn_as(inputs.anchor_BLC, gen);
+  if (inputs.absorbing_C.defined()) {
+    x_T_BLC =
+        x_T_BLC +
+        inputs.absorbing_C.detach().to(x_T_BLC.device(), x_T_BLC.scalar_type()).view({1, 1, -1});
   }
-  return sample_from(schedule, predict, inputs, options, x_T_BLE, generator);
+  return sample_from(schedule, predict, inputs, options, x_T_BLC, generator);
 }
 
 }  // namespace mds::diffusion

@@ -1,7 +1,7 @@
 // Samplers: from noise on the target positions to x0, with the source re-anchored after every model
 // call and every update (docs/math.md eq. P1-P6).
 //
-// Dimensions: B batch, L length, E embedding dim.
+// Dimensions: B batch, L length, C embedding dim.
 //
 //   dpm++2m, dpm++3m  DPM-Solver++ multistep (data prediction), discrete-time schedule through
 //                     lambda interpolation, time_uniform / logSNR / time_quadratic grids,
@@ -24,8 +24,8 @@
 
 namespace mds::diffusion {
 
-// The denoiser as samplers see it: x0 prediction for x_BLE at (float) model time model_t_B.
-using X0Predictor = std::function<at::Tensor(const at::Tensor& x_BLE, const at::Tensor& model_t_B)>;
+// The denoiser as samplers see it: x0 prediction for x_BLC at (float) model time model_t_B.
+using X0Predictor = std::function<at::Tensor(const at::Tensor& x_BLC, const at::Tensor& model_t_B)>;
 
 struct SamplerOptions {
   std::string sampler = "dpm++2m";  // dpm++2m | dpm++3m | ddim | ancestral
@@ -42,21 +42,21 @@ struct SamplerOptions {
 SamplerOptions sampler_options_from_config(const Config& config);
 
 struct SampleInputs {
-  at::Tensor anchor_BLE;      // embeddings of the packed ids: the source part is kept as is
+  at::Tensor anchor_BLC;      // embeddings of the packed ids: the source part is kept as is
   at::Tensor trg_mask_BL;     // bool: positions to generate
-  at::Tensor absorbing_E;     // m, or undefined (x_T then starts at N(0, I))
-  at::Tensor embedding_VE;    // word embedding, for clamping
+  at::Tensor absorbing_C;     // m, or undefined (x_T then starts at N(0, I))
+  at::Tensor embedding_VC;    // word embedding, for clamping
 };
 
-// Starts from x_T = m + N(0, I) on target positions (anchor elsewhere) and returns x0 [B, L, E].
+// Starts from x_T = m + N(0, I) on target positions (anchor elsewhere) and returns x0 [B, L, C].
 at::Tensor sample(const NoiseSchedule& schedule, const X0Predictor& predict, const SampleInputs& inputs,
                   const SamplerOptions& options, at::Generator generator);
 
 // The same, from a given x_T (tests; resuming). x_T's source part is replaced by the anchor.
 at::Tensor sample_from(const NoiseSchedule& schedule, const X0Predictor& predict, const SampleInputs& inputs,
-                       const SamplerOptions& options, at::Tensor x_T_BLE, at::Generator generator);
+                       const SamplerOptions& options, at::Tensor x_T_BLC, at::Generator generator);
 
-// Nearest embedding row of every x position (squared L2), as DiffuSeq's rounding: [B, L, E].
-at::Tensor clamp_to_embeddings(const at::Tensor& x_BLE, const at::Tensor& embedding_VE);
+// Nearest embedding row of every x position (squared L2), as DiffuSeq's rounding: [B, L, C].
+at::Tensor clamp_to_embeddings(const at::Tensor& x_BLC, const at::Tensor& embedding_VC);
 
 }  // namespace mds::diffusion

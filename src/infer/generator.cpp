@@ -116,15 +116,15 @@ std::vector<std::string> TextGenerator::generate(const std::vector<std::string>&
 torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOptions& options, at::Generator gen) {
   torch::NoGradGuard no_grad;
   SampleInputs in;
-  in.anchor_BLE = model_->embed(bt.ids_BL);
+  in.anchor_BLC = model_->embed(bt.ids_BL);
   in.trg_mask_BL = bt.trg_mask_BL;
-  in.absorbing_E = model_->absorbing();
-  in.embedding_VE = model_->embedding_weight();
+  in.absorbing_C = model_->absorbing();
+  in.embedding_VC = model_->embedding_weight();
   // Only the model call runs under autocast: the solver's state and history, clamping and the
   // final rounding stay float32.
-  auto predict = [&](const torch::Tensor& x_BLE, const torch::Tensor& model_t_B) {
+  auto predict = [&](const torch::Tensor& x_BLC, const torch::Tensor& model_t_B) {
     PrecisionScope scope(runtime_.precision, runtime_.device);
-    return model_->forward(x_BLE, model_t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLE.to(x_BLE.scalar_type());
+    return model_->forward(x_BLC, model_t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLC.to(x_BLC.scalar_type());
   };
   return sample(schedule_, predict, in, options, gen);
 }

@@ -1,7 +1,7 @@
 // Text generation from a checkpoint: tokenize, pack, sample x0 with a diffusion sampler, round to
 // tokens with the tied head, cut at the first EOS or PAD, decode.
 //
-// Dimensions: B batch, L length, E embedding dim.
+// Dimensions: B batch, L length, C embedding dim.
 #pragma once
 
 #include <ATen/core/Generator.h>
@@ -63,7 +63,7 @@ class TextGenerator {
   // The target ids of one packed batch (packed with pack_options()), with options().sampler;
   // `generator` is a CPU generator (the sampling noise).
   GeneratedBatch generate_ids(const data::Batch& batch, at::Generator generator);
-  // x0 of one packed batch (tensors on device()): float32 [B, L, E], whatever precision() the model
+  // x0 of one packed batch (tensors on device()): float32 [B, L, C], whatever precision() the model
   // runs in.
   torch::Tensor sample_x0(const model::BatchTensors& batch, const diffusion::SamplerOptions& options, at::Generator generator);
 

@@ -19,7 +19,7 @@ DenoiserImpl::DenoiserImpl(ModelOptions o) : options_(std::move(o)) {
   lm_bias_ = register_parameter("lm_bias", torch::zeros({o_.vocab_size}));
   position_embedding_ =
       register_parameter("position_embedding", torch::randn({o_.max_positions, o_.dim}) * o_.init_std);
-  if (o_.soft_absorbing)  // DiffuSeq-v2: m ~ N(0, 1/E)
+  if (o_.soft_absorbing)  // DiffuSeq-v2: m ~ N(0, 1/C)
     absorbing_ = register_parameter("absorbing", torch::randn({o_.embed_dim}) / std::sqrt(double(o_.embed_dim)));
   up_ = register_module("up", Projection(o_.embed_dim, o_.dim, o_.dim));
   down_ = register_module("down", Projection(o_.dim, o_.dim, o_.embed_dim));
@@ -36,26 +36,26 @@ torch::Tensor DenoiserImpl::embed(const torch::Tensor& ids_BL) const {
   return torch::embedding(word_embedding_, ids_BL);
 }
 
-torch::Tensor DenoiserImpl::logits(const torch::Tensor& x_BLE) const {
-  return torch::linear(x_BLE, word_embedding_.to(x_BLE.scalar_type()), lm_bias_.to(x_BLE.scalar_type()));
+torch::Tensor DenoiserImpl::logits(const torch::Tensor& x_BLC) const {
+  return torch::linear(x_BLC, word_embedding_.to(x_BLC.scalar_type()), lm_bias_.to(x_BLC.scalar_type()));
 }
 
-DenoiserOutput DenoiserImpl::forward(const torch::Tensor& x_t_BLE, const torch::Tensor& t_B,
+DenoiserOutput DenoiserImpl::forward(const torch::Tensor& x_t_BLC, const torch::Tensor& t_B,
                                      const torch::Tensor& key_mask_BL, const torch::Tensor& global_mask_BL,
                                      bool with_logits) {
-  const auto B = x_t_BLE.size(0), L = x_t_BLE.size(1);
+  const auto B = x_t_BLC.size(0), L = x_t_BLC.size(1);
   MDS_CHECK(L <= options_.max_positions, "sequence of length ", L, " is longer than model.max_positions = ",
             options_.max_positions);
-  TORCH_CHECK(x_t_BLE.dim() == 3 && x_t_BLE.size(2) == options_.embed_dim, "x_t must be [B, L, ",
-              options_.embed_dim, "], got ", x_t_BLE.sizes());
+  TORCH_CHECK(x_t_BLC.dim() == 3 && x_t_BLC.size(2) == options_.embed_dim, "x_t must be [B, L, ",
+              options_.embed_dim, "], got ", x_t_BLC.sizes());
   TORCH_CHECK(t_B.dim() == 1 && t_B.size(0) == B, "t must be [B] = [", B, "], got ", t_B.sizes());
 
-  auto h = up_->forward(x_t_BLE) + position_embedding_.narrow(0, 0, L).unsqueeze(0) +
+  auto h = up_->forward(x_t_BLC) + position_embedding_.narrow(0, 0, L).unsqueeze(0) +
            time_mlp_->forward(t_B).unsqueeze(1);
   h = dropout_->forward(ln_embed_->forward(h));
 
   DenoiserOutput out;
-  auto opts = torch::TensorOptions().dtype(torch::kFloat).device(x_t_BLE.device());
+  auto opts = torch::TensorOptions().dtype(torch::kFloat).device(x_t_BLC.device());
   out.aux_loss = torch::zeros({}, opts);
   out.z_loss = torch::zeros({}, opts);
   std::vector<torch::Tensor> dropped;  // summed on the device: no host sync per layer
@@ -74,8 +74,8 @@ DenoiserOutput DenoiserImpl::forward(const torch::Tensor& x_t_BLE, const torch::
   out.z_loss = out.z_loss / static_cast<double>(blocks_.size());
   out.moe_loss = options_.aux_loss_weight * out.aux_loss + options_.z_loss_weight * out.z_loss;
   if (options_.pre_norm) h = ln_final_->forward(h);
-  out.x0_BLE = down_->forward(h);
-  if (with_logits) out.logits_BLV = logits(out.x0_BLE);
+  out.x0_BLC = down_->forward(h);
+  if (with_logits) out.logits_BLV = logits(out.x0_BLC);
   return out;
 }
 

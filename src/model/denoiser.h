@@ -1,6 +1,6 @@
 // The MoE-DiffuSeq denoiser: (x_t, t, batch masks) -> (x0_hat, logits). docs/architecture.md draws it.
 //
-// Dimensions: B batch, L length, E embedding dim, D model dim, V vocabulary.
+// Dimensions: B batch, L length, C embedding dim, D model dim, V vocabulary.
 //
 //   h  = Dropout(LN(UpProj(x_t) + PosEmb[0..L) + TimeMlp(t)))        eq. D1
 //   h  = Block_l(h) for l = 1..layers   (attention + MoE FFN)         eq. D2
@@ -23,8 +23,8 @@
 namespace mds::model {
 
 struct DenoiserOutput {
-  torch::Tensor x0_BLE;      // predicted x0
-  torch::Tensor logits_BLV;  // rounding head on x0_BLE, when asked for
+  torch::Tensor x0_BLC;      // predicted x0
+  torch::Tensor logits_BLV;  // rounding head on x0_BLC, when asked for
   torch::Tensor moe_loss;    // aux_loss_weight * aux_loss + z_loss_weight * z_loss (scalar)
   torch::Tensor aux_loss, z_loss;  // means over layers, unweighted (for logging)
   std::vector<torch::Tensor> tokens_per_expert;  // per layer, int64 [E], on the model's device
@@ -41,14 +41,14 @@ class DenoiserImpl : public torch::nn::Module {
  public:
   explicit DenoiserImpl(ModelOptions options);
 
-  // x_t_BLE: noised embeddings; t_B: model time (t * 1000 / T), float.
-  DenoiserOutput forward(const torch::Tensor& x_t_BLE, const torch::Tensor& t_B, const torch::Tensor& key_mask_BL,
+  // x_t_BLC: noised embeddings; t_B: model time (t * 1000 / T), float.
+  DenoiserOutput forward(const torch::Tensor& x_t_BLC, const torch::Tensor& t_B, const torch::Tensor& key_mask_BL,
                          const torch::Tensor& global_mask_BL, bool with_logits = false);
 
-  torch::Tensor embed(const torch::Tensor& ids_BL) const;     // -> [B, L, E]
-  torch::Tensor logits(const torch::Tensor& x_BLE) const;     // -> [B, L, V]
-  const torch::Tensor& embedding_weight() const { return word_embedding_; }  // [V, E]
-  const torch::Tensor& absorbing() const { return absorbing_; }  // m [E]; undefined when off
+  torch::Tensor embed(const torch::Tensor& ids_BL) const;     // -> [B, L, C]
+  torch::Tensor logits(const torch::Tensor& x_BLC) const;     // -> [B, L, V]
+  const torch::Tensor& embedding_weight() const { return word_embedding_; }  // [V, C]
+  const torch::Tensor& absorbing() const { return absorbing_; }  // m [C]; undefined when off
   const ModelOptions& options() const { return options_; }
   std::vector<Block>& blocks() { return blocks_; }
 

@@ -1,6 +1,6 @@
 // Input and output maps of the denoiser (DiffuSeq's TransformerNetModel, docs/math.md eq. D1-D3).
 //
-// Dimensions: B batch, L length, E embedding dim (model.embed_dim), D model dim, T time embedding dim.
+// Dimensions: B batch, L length, C embedding dim (model.embed_dim), D model dim, T time embedding dim.
 #pragma once
 
 #include <torch/torch.h>
@@ -22,7 +22,7 @@ class TimeMlpImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TimeMlp);
 
-// Linear(in, hidden) -> Tanh -> Linear(hidden, out): the up-projection E -> D and down-projection D -> E.
+// Linear(in, hidden) -> Tanh -> Linear(hidden, out): the up-projection C -> D and down-projection D -> C.
 class ProjectionImpl : public torch::nn::Module {
  public:
   ProjectionImpl(int64_t in, int64_t hidden, int64_t out);
