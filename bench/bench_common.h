@@ -86,6 +86,17 @@ inline std::string first_line(const std::exception& e) {
   return message.substr(0, message.find('\n'));
 }
 
+// A benchmark's main(): `body` (its real main), with an error reported as "NAME: first line" and exit 1.
+template <typename Body>
+int guarded_main(const char* name, Body&& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name, first_line(e).c_str());
+    return 1;
+  }
+}
+
 // CUDA's caching allocator throws c10::OutOfMemoryError; cuBLAS / cuDNN workspaces that fail to
 // allocate surface as other errors that say so.
 inline bool is_oom(const std::exception& e) {

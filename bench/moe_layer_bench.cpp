@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "core/fs.h"
 #include "core/torch_compat.h"
 #include "kernels/moe/moe.h"
@@ -71,46 +72,6 @@ struct Measurement {
   double median_ms = 0.0, min_ms = 0.0;
 };
 
-// ---------------------------------------------------------------------------- machine
-
-std::string first_line_of(const char* command) {
-  std::string line;
-  if (FILE* pipe = popen(command, "r")) {
-    char buffer[256];
-    if (std::fgets(buffer, sizeof buffer, pipe) != nullptr) line = buffer;
-    pclose(pipe);
-  }
-  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-  return line;
-}
-
-std::string cpu_model() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(cpuinfo, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
-std::string device_name(const at::Device& device) {
-  if (!device.is_cuda()) return cpu_model();
-#ifdef MDS_WITH_CUDA
-  return at::cuda::getCurrentDeviceProperties()->name;
-#else
-  const std::string name = first_line_of("nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null");
-  return name.empty() ? "unknown CUDA device" : name;
-#endif
-}
-
-std::string torch_version() {
-  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
-         std::to_string(TORCH_VERSION_PATCH);
-}
-
-void synchronize(const at::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize();
-}
-
 // ---------------------------------------------------------------------------- steps
 
 // The gradients of every input under the upstream gradients, returned (not accumulated into .grad).
@@ -127,10 +88,10 @@ Measurement measure(const std::string& name, const std::function<void()>& step,
   m.name = name;
   for (int64_t i = 0; i < opt.warmup; ++i) step();
   for (int64_t r = 0; r < opt.repeats; ++r) {
-    synchronize(device);
+    bench::sync(device);
     const auto start = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < opt.iters; ++i) step();
-    synchronize(device);
+    bench::sync(device);
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     m.times_ms.push_back(ms / static_cast<double>(std::max<int64_t>(1, opt.iters)));
@@ -227,13 +188,13 @@ int bench_main(int argc, char** argv) {
   auto moe_step = [&] { layer_step(layer, moe_inputs); };
   auto sorted_step = [&] { layer_step(sorted_layer, sorted_inputs); };
 
-  const std::string name = device_name(device);
+  const std::string name = bench::device_name(device);
   const bool grouped = device.is_cuda() && compat::kHasGroupedMm && autocast;  // as moe_ffn decides
   std::printf(
       "MoE forward + backward on %s (%s), LibTorch %s: N=%lld D=%lld F=%lld E=%lld top-%lld, "
       "capacity factor %g, %s, median of %lld batches of %lld steps after %lld warm-up\n"
       "moe_ffn: %s; dense FFN: %lld -> %lld -> %lld\n",
-      opt.device.c_str(), name.c_str(), torch_version().c_str(), static_cast<long long>(N),
+      opt.device.c_str(), name.c_str(), bench::torch_version().c_str(), static_cast<long long>(N),
       static_cast<long long>(D), static_cast<long long>(F), static_cast<long long>(opt.experts),
       static_cast<long long>(A), opt.capacity_factor, autocast ? "bf16 autocast" : "float32",
       static_cast<long long>(opt.repeats), static_cast<long long>(opt.iters),
@@ -264,7 +225,7 @@ int bench_main(int argc, char** argv) {
                     {"times_ms", m.times_ms}});
   nlohmann::json report = {
       {"benchmark", "moe"},
-      {"machine", {{"device", opt.device}, {"name", name}, {"libtorch", torch_version()}}},
+      {"machine", bench::machine_json(device)},
       {"params",
        {{"tokens", N},
         {"dim", D},
@@ -281,14 +242,13 @@ int bench_main(int argc, char** argv) {
       {"moe_over_dense", ratio},
       {"target", opt.target},
       {"pass", pass}};
-  const std::string dir = fs::parent_path(opt.json_path);
-  if (!dir.empty()) fs::create_directories(dir);
-  std::ofstream(opt.json_path) << report.dump(2) << '\n';
-  std::printf("wrote %s\n", fs::absolute(opt.json_path).c_str());
+  bench::write_json(opt.json_path, report);
   return 0;
 }
 
 }  // namespace
 }  // namespace mds
 
-int main(int argc, char** argv) { return mds::bench_main(argc, argv); }
+int main(int argc, char** argv) {
+  return mds::bench::guarded_main("moe_layer_bench", [&] { return mds::bench_main(argc, argv); });
+}

@@ -302,10 +302,5 @@ int bench_main(int argc, char** argv) {
 }  // namespace mds
 
 int main(int argc, char** argv) {
-  try {
-    return mds::bench_main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "sampling_bench: %s\n", mds::bench::first_line(e).c_str());
-    return 1;
-  }
+  return mds::bench::guarded_main("sampling_bench", [&] { return mds::bench_main(argc, argv); });
 }

@@ -470,10 +470,5 @@ int bench_main(int argc, char** argv) {
 }  // namespace mds::kernels
 
 int main(int argc, char** argv) {
-  try {
-    return mds::kernels::bench_main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "sliding_attention_bench: %s\n", mds::bench::first_line(e).c_str());
-    return 1;
-  }
+  return mds::bench::guarded_main("sliding_attention_bench", [&] { return mds::kernels::bench_main(argc, argv); });
 }
