@@ -87,6 +87,38 @@ TEST(Ema, AveragesWeights) {
   EXPECT_TRUE(torch::allclose(ema.weights().at("weight"), w0 + 1.0));
 }
 
+TEST(LearningRate, ATimeBudgetDecaysToTheMinimumWhenItEnds) {
+  train::LrSchedule s;
+  s.total = 1000000, s.warmup = 10, s.peak = 1.0, s.min_lr = 0.0, s.budget_seconds = 100.0;
+  EXPECT_DOUBLE_EQ(s.at(0, 50.0), 0.1);  // warm-up is counted in steps
+  EXPECT_DOUBLE_EQ(s.at(20, 25.0), 0.75);  // a quarter of the budget
+  EXPECT_DOUBLE_EQ(s.at(20, 100.0), 0.0);
+  EXPECT_DOUBLE_EQ(s.at(20, 250.0), 0.0);  // past the end: the minimum, not below
+  // The steps can be further along than the clock: the lower rate wins.
+  s.total = 110;
+  EXPECT_DOUBLE_EQ(s.at(60, 10.0), learning_rate(60, 110, 10, 1.0, 0.0));
+  // No budget: the steps alone.
+  s.budget_seconds = 0.0;
+  EXPECT_DOUBLE_EQ(s.at(60, 1e9), learning_rate(60, 110, 10, 1.0, 0.0));
+}
+
+TEST(Ema, WarmupStartsCloseToTheWeights) {
+  torch::nn::Linear layer(2, 1);
+  Ema ema(*layer, 0.999, /*warmup=*/true);
+  EXPECT_DOUBLE_EQ(ema.decay_at(0), 0.1);
+  EXPECT_DOUBLE_EQ(ema.decay_at(90), 91.0 / 100.0);
+  EXPECT_DOUBLE_EQ(ema.decay_at(100000), 0.999);
+  const auto w0 = layer->weight.detach().clone();
+  {
+    torch::NoGradGuard g;
+    layer->weight.add_(1.0);
+  }
+  ema.update(*layer, 0);  // decay 0.1: 0.1 w0 + 0.9 (w0 + 1)
+  EXPECT_TRUE(torch::allclose(ema.weights().at("weight"), w0 + 0.9));
+  Ema plain(*layer, 0.999);
+  EXPECT_DOUBLE_EQ(plain.decay_at(0), 0.999);
+}
+
 TEST(ClipGradients, ScalesToTheMaximumNorm) {
   auto p = torch::zeros({2}).requires_grad_(true);
   (p * torch::tensor({3.0f, 4.0f})).sum().backward();

@@ -2,7 +2,10 @@
 // reproduces them.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -89,6 +92,49 @@ TEST_F(TrainTest, ResumeGivesTheSameLossesAsAnUninterruptedRun) {
   }
   // A second run into the same directory without --resume is refused.
   EXPECT_THROW(train::train(sets("split"), {}), Error);
+}
+
+// Ctrl-C (SIGINT) in the middle of a run: the step finishes, a checkpoint is written, train() returns;
+// --resume then continues exactly as if nothing had happened.
+TEST_F(TrainTest, InterruptedRunCheckpointsAndResumesExactly) {
+  auto sets = [&](const std::string& run) {
+    return Config::load("", tiny(run, {"train.steps=7", "train.warmup_steps=2", "train.lr=1e-3"}));
+  };
+  const TrainResult whole = train::train(sets("uninterrupted"), {});
+  ASSERT_EQ(whole.losses.size(), 7u);
+
+  TrainOptions interrupted;
+  interrupted.on_step = [](int64_t step) {
+    if (step == 3) std::raise(SIGINT);
+  };
+  const TrainResult part1 = train::train(sets("interrupted"), interrupted);
+  EXPECT_EQ(part1.stop_reason, "interrupted by SIGINT");
+  EXPECT_EQ(part1.step, 3);
+  EXPECT_TRUE(fs::exists(fs::join(dir_->file("interrupted"), "checkpoints/step_3/trainer_state.json")));
+  // The handler is gone with the run: SIGINT is back to its default disposition.
+  struct sigaction now {};
+  sigaction(SIGINT, nullptr, &now);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);
+
+  TrainOptions again;
+  again.resume = true;
+  const TrainResult part2 = train::train(sets("interrupted"), again);
+  EXPECT_EQ(part2.stop_reason, "finished");
+  ASSERT_EQ(part2.losses.size(), 4u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(part1.losses[i], whole.losses[i]) << "step " << i + 1;
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(part2.losses[i], whole.losses[i + 3]) << "step " << i + 4;
+}
+
+// A run on a time budget stops when the budget is spent, with a checkpoint, and says why.
+TEST_F(TrainTest, TimeBudgetStopsTheRunWithACheckpoint) {
+  // 6e-8 minutes (3.6 microseconds): spent by the first step, whatever the machine.
+  Config c = Config::load("", tiny("budget", {"train.steps=100", "train.max_minutes=6e-8"}));
+  const TrainResult r = train::train(c, {});
+  EXPECT_EQ(r.step, 1);
+  EXPECT_NE(r.stop_reason.find("time budget of"), std::string::npos) << r.stop_reason;
+  EXPECT_GT(r.train_seconds, 0.0);
+  const std::string state = test::read_file(fs::join(dir_->file("budget"), "checkpoints/step_1/trainer_state.json"));
+  EXPECT_NE(state.find("\"train_seconds\""), std::string::npos) << state;
 }
 
 TEST_F(TrainTest, ValidationGeneratesScoresAndStopsEarly) {

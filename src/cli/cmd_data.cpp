@@ -27,9 +27,11 @@ using data::DebianBuildStats;
 using data::PreparedDataset;
 using data::Tokenizer;
 using data::build_debian_descriptions;
-using data::most_frequent_target;
+using data::BaselineKind;
+using data::BaselineStats;
 using data::prepare_dataset;
-using data::write_constant_predictions;
+using data::parse_baseline_kind;
+using data::write_baseline_predictions;
 
 namespace {
 
@@ -109,17 +111,28 @@ void add_data_command(CLI::App& app) {
   inspect->add_option("dir", *inspect_dir, "prepared data directory")->required();
   inspect->callback([inspect_dir] { run_inspect(*inspect_dir); });
 
-  auto baseline_args = std::make_shared<std::vector<std::string>>(3);
+  struct BaselineArgs {
+    std::string train, input, output, kind = "most-frequent";
+    std::size_t k = 0;
+  };
+  auto baseline_args = std::make_shared<BaselineArgs>();
   auto* baseline = data->add_subcommand(
-      "baseline", "predictions of the trivial baseline: the most frequent training target for every input");
-  baseline->add_option("--train", (*baseline_args)[0], "training jsonl")->required();
-  baseline->add_option("--input", (*baseline_args)[1], "jsonl to predict for")->required();
-  baseline->add_option("--output", (*baseline_args)[2], "predictions jsonl")->required();
+      "baseline", "predictions of a trivial baseline: the most frequent training target, the source itself, or "
+                  "its first k words");
+  baseline->add_option("--kind", baseline_args->kind, "most-frequent (default) | copy | first-k")
+      ->check(CLI::IsMember({"most-frequent", "copy", "first-k"}));
+  baseline->add_option("--train", baseline_args->train,
+                       "training jsonl (most-frequent; first-k without --k: the median target length)");
+  baseline->add_option("--k", baseline_args->k, "first-k: words kept (0 = the median target length in --train)");
+  baseline->add_option("--input", baseline_args->input, "jsonl to predict for")->required();
+  baseline->add_option("--output", baseline_args->output, "predictions jsonl")->required();
   baseline->callback([baseline_args] {
     const auto& a = *baseline_args;
-    const std::string target = most_frequent_target(a[0]);
-    const std::size_t n = write_constant_predictions(a[1], target, a[2]);
-    log_info("baseline \"", target, "\" for ", n, " inputs -> ", a[2]);
+    const BaselineKind kind = parse_baseline_kind(a.kind);
+    MDS_CHECK(!a.train.empty() || kind == BaselineKind::copy || (kind == BaselineKind::first_k && a.k > 0),
+              "data baseline --kind ", a.kind, " needs --train", kind == BaselineKind::first_k ? " (or --k)" : "");
+    const BaselineStats stats = write_baseline_predictions(kind, a.train, a.input, a.output, a.k);
+    log_info("baseline: ", stats.description, " for ", stats.predictions, " inputs -> ", a.output);
   });
 
   auto* build = data->add_subcommand("build", "build a data set from a public source");

@@ -146,8 +146,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option(
       "--metrics", a->metrics,
       "comma list: bleu sentence-bleu chrf diffuseq-bleu nltk-corpus-bleu rouge1 rouge2 rougeL "
-      "rougeLsum diffuseq-rougeL exact f1 dist1 dist2 len "
-      "(default: bleu,chrf,diffuseq-bleu,rouge1,rouge2,rougeL,exact,f1,dist1,len)");
+      "rougeLsum diffuseq-rougeL exact f1 dist1 dist2 len empty "
+      "(default: bleu,chrf,diffuseq-bleu,rouge1,rouge2,rougeL,exact,f1,dist1,len,empty)");
   cmd->add_flag("--no-stemmer", a->no_stemmer, "ROUGE without rouge-score's Porter stemmer");
   cmd->add_option("--json", a->json_out, "write the report as JSON");
   cmd->add_option("--per-example", a->per_example_out, "write per-example scores (jsonl)");

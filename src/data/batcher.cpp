@@ -59,6 +59,7 @@ PackOptions pack_options_from_config(const Config& c) {
   p.truncation = parse_truncation(c.get_string("data.truncation"));
   p.trg_pad = parse_target_padding(c.get_string("data.trg_pad"));
   p.globals = parse_global_tokens(c.get_string("attention.globals"));
+  p.mask_target_padding = c.get_string("data.target_length") == "predict";
   return p;
 }
 
@@ -179,6 +180,8 @@ Batch pack_batch(const ExampleSource& source, const std::vector<std::size_t>& ex
       if (options.globals == GlobalTokens::bos_sep_target)
         for (int64_t p = S + 2; p < L; ++p) global_mask[p] = 1;
     }
+    if (options.mask_target_padding)
+      for (int64_t p = S + 3 + t; p < L; ++p) trg_mask[p] = key_mask[p] = global_mask[p] = 0;
   }
   return b;
 }

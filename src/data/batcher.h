@@ -12,7 +12,8 @@
 //
 // Masks, each B x L, 1 = yes:
 //   trg_mask     target region (noised, generated, in the loss); DiffuSeq's input_mask
-//   key_mask     may be attended to (everything except source padding)
+//   key_mask     may be attended to (everything except source padding, and with
+//                mask_target_padding the target padding after EOS, which then leaves trg_mask too)
 //   global_mask  global tokens: BOS and SEP; with globals = "bos+sep+target" every target position too
 #pragma once
 
@@ -40,6 +41,9 @@ struct PackOptions {
   Truncation truncation = Truncation::end;
   TargetPadding trg_pad = TargetPadding::max;
   GlobalTokens globals = GlobalTokens::bos_sep;
+  // The target region's padding after the EOS is masked like source padding (not noised, not in the
+  // loss, not attended to) instead of being generated: data.target_length = "predict".
+  bool mask_target_padding = false;
 };
 
 struct Batch {
@@ -81,7 +85,8 @@ struct BatchPlanOptions {
   int rank = 0, world_size = 1;          // each rank gets every world_size-th batch
 };
 
-// data.max_src_len, data.max_trg_len, data.truncation, data.trg_pad and attention.globals.
+// data.max_src_len, data.max_trg_len, data.truncation, data.trg_pad, data.target_length and
+// attention.globals.
 PackOptions pack_options_from_config(const Config& config);
 // data.batch_tokens (checked against the longest row), data.max_batch_size, data.bucket_window,
 // data.shuffle (only when `shuffle`: validation batches are never shuffled) and train.seed.

@@ -8,6 +8,7 @@ namespace mds::diffusion {
 
 using model::BatchTensors;
 using model::Denoiser;
+using model::DenoiserInputs;
 using model::DenoiserOutput;
 
 namespace {
@@ -33,6 +34,10 @@ LossOptions loss_options_from_config(const Config& c) {
   o.absorb_reg = c.get_float("loss.absorb_reg");
   o.forward.soft_absorbing = c.get_bool("diffusion.soft_absorbing");
   o.forward.absorb_rate = c.get_float("diffusion.absorb_rate");
+  o.mse_weight = c.get_float("loss.mse_weight");
+  o.x0_ce_weight = c.get_float("loss.x0_ce_weight");
+  if (c.get_string("data.target_length") == "predict") o.length_weight = c.get_float("loss.length_weight");
+  if (c.get_bool("model.self_condition")) o.self_condition_prob = c.get_float("train.self_condition_prob");
   return o;
 }
 
@@ -76,7 +81,21 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
 
   auto t_dev = t_B.to(device);
   auto model_t_B = t_dev.to(torch::kFloat) * (1000.0 / static_cast<double>(s.steps));
-  DenoiserOutput out = model->forward(noised.x_t_BLC, model_t_B, batch.key_mask_BL, batch.global_mask_BL);
+  DenoiserInputs in;
+  in.x_t_BLC = noised.x_t_BLC;
+  in.t_B = model_t_B;
+  in.key_mask_BL = batch.key_mask_BL;
+  in.global_mask_BL = batch.global_mask_BL;
+  in.trg_mask_BL = batch.trg_mask_BL;
+  // Self-conditioning: on a share of the steps, a first estimate without gradient is fed back (its
+  // source positions hold the anchor, as the sampler feeds it). One draw per step, none when off.
+  if (o.self_condition_prob > 0 && at::rand({1}, gen).item<double>() < o.self_condition_prob) {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor first = model->forward(in).x0_BLC.detach();
+    in.self_cond_BLC = torch::where(batch.trg_mask_BL.unsqueeze(-1), first.to(noised.x_t_BLC.scalar_type()),
+                                    noised.x_t_BLC);
+  }
+  DenoiserOutput out = model->forward(in);
 
   // Under bf16 autocast the model's outputs are bf16: every term is computed in float32 from here on.
   auto chosen_BL = o.target_only ? batch.trg_mask_BL : batch.key_mask_BL;
@@ -90,17 +109,39 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   auto prior_B = prior_loss_B(noised.x0_BLC, m_C.defined() && o.forward.soft_absorbing ? m_C : torch::Tensor(),
                               s.sqrt_alphas_cumprod.back(), chosen_BL);
 
+  // The predicted x0's cross-entropy against the tokens, on target positions: the logits of the
+  // softmax head, or the rounding head on the regressed x0 (Difformer's anchor loss).
+  torch::Tensor x0_ce_B = torch::zeros({B}, mse_B.options());
+  if (o.x0_ce_weight > 0) {
+    const torch::Tensor logits_NV = out.x0_logits_NV.defined()
+                                        ? out.x0_logits_NV
+                                        : model->logits(chosen_rows(out.x0_BLC, batch.trg_mask_BL));
+    x0_ce_B = rounding_loss_B(logits_NV, batch.ids_BL, batch.trg_mask_BL);
+  }
+  // The length head: the number of target tokens before EOS, from the source alone.
+  torch::Tensor length_B = torch::zeros({B}, mse_B.options());
+  if (o.length_weight > 0 && model->has_length_head()) {
+    const torch::Tensor logits_BT = model->length_logits(emb_BLC, batch.key_mask_BL & batch.trg_mask_BL.logical_not());
+    const torch::Tensor target_B = batch.trg_len_B.to(device).clamp(0, logits_BT.size(1) - 1);
+    length_B = torch::nn::functional::cross_entropy(
+        at_least_fp32(logits_BT), target_B, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  }
+
   LossTerms terms;
-  auto loss_B = mse_B + o.rounding_weight * rounding_B + o.prior_weight * prior_B;
+  auto loss_B = o.mse_weight * mse_B + o.rounding_weight * rounding_B + o.prior_weight * prior_B;
+  if (o.x0_ce_weight > 0) loss_B = loss_B + o.x0_ce_weight * x0_ce_B;
   // L4: |m| keeps the absorbing vector from drifting away (DiffuSeq-v2's reg_rate).
   auto absorb = m_C.defined() && o.forward.soft_absorbing ? at_least_fp32(m_C).norm() : torch::zeros({}, loss_B.options());
   // L5: the importance-weighted mean, plus the regulariser and the MoE losses.
   terms.total = (loss_B * weight_B.to(device, loss_B.scalar_type())).mean() + o.absorb_reg * absorb +
                 out.moe_loss.to(loss_B.scalar_type());
+  if (o.length_weight > 0) terms.total = terms.total + o.length_weight * length_B.mean();
   terms.loss_B = loss_B.detach();
   terms.mse = mse_B.mean().detach();
   terms.rounding = rounding_B.mean().detach();
   terms.prior = prior_B.mean().detach();
+  terms.x0_ce = x0_ce_B.mean().detach();
+  terms.length = length_B.mean().detach();
   terms.absorb = absorb.detach();
   terms.moe_aux = out.aux_loss.detach();
   terms.moe_z = out.z_loss.detach();

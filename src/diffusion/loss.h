@@ -5,8 +5,14 @@
 //   mse      = mean over the chosen positions of |target - f(x_t, t)|^2 / C,  target = x0 (t > 0) or emb (t = 0)
 //   rounding = mean over the chosen positions of CE(logits(x0), ids)       (on x0, as DiffuSeq's code)
 //   prior    = mean over the chosen positions of |sqrt(ab_{T-1}) (x0 - m)|^2 / C   (the tT term)
-//   loss_B   = mse + rounding_weight * rounding + prior_weight * prior      (per example)
-//   total    = mean_B(importance_weight_B * loss_B) + absorb_reg * |m| + MoE losses
+//   x0_ce    = mean over target positions of CE(logits(z), ids)   (z: x0_hat, or the softmax logits)
+//   length   = CE(length head, target length)                     (data.target_length = "predict")
+//   loss_B   = mse_weight * mse + rounding_weight * rounding + prior_weight * prior
+//              + x0_ce_weight * x0_ce                                    (per example)
+//   total    = mean_B(importance_weight_B * loss_B) + length_weight * mean_B(length)
+//              + absorb_reg * |m| + MoE losses
+// Self-conditioning (self_condition_prob > 0): with that probability per step, x0 is first estimated
+// without gradient from the same x_t and fed back as the model's self-conditioning input.
 // Chosen positions: the target region (default), or every non-padding position (loss.positions = "all",
 // DiffuSeq's behaviour).
 #pragma once
@@ -27,18 +33,21 @@ namespace mds::diffusion {
 struct LossOptions {
   bool target_only = true;
   double rounding_weight = 1.0, prior_weight = 1.0, absorb_reg = 0.01;
+  double mse_weight = 1.0, x0_ce_weight = 0.0, length_weight = 0.0;
+  double self_condition_prob = 0.0;  // 0: never (a model without self-conditioning)
   ForwardOptions forward;
 };
 
-// loss.positions, loss.rounding_weight, loss.prior_weight, loss.absorb_reg, diffusion.soft_absorbing
-// and diffusion.absorb_rate.
+// loss.* (positions and weights; loss.length_weight with data.target_length = "predict"),
+// train.self_condition_prob (with model.self_condition), diffusion.soft_absorbing and
+// diffusion.absorb_rate.
 LossOptions loss_options_from_config(const Config& config);
 
 struct LossTerms {
   at::Tensor total;   // scalar to differentiate
   at::Tensor loss_B;  // per-example diffusion loss, detached (for the loss-aware t-sampler)
   // Detached scalars for logging.
-  at::Tensor mse, rounding, prior, absorb, moe_aux, moe_z;
+  at::Tensor mse, rounding, prior, x0_ce, length, absorb, moe_aux, moe_z;
   at::Tensor dropped;  // int64 0-dim on the device: MoE assignments dropped by a capacity
 };
 

@@ -35,17 +35,29 @@ std::vector<double> betas_for_alpha_bar(int64_t T, double (*alpha_bar)(double), 
 }  // namespace
 
 NoiseSchedule NoiseSchedule::from_config(const Config& c) {
-  return make(c.get_string("diffusion.schedule"), c.get_int("diffusion.steps"));
+  return make(c.get_string("diffusion.schedule"), c.get_int("diffusion.steps"), c.get_float("diffusion.noise_factor"));
 }
 
-NoiseSchedule NoiseSchedule::make(const std::string& name, int64_t steps) {
+NoiseSchedule NoiseSchedule::make(const std::string& name, int64_t steps, double noise_factor) {
   MDS_CHECK(steps >= 1, "noise schedule: diffusion steps must be >= 1, got ", steps);
+  MDS_CHECK(noise_factor > 0, "noise schedule: the noise factor must be > 0, got ", noise_factor);
   NoiseSchedule s;
   s.steps = steps;
   if (name == "sqrt") {
     s.betas = betas_for_alpha_bar(steps, sqrt_alpha_bar, 0.999);  // S1
   } else {
     fail("noise schedule: unknown schedule \"", name, "\" (known: sqrt)");
+  }
+  if (noise_factor != 1.0) {
+    // SNR / F^2 at every step, through alpha_bar; the betas that give it.
+    const double f2 = noise_factor * noise_factor;
+    double cumprod = 1.0, previous = 1.0;
+    for (double& beta : s.betas) {
+      cumprod *= 1.0 - beta;
+      const double scaled = cumprod / (f2 - (f2 - 1.0) * cumprod);
+      beta = 1.0 - scaled / previous;
+      previous = scaled;
+    }
   }
 
   const std::size_t T = static_cast<std::size_t>(steps);

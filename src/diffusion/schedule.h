@@ -4,6 +4,8 @@
 // beta_i = min(1 - alpha_bar((i+1)/T) / alpha_bar(i/T), 0.999),  i = 0..T-1
 // alphas_cumprod[n] = prod_{i<=n} (1 - beta_i)
 // Index t = 0 already means one step of noise; the model sees time t * 1000 / T.
+// A noise factor F != 1 (Difformer, algorithms.md 10.4) divides the signal-to-noise ratio by F^2:
+//   alpha_bar'(t) = alpha_bar(t) / (F^2 - (F^2 - 1) alpha_bar(t)),  beta'_i = 1 - alpha_bar'_i / alpha_bar'_{i-1}
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -22,8 +24,8 @@ struct NoiseSchedule {
   std::vector<double> sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod;
   std::vector<double> posterior_variance, posterior_mean_coef1, posterior_mean_coef2;
 
-  static NoiseSchedule make(const std::string& name, int64_t steps);  // name: "sqrt"
-  // diffusion.schedule and diffusion.steps.
+  static NoiseSchedule make(const std::string& name, int64_t steps, double noise_factor = 1.0);  // name: "sqrt"
+  // diffusion.schedule, diffusion.steps and diffusion.noise_factor.
   static NoiseSchedule from_config(const Config& config);
 
   double model_time(double t) const { return t * 1000.0 / static_cast<double>(steps); }

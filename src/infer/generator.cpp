@@ -94,6 +94,7 @@ void TextGenerator::init_from_config() {
   options_ = generate_options_from_config(config_);
   pack_ = pack_options_from_config(config_);
   pack_.trg_pad = TargetPadding::max;  // the output may use the whole target region
+  pack_.mask_target_padding = false;   // a length head, if any, cuts each row (generate_ids)
 }
 
 std::vector<std::string> TextGenerator::generate(const std::vector<std::string>& sources) {
@@ -120,28 +121,50 @@ torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOpti
   in.trg_mask_BL = bt.trg_mask_BL;
   in.absorbing_C = model_->absorbing();
   in.embedding_VC = model_->embedding_weight();
+  model::DenoiserInputs inputs;
+  inputs.key_mask_BL = bt.key_mask_BL;
+  inputs.global_mask_BL = bt.global_mask_BL;
+  inputs.trg_mask_BL = bt.trg_mask_BL;
+  // Self-conditioning: each call gets the previous call's estimate (anchored), the first none, as in
+  // training; through DPM-Solver++'s multistep history this is the last model output.
+  const bool self_condition = model_->options().self_condition;
+  const torch::Tensor trg_BL1 = bt.trg_mask_BL.unsqueeze(-1);
   // Only the model call runs under autocast: the solver's state and history, clamping and the
   // final rounding stay float32.
   auto predict = [&](const torch::Tensor& x_BLC, const torch::Tensor& model_t_B) {
     PrecisionScope scope(runtime_.precision, runtime_.device);
-    return model_->forward(x_BLC, model_t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLC.to(x_BLC.scalar_type());
+    inputs.x_t_BLC = x_BLC;
+    inputs.t_B = model_t_B;
+    torch::Tensor x0_BLC = model_->forward(inputs).x0_BLC.to(x_BLC.scalar_type());
+    if (self_condition) inputs.self_cond_BLC = torch::where(trg_BL1, x0_BLC, in.anchor_BLC.to(x0_BLC.scalar_type()));
+    return x0_BLC;
   };
   return sample(schedule_, predict, in, options, gen);
+}
+
+torch::Tensor TextGenerator::predict_lengths(const BatchTensors& bt) {
+  torch::NoGradGuard no_grad;
+  PrecisionScope scope(runtime_.precision, runtime_.device);
+  const torch::Tensor logits_BT =
+      model_->length_logits(model_->embed(bt.ids_BL), bt.key_mask_BL & bt.trg_mask_BL.logical_not());
+  return logits_BT.argmax(-1);
 }
 
 GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen) {
   torch::NoGradGuard no_grad;
   BatchTensors bt = to_tensors(batch, runtime_.device);
+  // A length head decides each row's length: exactly that many positions (and the EOS) are denoised.
+  if (model_->has_length_head()) bt = model::limit_target_region(bt, predict_lengths(bt) + 1);
   torch::Tensor x0 = sample_x0(bt, options_.sampler, gen);
   torch::Tensor ids_BL = model_->logits(x0).argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
   const int64_t* ids = ids_BL.data_ptr<int64_t>();
-  const int64_t first = batch.src_region + 2;  // BOS, source region, SEP
+  const int64_t first = batch.src_region + 2, L = ids_BL.size(1);  // BOS, source region, SEP
   GeneratedBatch out;
   out.tokens.resize(static_cast<std::size_t>(batch.batch_size));
   for (int64_t b = 0; b < batch.batch_size; ++b) {
     auto& row = out.tokens[static_cast<std::size_t>(b)];
-    for (int64_t p = first; p < batch.length; ++p) {
-      const auto id = static_cast<int32_t>(ids[b * batch.length + p]);
+    for (int64_t p = first; p < L; ++p) {
+      const auto id = static_cast<int32_t>(ids[b * L + p]);
       if (id == SpecialTokens::eos || id == SpecialTokens::pad) break;
       row.push_back(id);
     }

@@ -66,6 +66,8 @@ class TextGenerator {
   // x0 of one packed batch (tensors on device()): float32 [B, L, C], whatever precision() the model
   // runs in.
   torch::Tensor sample_x0(const model::BatchTensors& batch, const diffusion::SamplerOptions& options, at::Generator generator);
+  // The length head's choice for each row: the number of target tokens before EOS, int64 [B].
+  torch::Tensor predict_lengths(const model::BatchTensors& batch);
 
   const Config& config() const { return config_; }
   const data::Tokenizer& tokenizer() const { return tokenizer_; }

@@ -158,6 +158,12 @@ SystemReport score_system(const std::string& name, const std::vector<std::string
       v = {metric, numpy_mean(values), "tokens", "DiffuSeq avg len: len(h.split(' ')), mean",
            nullptr};
       per_item(metric, values);
+    } else if (metric == "empty") {
+      // Outputs with no word: a generator that collapses to PAD or EOS shows here first.
+      std::vector<double> values;
+      for (const auto& p : preds) values.push_back(trim(p).empty() ? 100.0 : 0.0);
+      v = {metric, numpy_mean(values), "0-100", "percent of predictions with no non-space character", nullptr};
+      per_item(metric, values);
     } else {
       fail("eval: unknown metric \"", metric, "\"");
     }
@@ -210,13 +216,13 @@ void append_rows(std::string& out, const std::vector<MetricValue>& metrics) {
 const std::vector<std::string>& known_metrics() {
   static const std::vector<std::string> names = {
       "bleu", "sentence-bleu", "chrf", "diffuseq-bleu", "nltk-corpus-bleu", "rouge1", "rouge2",
-      "rougeL", "rougeLsum", "diffuseq-rougeL", "exact", "f1", "dist1", "dist2", "len"};
+      "rougeL", "rougeLsum", "diffuseq-rougeL", "exact", "f1", "dist1", "dist2", "len", "empty"};
   return names;
 }
 
 const std::vector<std::string>& default_metrics() {
   static const std::vector<std::string> names = {
-      "bleu", "chrf", "diffuseq-bleu", "rouge1", "rouge2", "rougeL", "exact", "f1", "dist1", "len"};
+      "bleu", "chrf", "diffuseq-bleu", "rouge1", "rouge2", "rougeL", "exact", "f1", "dist1", "len", "empty"};
   return names;
 }
 
@@ -245,7 +251,7 @@ std::vector<std::string> parse_metric_list(const std::string& list) {
 
 bool needs_references(const std::vector<std::string>& metrics) {
   for (const auto& m : metrics) {
-    if (m != "dist1" && m != "dist2" && m != "len") return true;
+    if (m != "dist1" && m != "dist2" && m != "len" && m != "empty") return true;
   }
   return false;
 }

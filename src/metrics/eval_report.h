@@ -17,14 +17,14 @@ struct EvalOptions {
 };
 
 // bleu sentence-bleu chrf diffuseq-bleu nltk-corpus-bleu rouge1 rouge2 rougeL rougeLsum
-// diffuseq-rougeL exact f1 dist1 dist2 len.
+// diffuseq-rougeL exact f1 dist1 dist2 len empty (the percent of empty predictions).
 const std::vector<std::string>& known_metrics();
-// bleu chrf diffuseq-bleu rouge1 rouge2 rougeL exact f1 dist1 len.
+// bleu chrf diffuseq-bleu rouge1 rouge2 rougeL exact f1 dist1 len empty.
 const std::vector<std::string>& default_metrics();
 // "bleu, Rouge1" -> {"bleu", "rouge1"} (any case); an unknown name is an error that suggests the
 // closest.
 std::vector<std::string> parse_metric_list(const std::string& list);
-// Whether any of the metrics compares with references (dist1, dist2 and len do not).
+// Whether any of the metrics compares with references (dist1, dist2, len and empty do not).
 bool needs_references(const std::vector<std::string>& metrics);
 
 struct MetricValue {

@@ -1,8 +1,10 @@
 #include "model/batch_tensors.h"
 
-#include <ATen/ops/from_blob.h>
+#include <ATen/ATen.h>
 
 #include <vector>
+
+#include "data/special_tokens.h"
 
 namespace mds::model {
 
@@ -23,6 +25,23 @@ at::Tensor to_bool(const std::vector<uint8_t>& v, std::vector<int64_t> shape, c1
 }
 
 }  // namespace
+
+BatchTensors limit_target_region(const BatchTensors& b, const at::Tensor& keep_B) {
+  const int64_t B = b.ids_BL.size(0), L = b.ids_BL.size(1), first = b.src_region + 2;
+  const at::Tensor keep = keep_B.to(b.ids_BL.device(), at::kLong).clamp(1, b.trg_region);
+  const int64_t region = keep.max().item<int64_t>();  // one sync: the new length
+  const at::Tensor pos_1L = at::arange(L, b.ids_BL.options()).unsqueeze(0);
+  const at::Tensor gone_BL = (pos_1L >= first + keep.view({B, 1})).logical_and(b.trg_mask_BL);
+  BatchTensors out = b;
+  const int64_t L2 = first + region;
+  out.ids_BL = b.ids_BL.masked_fill(gone_BL, data::SpecialTokens::pad).narrow(1, 0, L2).contiguous();
+  out.trg_mask_BL = b.trg_mask_BL.logical_and(gone_BL.logical_not()).narrow(1, 0, L2).contiguous();
+  out.key_mask_BL = b.key_mask_BL.logical_and(gone_BL.logical_not()).narrow(1, 0, L2).contiguous();
+  out.global_mask_BL = b.global_mask_BL.logical_and(gone_BL.logical_not()).narrow(1, 0, L2).contiguous();
+  out.trg_len_B = (keep - 1).to(b.trg_len_B.defined() ? b.trg_len_B.device() : keep.device());
+  out.trg_region = region;
+  return out;
+}
 
 BatchTensors to_tensors(const Batch& batch, c10::Device device) {
   const std::vector<int64_t> bl{batch.batch_size, batch.length};

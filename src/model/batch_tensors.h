@@ -20,4 +20,9 @@ struct BatchTensors {
 
 BatchTensors to_tensors(const data::Batch& batch, c10::Device device);
 
+// Generation with predicted lengths: row b keeps the first keep_B[b] positions of its target region
+// (its tokens and the EOS); the rest becomes padding (PAD ids, masked out of attention, not generated,
+// not global), and the batch is cut to its longest kept row. keep_B: int64 [B], values in [1, T].
+BatchTensors limit_target_region(const BatchTensors& batch, const at::Tensor& keep_B);
+
 }  // namespace mds::model

@@ -30,19 +30,65 @@ DenoiserImpl::DenoiserImpl(ModelOptions o) : options_(std::move(o)) {
   dropout_ = register_module("dropout", torch::nn::Dropout(o_.dropout));
   for (int64_t l = 0; l < o_.layers; ++l)
     blocks_.push_back(register_module("block" + std::to_string(l), Block(o_, l)));
+  if (o_.self_condition) {
+    // Zero at the start: self-conditioning begins as the model without it (Analog Bits).
+    self_cond_ = register_module("self_cond", torch::nn::Linear(o_.embed_dim, o_.dim));
+    torch::NoGradGuard no_grad;
+    self_cond_->weight.zero_();
+    self_cond_->bias.zero_();
+  }
+  if (o_.restart_positions)
+    segment_embedding_ = register_parameter("segment_embedding", torch::randn({2, o_.dim}) * o_.init_std);
+  if (o_.length_classes > 0) {
+    length_fc1_ = register_module("length_fc1", torch::nn::Linear(2 * o_.dim, o_.dim));
+    length_fc2_ = register_module("length_fc2", torch::nn::Linear(o_.dim, o_.length_classes));
+  }
+}
+
+torch::Tensor DenoiserImpl::embedding_weight() const {
+  if (!options_.embed_l2) return word_embedding_;
+  // Rows at RMS embed_scale: norm sqrt(C) * embed_scale.
+  const double norm = std::sqrt(static_cast<double>(options_.embed_dim)) * options_.embed_scale;
+  return word_embedding_ * (norm / word_embedding_.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12));
 }
 
 torch::Tensor DenoiserImpl::embed(const torch::Tensor& ids_BL) const {
-  return torch::embedding(word_embedding_, ids_BL);
+  if (!options_.embed_l2) return torch::embedding(word_embedding_, ids_BL);
+  return torch::embedding(embedding_weight(), ids_BL);
 }
 
 torch::Tensor DenoiserImpl::logits(const torch::Tensor& x_BLC) const {
-  return torch::linear(x_BLC, word_embedding_.to(x_BLC.scalar_type()), lm_bias_.to(x_BLC.scalar_type()));
+  const torch::Tensor w = embedding_weight();
+  return torch::linear(x_BLC, w.to(x_BLC.scalar_type()), lm_bias_.to(x_BLC.scalar_type()));
+}
+
+torch::Tensor DenoiserImpl::length_logits(const torch::Tensor& anchor_BLC, const torch::Tensor& src_mask_BL) {
+  MDS_CHECK(has_length_head(), "this model has no length head (data.target_length = \"generate\")");
+  const torch::Tensor up_BLD = up_->forward(anchor_BLC);
+  const torch::Tensor w_BL1 = src_mask_BL.unsqueeze(-1).to(up_BLD.scalar_type());
+  const torch::Tensor count_B1 = w_BL1.sum(1).clamp_min(1.0);
+  const torch::Tensor pooled_BD = (up_BLD * w_BL1).sum(1) / count_B1;
+  // The source length itself, as the model sees time: a sinusoid of the count.
+  const torch::Tensor length_BD = timestep_embedding(count_B1.squeeze(1), options_.dim).to(pooled_BD.scalar_type());
+  return length_fc2_->forward(torch::silu(length_fc1_->forward(torch::cat({pooled_BD, length_BD}, 1))));
 }
 
 DenoiserOutput DenoiserImpl::forward(const torch::Tensor& x_t_BLC, const torch::Tensor& t_B,
                                      const torch::Tensor& key_mask_BL, const torch::Tensor& global_mask_BL,
                                      bool with_logits) {
+  DenoiserInputs in;
+  in.x_t_BLC = x_t_BLC;
+  in.t_B = t_B;
+  in.key_mask_BL = key_mask_BL;
+  in.global_mask_BL = global_mask_BL;
+  return forward(in, with_logits);
+}
+
+DenoiserOutput DenoiserImpl::forward(const DenoiserInputs& in, bool with_logits) {
+  const torch::Tensor& x_t_BLC = in.x_t_BLC;
+  const torch::Tensor& t_B = in.t_B;
+  const torch::Tensor& key_mask_BL = in.key_mask_BL;
+  const torch::Tensor& global_mask_BL = in.global_mask_BL;
   const auto B = x_t_BLC.size(0), L = x_t_BLC.size(1);
   MDS_CHECK(L <= options_.max_positions, "sequence of length ", L, " is longer than model.max_positions = ",
             options_.max_positions);
@@ -50,8 +96,19 @@ DenoiserOutput DenoiserImpl::forward(const torch::Tensor& x_t_BLC, const torch::
               options_.embed_dim, "], got ", x_t_BLC.sizes());
   TORCH_CHECK(t_B.dim() == 1 && t_B.size(0) == B, "t must be [B] = [", B, "], got ", t_B.sizes());
 
-  auto h = up_->forward(x_t_BLC) + position_embedding_.narrow(0, 0, L).unsqueeze(0) +
-           time_mlp_->forward(t_B).unsqueeze(1);
+  torch::Tensor h;
+  if (options_.restart_positions && in.trg_mask_BL.defined()) {
+    // Target position j (0-based) takes position id j + 1, the id of source token j after BOS.
+    const torch::Tensor trg_BL = in.trg_mask_BL.to(torch::kLong);
+    const torch::Tensor pos_BL = torch::where(in.trg_mask_BL, trg_BL.cumsum(1),
+                                              torch::arange(L, trg_BL.options()).unsqueeze(0).expand({B, L}));
+    h = up_->forward(x_t_BLC) + torch::embedding(position_embedding_, pos_BL) +
+        torch::embedding(segment_embedding_, trg_BL) + time_mlp_->forward(t_B).unsqueeze(1);
+  } else {
+    h = up_->forward(x_t_BLC) + position_embedding_.narrow(0, 0, L).unsqueeze(0) +
+        time_mlp_->forward(t_B).unsqueeze(1);
+  }
+  if (self_cond_ && in.self_cond_BLC.defined()) h = h + self_cond_->forward(in.self_cond_BLC.to(x_t_BLC.scalar_type()));
   h = dropout_->forward(ln_embed_->forward(h));
 
   DenoiserOutput out;
@@ -74,8 +131,22 @@ DenoiserOutput DenoiserImpl::forward(const torch::Tensor& x_t_BLC, const torch::
   out.z_loss = out.z_loss / static_cast<double>(blocks_.size());
   out.moe_loss = options_.aux_loss_weight * out.aux_loss + options_.z_loss_weight * out.z_loss;
   if (options_.pre_norm) h = ln_final_->forward(h);
-  out.x0_BLC = down_->forward(h);
-  if (with_logits) out.logits_BLV = logits(out.x0_BLC);
+  torch::Tensor z_BLC = down_->forward(h);
+  if (with_logits) out.logits_BLV = logits(z_BLC);
+  if (!options_.x0_softmax) {
+    out.x0_BLC = z_BLC;
+    return out;
+  }
+  // x0 as the expected embedding under the predicted distribution, on target positions only (the
+  // source is the anchor): [N, V] logits, never [B, L, V] for a long source.
+  const torch::Tensor trg_N = in.trg_mask_BL.defined() ? in.trg_mask_BL.reshape({-1}).nonzero().squeeze(1)
+                                                       : torch::arange(B * L, z_BLC.options().dtype(torch::kLong));
+  const torch::Tensor z_NC = z_BLC.reshape({B * L, -1}).index_select(0, trg_N);
+  out.x0_logits_NV = logits(z_NC);
+  const torch::Tensor w_VC = embedding_weight();
+  const torch::Tensor x0_NC = torch::matmul(torch::softmax(out.x0_logits_NV.to(torch::kFloat), -1).to(z_NC.scalar_type()),
+                                            w_VC.to(z_NC.scalar_type()));
+  out.x0_BLC = z_BLC.reshape({B * L, -1}).index_copy(0, trg_N, x0_NC.to(z_BLC.scalar_type())).view(z_BLC.sizes());
   return out;
 }
 

@@ -1,14 +1,23 @@
 // The MoE-DiffuSeq denoiser: (x_t, t, batch masks) -> (x0_hat, logits). docs/architecture.md draws it.
 //
-// Dimensions: B batch, L length, C embedding dim, D model dim, V vocabulary.
+// Dimensions: B batch, L length, C embedding dim, D model dim, V vocabulary, T target-length classes,
+// N target positions.
 //
-//   h  = Dropout(LN(UpProj(x_t) + PosEmb[0..L) + TimeMlp(t)))        eq. D1
-//   h  = Block_l(h) for l = 1..layers   (attention + MoE FFN)         eq. D2
-//   x0 = DownProj(LN_final(h))          (LN_final with pre-LN only)
-//   logits = x0 W_emb^T + b             tied rounding head            eq. D3
+//   h  = Dropout(LN(UpProj(x_t) + PosEmb[pos] + TimeMlp(t) [+ SelfCond(x0_prev)] [+ Segment]))   eq. D1
+//   h  = Block_l(h) for l = 1..layers   (attention + MoE FFN)                                      eq. D2
+//   z  = DownProj(LN_final(h))          (LN_final with pre-LN only)
+//   x0 = z                              (model.x0 = "regress", DiffuSeq)
+//      = softmax(z W^T + b) W           on target positions (model.x0 = "softmax", CDCD / Plaid)
+//   logits = z W^T + b                  tied rounding head                                         eq. D3
 //
-// The word embedding W_emb is learned end to end and is also the diffusion space; the soft absorbing
-// vector m lives here too, so that everything the sampler needs is one module's state.
+// W is the word embedding, learned end to end and also the diffusion space (L2-normalised rows with
+// model.embed_norm = "l2"); the soft absorbing vector m lives here too, so that everything the sampler
+// needs is one module's state. Options off = DiffuSeq's model, parameter for parameter.
+//   self-conditioning  x0_prev (the previous estimate) enters through a Linear initialised to zero
+//   restart positions  target position j gets position id j + 1, as source token j, plus a segment
+//                      embedding (source / target)
+//   length head        [mean over source positions of UpProj(anchor) ; sinusoid(source length)]
+//                      -> Linear(2D, D) -> SiLU -> Linear(D, T): the number of target tokens before EOS
 #pragma once
 
 #include <torch/torch.h>
@@ -22,9 +31,19 @@
 
 namespace mds::model {
 
+// What the denoiser reads. Undefined optional tensors mean "none".
+struct DenoiserInputs {
+  torch::Tensor x_t_BLC;         // noised embeddings (the anchor on source positions)
+  torch::Tensor t_B;             // model time (t * 1000 / T), float
+  torch::Tensor key_mask_BL, global_mask_BL;
+  torch::Tensor trg_mask_BL;     // optional: target positions (restart positions, softmax x0); undefined = all
+  torch::Tensor self_cond_BLC;   // optional: the previous x0 estimate; undefined = zeros
+};
+
 struct DenoiserOutput {
   torch::Tensor x0_BLC;      // predicted x0
-  torch::Tensor logits_BLV;  // rounding head on x0_BLC, when asked for
+  torch::Tensor logits_BLV;  // rounding head on z (x0 with model.x0 = "regress"), when asked for
+  torch::Tensor x0_logits_NV;  // model.x0 = "softmax": the logits of the target positions (row-major)
   torch::Tensor moe_loss;    // aux_loss_weight * aux_loss + z_loss_weight * z_loss (scalar)
   torch::Tensor aux_loss, z_loss;  // means over layers, unweighted (for logging)
   std::vector<torch::Tensor> tokens_per_expert;  // per layer, int64 [E], on the model's device
@@ -41,13 +60,19 @@ class DenoiserImpl : public torch::nn::Module {
  public:
   explicit DenoiserImpl(ModelOptions options);
 
-  // x_t_BLC: noised embeddings; t_B: model time (t * 1000 / T), float.
+  DenoiserOutput forward(const DenoiserInputs& inputs, bool with_logits = false);
+  // The same without a target mask or self-conditioning input.
   DenoiserOutput forward(const torch::Tensor& x_t_BLC, const torch::Tensor& t_B, const torch::Tensor& key_mask_BL,
                          const torch::Tensor& global_mask_BL, bool with_logits = false);
 
   torch::Tensor embed(const torch::Tensor& ids_BL) const;     // -> [B, L, C]
-  torch::Tensor logits(const torch::Tensor& x_BLC) const;     // -> [B, L, V]
-  const torch::Tensor& embedding_weight() const { return word_embedding_; }  // [V, C]
+  torch::Tensor logits(const torch::Tensor& x_BLC) const;     // -> [B, L, V] (any leading shape)
+  // The embedding table the diffusion space uses: the learned rows, or the normalised ones. [V, C]
+  torch::Tensor embedding_weight() const;
+  // The length head's logits [B, T] from the anchor (clean source embeddings) and the source positions
+  // (BOS, source tokens, SEP: key_mask and not trg_mask). Needs options().length_classes > 0.
+  torch::Tensor length_logits(const torch::Tensor& anchor_BLC, const torch::Tensor& src_mask_BL);
+  bool has_length_head() const { return options_.length_classes > 0; }
   const torch::Tensor& absorbing() const { return absorbing_; }  // m [C]; undefined when off
   const ModelOptions& options() const { return options_; }
   std::vector<Block>& blocks() { return blocks_; }
@@ -63,6 +88,11 @@ class DenoiserImpl : public torch::nn::Module {
   torch::nn::LayerNorm ln_embed_{nullptr}, ln_final_{nullptr};
   torch::nn::Dropout dropout_{nullptr};
   std::vector<Block> blocks_;
+  // Recipe options: registered only when on, after the rest, so that a model without them draws the
+  // same initial weights as before they existed.
+  torch::nn::Linear self_cond_{nullptr};
+  torch::Tensor segment_embedding_;  // [2, D]: source, target
+  torch::nn::Linear length_fc1_{nullptr}, length_fc2_{nullptr};
 };
 TORCH_MODULE(Denoiser);
 

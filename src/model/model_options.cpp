@@ -65,6 +65,13 @@ ModelOptions model_options_from_config(const Config& c, int64_t vocab_size) {
   o.aux_loss_weight = c.get_float("moe.aux_loss_weight");
   o.z_loss_weight = c.get_float("moe.z_loss_weight");
   o.soft_absorbing = c.get_bool("diffusion.soft_absorbing");
+  o.x0_softmax = c.get_string("model.x0") == "softmax";
+  o.self_condition = c.get_bool("model.self_condition");
+  o.embed_l2 = c.get_string("model.embed_norm") == "l2";
+  o.embed_scale = c.get_float("model.embed_scale");
+  o.restart_positions = c.get_string("model.target_positions") == "restart";
+  // The head predicts the tokens before EOS: 0 .. max_trg_len - 1 (the region also holds the EOS).
+  if (c.get_string("data.target_length") == "predict") o.length_classes = c.get_int("data.max_trg_len");
   return o;
 }
 

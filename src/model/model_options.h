@@ -31,6 +31,13 @@ struct ModelOptions {
   double capacity_factor = 0.0, jitter = 0.0;
   double aux_loss_weight = 0.01, z_loss_weight = 1e-3;
   bool soft_absorbing = true;
+  // Recipe options (docs/math.md, "Learning fast"); the defaults of each are DiffuSeq's behaviour.
+  bool x0_softmax = false;        // x0 = softmax(logits) @ W (CDCD/Plaid) instead of the regressed vector
+  bool self_condition = false;    // the previous x0 estimate as an input, through a zero-initialised Linear
+  bool embed_l2 = false;          // embedding rows at RMS embed_scale (norm sqrt(C) * embed_scale)
+  double embed_scale = 1.0;
+  bool restart_positions = false; // target positions restart at 1 (aligned with the source) + a segment embedding
+  int64_t length_classes = 0;     // > 0: a length head over 0 .. length_classes - 1 target tokens
 };
 
 // Resolves the model.*, attention.* and moe.* keys; `vocab_size` comes from the tokenizer.

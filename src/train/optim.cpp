@@ -14,7 +14,16 @@ LrSchedule lr_schedule_from_config(const Config& c) {
   s.warmup = c.get_int("train.warmup_steps");
   s.peak = c.get_float("train.lr");
   s.min_lr = c.get_float("train.min_lr");
+  s.budget_seconds = 60.0 * c.get_float("train.max_minutes");
   return s;
+}
+
+double LrSchedule::at(int64_t step, double elapsed_seconds) const {
+  const double by_steps = learning_rate(step, total, warmup, peak, min_lr);
+  if (budget_seconds <= 0 || (warmup > 0 && step < warmup)) return by_steps;
+  const double by_time = peak + (min_lr - peak) * std::min(1.0, std::max(0.0, elapsed_seconds / budget_seconds));
+  // Both decay linearly from the peak: the lower one is the further along.
+  return peak >= min_lr ? std::min(by_steps, by_time) : std::max(by_steps, by_time);
 }
 
 AdamWOptions adamw_options_from_config(const Config& c) {
@@ -94,15 +103,21 @@ double learning_rate(int64_t step, int64_t total, int64_t warmup, double peak, d
   return peak + (min_lr - peak) * progress;
 }
 
-Ema::Ema(const torch::nn::Module& module, double decay) : decay_(decay) {
+Ema::Ema(const torch::nn::Module& module, double decay, bool warmup) : decay_(decay), warmup_(warmup) {
   for (const auto& p : module.named_parameters()) weights_[p.key()] = p.value().detach().to(torch::kFloat).clone();
 }
 
-void Ema::update(const torch::nn::Module& module) {
+double Ema::decay_at(int64_t n) const {
+  if (!warmup_) return decay_;
+  return std::min(decay_, (1.0 + static_cast<double>(n)) / (10.0 + static_cast<double>(n)));
+}
+
+void Ema::update(const torch::nn::Module& module, int64_t n) {
   torch::NoGradGuard no_grad;
+  const double d = decay_at(n);
   for (const auto& p : module.named_parameters()) {
     auto& w = weights_.at(p.key());
-    w.mul_(decay_).add_(p.value().detach().to(torch::kFloat), 1.0 - decay_);
+    w.mul_(d).add_(p.value().detach().to(torch::kFloat), 1.0 - d);
   }
 }
 

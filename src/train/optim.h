@@ -43,25 +43,32 @@ class AdamW {
 // O2: linear warm-up from 0 to `peak` over `warmup` steps, then linear decay to `min_lr` at `total`.
 double learning_rate(int64_t step, int64_t total, int64_t warmup, double peak, double min_lr);
 
-// O2 as a run configures it: train.lr, train.warmup_steps and train.min_lr over train.steps.
+// O2 as a run configures it: train.lr, train.warmup_steps and train.min_lr over train.steps, or over
+// train.max_minutes: after the warm-up the decay follows whichever is further along, the steps or the
+// wall-clock budget, so a run on a budget ends at min_lr when its time is up.
 struct LrSchedule {
   int64_t total = 1, warmup = 0;
   double peak = 1e-4, min_lr = 0.0;
-  double at(int64_t step) const { return learning_rate(step, total, warmup, peak, min_lr); }
+  double budget_seconds = 0.0;  // 0 = steps only
+  double at(int64_t step, double elapsed_seconds = 0.0) const;
 };
 LrSchedule lr_schedule_from_config(const Config& c);
 
 // O3: ema <- decay * ema + (1 - decay) * weight, in float32, for every parameter.
+// With warm-up, update n (0-based) uses min(decay, (1 + n) / (10 + n)).
 class Ema {
  public:
-  Ema(const torch::nn::Module& module, double decay);
-  void update(const torch::nn::Module& module);
+  Ema(const torch::nn::Module& module, double decay, bool warmup = false);
+  // `n`: the number of updates before this one (the optimizer step - 1); only warm-up reads it.
+  void update(const torch::nn::Module& module, int64_t n = 0);
+  double decay_at(int64_t n) const;
   const std::map<std::string, torch::Tensor>& weights() const { return weights_; }
   void load(const std::map<std::string, torch::Tensor>& weights, const std::string& origin);
   double decay() const { return decay_; }
 
  private:
   double decay_;
+  bool warmup_;
   std::map<std::string, torch::Tensor> weights_;
 };
 

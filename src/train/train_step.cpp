@@ -33,7 +33,7 @@ TrainState make_train_state(const Config& c, int64_t vocab_size, const Runtime& 
   }
   s.optimizer = std::make_unique<AdamW>(named, adamw_options_from_config(c));
   const double ema_decay = c.get_float("train.ema_decay");
-  if (ema_decay > 0) s.ema = std::make_unique<Ema>(*s.model, ema_decay);
+  if (ema_decay > 0) s.ema = std::make_unique<Ema>(*s.model, ema_decay, c.get_bool("train.ema_warmup"));
   s.schedule = NoiseSchedule::from_config(c);
   s.t_sampler = std::make_unique<TimestepSampler>(c.get_string("diffusion.t_sampler"), s.schedule.steps);
   s.loss = loss_options_from_config(c);
@@ -80,9 +80,9 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
     return r;
   }
   r.grad_norm = clip_gradients(s.params, o.grad_clip);
-  r.lr = o.lr.at(s.step - 1);
+  r.lr = o.lr.at(s.step - 1, s.train_seconds);
   s.optimizer->step(r.lr);
-  if (s.ema) s.ema->update(*s.model);
+  if (s.ema) s.ema->update(*s.model, s.step - 1);
   return r;
 }
 

@@ -38,7 +38,8 @@ struct TrainState {
   std::unique_ptr<diffusion::TimestepSampler> t_sampler;
   diffusion::LossOptions loss;
   runtime::Runtime runtime;
-  int64_t step = 0;  // optimizer steps taken, skipped ones included
+  int64_t step = 0;            // optimizer steps taken, skipped ones included
+  double train_seconds = 0.0;  // wall-clock time of the training loop so far, across resumes
 };
 
 // A fresh model (model_options_from_config with the tokenizer's vocabulary) on runtime.device in

@@ -22,6 +22,7 @@
 #include "metrics/eval_report.h"
 #include "model/state_dict.h"
 #include "runtime/device.h"
+#include "runtime/stop_signal.h"
 #include "train/metrics_log.h"
 #include "train/train_step.h"
 #include "train/validation.h"
@@ -55,6 +56,7 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 struct LoopOptions {
   int64_t total_steps = 0, log_every = 0, eval_every = 0, eval_samples = 0, save_every = 0, keep_last = 0;
   int64_t max_bad_steps = 0, early_stop_patience = 0;
+  double max_seconds = 0.0;  // 0 = no time budget
   std::string early_stop_metric;  // "" = off; "loss" or a metric of the generated samples
 };
 
@@ -69,12 +71,13 @@ LoopOptions loop_options_from_config(const Config& c) {
   o.max_bad_steps = c.get_int("train.max_bad_steps");
   o.early_stop_patience = c.get_int("train.early_stop_patience");
   o.early_stop_metric = c.get_string("train.early_stop_metric");
+  o.max_seconds = 60.0 * c.get_float("train.max_minutes");
   return o;
 }
 
 // Running sums of the logged terms between two log lines.
 struct LogWindow {
-  double loss = 0, mse = 0, rounding = 0, prior = 0, absorb = 0, aux = 0, z = 0, grad_norm = 0;
+  double loss = 0, mse = 0, rounding = 0, prior = 0, x0_ce = 0, length = 0, absorb = 0, aux = 0, z = 0, grad_norm = 0;
   int64_t steps = 0, tokens = 0, skipped = 0;
   torch::Tensor dropped;  // MoE drops, summed on the device; read (one sync) when the window is logged
   Clock::time_point start = Clock::now();
@@ -84,6 +87,8 @@ struct LogWindow {
     mse += r.last.mse.item<double>();
     rounding += r.last.rounding.item<double>();
     prior += r.last.prior.item<double>();
+    x0_ce += r.last.x0_ce.item<double>();
+    length += r.last.length.item<double>();
     absorb += r.last.absorb.item<double>();
     aux += r.last.moe_aux.item<double>();
     z += r.last.moe_z.item<double>();
@@ -172,6 +177,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     progress.bad_in_row = st.value("bad_steps_in_row", int64_t{0});
     progress.evals_without_gain = st.value("evals_without_gain", int64_t{0});
     progress.tokens = st.value("tokens", int64_t{0});
+    state.train_seconds = st.value("train_seconds", 0.0);
     if (st.contains("best_valid") && !st.at("best_valid").is_null())
       progress.best_valid = st.at("best_valid").get<double>();
     log_info("resumed from ", resume_from, " at step ", state.step);
@@ -194,6 +200,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
                         {"bad_steps_in_row", progress.bad_in_row},
                         {"evals_without_gain", progress.evals_without_gain},
                         {"tokens", progress.tokens},
+                        {"train_seconds", state.train_seconds},
                         {"device", runtime.device.str()},  // informational: how this state was made
                         {"precision", to_string(runtime.precision)},
                         {"best_valid", std::isnan(best) ? nlohmann::json(nullptr) : nlohmann::json(best)}};
@@ -210,15 +217,30 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   TrainResult result;
   LogWindow window;
   const auto loop_start = Clock::now();
+  const double seconds_before = state.train_seconds;  // from earlier runs of a resumed one
+  auto clock_loop = [&] { state.train_seconds = seconds_before + seconds_since(loop_start); };
+  const bool on_budget = loop.max_seconds > 0;
   int64_t tokens_this_run = 0;
   const int64_t first_step = state.step;
   result.stop_reason = "finished";
+  runtime::StopSignals stop_signals;  // Ctrl-C: a checkpoint, then a clean return
   while (state.step < total_steps) {
     if (options.stop_after >= 0 && state.step - first_step >= options.stop_after) {
       result.stop_reason = str_cat("stopped after ", options.stop_after, " steps");
       break;
     }
+    if (on_budget && state.train_seconds >= loop.max_seconds) {
+      result.stop_reason = str_cat("time budget of ", loop.max_seconds / 60.0, " min reached");
+      break;
+    }
+    if (stop_signals.requested() != 0) {
+      result.stop_reason = str_cat("interrupted by ", runtime::StopSignals::name(stop_signals.requested()));
+      break;
+    }
+    clock_loop();
     const StepResult r = train_step(state, [&] { return batcher.next(); }, step_options, gen);
+    clock_loop();
+    if (options.on_step) options.on_step(state.step);
     const int64_t step = state.step;
     progress.tokens += r.tokens;
     tokens_this_run += r.tokens;
@@ -244,15 +266,17 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       const double n = static_cast<double>(std::max<int64_t>(1, window.steps));
       const double tok_s = static_cast<double>(window.tokens) / std::max(1e-9, seconds_since(window.start));
       const double run_s = seconds_since(loop_start);
-      const double left = run_s / static_cast<double>(step - first_step) * static_cast<double>(total_steps - step);
+      double left = run_s / static_cast<double>(step - first_step) * static_cast<double>(total_steps - step);
+      if (on_budget) left = std::min(left, std::max(0.0, loop.max_seconds - state.train_seconds));
       metrics_log.write({{"step", step}, {"loss", window.loss / n}, {"mse", window.mse / n},
                          {"rounding", window.rounding / n}, {"prior", window.prior / n},
+                         {"x0_ce", window.x0_ce / n}, {"length", window.length / n},
                          {"absorb", window.absorb / n}, {"moe_aux", window.aux / n}, {"moe_z", window.z / n},
                          {"grad_norm", window.grad_norm / n}, {"lr", r.lr}, {"tokens_per_s", tok_s},
                          {"moe_dropped", window.dropped.defined() ? window.dropped.item<int64_t>() : int64_t{0}},
                          {"skipped_steps", window.skipped}, {"epoch", batcher.epoch()},
-                         {"elapsed_s", seconds_since(t_start)}});
-      const std::string line = str_cat("step ", step, "/", total_steps, "  loss ", window.loss / n, " (mse ",
+                         {"elapsed_s", seconds_since(t_start)}, {"train_s", state.train_seconds}});
+      const std::string line = str_cat("step ", step, on_budget ? std::string() : str_cat("/", total_steps), "  loss ", window.loss / n, " (mse ",
                                        window.mse / n, ", rounding ", window.rounding / n, ")  lr ", r.lr, "  ",
                                        static_cast<int64_t>(tok_s), " tok/s  ", format_duration(run_s),
                                        " elapsed, ", format_duration(left), " left");
@@ -306,12 +330,16 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     save(step_dir());
     prune_checkpoints(run_dir, loop.keep_last);
   }
+  clock_loop();
   result.step = state.step;
+  result.train_seconds = state.train_seconds;
   result.best_valid = progress.best_valid;
   result.tokens_per_second = static_cast<double>(tokens_this_run) / std::max(1e-9, seconds_since(loop_start));
-  log_info("training ", result.stop_reason, " at step ", state.step, ": ",
+  log_info("training ", result.stop_reason, " at step ", state.step, " after ", format_duration(state.train_seconds),
+           ": ",
            static_cast<int64_t>(result.tokens_per_second), " tokens/s; checkpoints in ",
-           fs::join(run_dir, "checkpoints"));
+           fs::join(run_dir, "checkpoints"),
+           stop_signals.requested() != 0 ? " (continue with --resume)" : "");
   return result;
 }
 
