@@ -27,7 +27,7 @@ namespace {
 struct EvalArgs {
   std::vector<std::string> predictions;
   std::string references, metrics, json_out, per_example_out;
-  bool no_stemmer = false;
+  bool no_stemmer = false, systems = false;
   std::size_t side_by_side = 0;
 };
 
@@ -86,6 +86,7 @@ void run_eval(const EvalArgs& a) {
       a.metrics.empty() ? metrics::default_metrics() : metrics::parse_metric_list(a.metrics);
   options.stemmer = !a.no_stemmer;
   options.per_example = !a.per_example_out.empty();
+  options.independent = a.systems;
 
   std::vector<std::vector<metrics::PredictionRecord>> predictions;
   for (const auto& path : a.predictions) predictions.push_back(metrics::read_predictions(path));
@@ -149,6 +150,9 @@ void add_eval_command(CLI::App& app) {
       "rougeLsum diffuseq-rougeL exact f1 dist1 dist2 len empty "
       "(default: bleu,chrf,diffuseq-bleu,rouge1,rouge2,rougeL,exact,f1,dist1,len,empty)");
   cmd->add_flag("--no-stemmer", a->no_stemmer, "ROUGE without rouge-score's Porter stemmer");
+  cmd->add_flag("--systems", a->systems,
+                "the --predictions files are different systems compared side by side (no diversity or MBR "
+                "across them)");
   cmd->add_option("--json", a->json_out, "write the report as JSON");
   cmd->add_option("--per-example", a->per_example_out, "write per-example scores (jsonl)");
   cmd->add_option("--side-by-side", a->side_by_side,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <numeric>
 
 #include "core/error.h"
@@ -114,6 +115,31 @@ std::vector<std::string> TextGenerator::generate(const std::vector<std::string>&
   return out;
 }
 
+diffusion::X0Predictor x0_predictor(Denoiser& model, const BatchTensors& bt, const torch::Tensor& anchor_BLC,
+                                    const Runtime& runtime) {
+  model::DenoiserInputs base;
+  base.key_mask_BL = bt.key_mask_BL;
+  base.global_mask_BL = bt.global_mask_BL;
+  base.trg_mask_BL = bt.trg_mask_BL;
+  const bool self_condition = model->options().self_condition;
+  // Shared by the copies the sampler makes of the predictor: the last estimate lives here.
+  auto previous = std::make_shared<torch::Tensor>();
+  return [model, base, self_condition, previous, anchor_BLC, runtime](const torch::Tensor& x_BLC,
+                                                                    const torch::Tensor& model_t_B) mutable {
+    // Only the model call runs under autocast: the solver's state and history, clamping and the
+    // final rounding stay float32.
+    PrecisionScope scope(runtime.precision, runtime.device);
+    model::DenoiserInputs in = base;
+    in.x_t_BLC = x_BLC;
+    in.t_B = model_t_B;
+    in.self_cond_BLC = *previous;
+    torch::Tensor x0_BLC = model->forward(in).x0_BLC.to(x_BLC.scalar_type());
+    if (self_condition)
+      *previous = torch::where(base.trg_mask_BL.unsqueeze(-1), x0_BLC, anchor_BLC.to(x0_BLC.scalar_type()));
+    return x0_BLC;
+  };
+}
+
 torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOptions& options, at::Generator gen) {
   torch::NoGradGuard no_grad;
   SampleInputs in;
@@ -121,25 +147,7 @@ torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOpti
   in.trg_mask_BL = bt.trg_mask_BL;
   in.absorbing_C = model_->absorbing();
   in.embedding_VC = model_->embedding_weight();
-  model::DenoiserInputs inputs;
-  inputs.key_mask_BL = bt.key_mask_BL;
-  inputs.global_mask_BL = bt.global_mask_BL;
-  inputs.trg_mask_BL = bt.trg_mask_BL;
-  // Self-conditioning: each call gets the previous call's estimate (anchored), the first none, as in
-  // training; through DPM-Solver++'s multistep history this is the last model output.
-  const bool self_condition = model_->options().self_condition;
-  const torch::Tensor trg_BL1 = bt.trg_mask_BL.unsqueeze(-1);
-  // Only the model call runs under autocast: the solver's state and history, clamping and the
-  // final rounding stay float32.
-  auto predict = [&](const torch::Tensor& x_BLC, const torch::Tensor& model_t_B) {
-    PrecisionScope scope(runtime_.precision, runtime_.device);
-    inputs.x_t_BLC = x_BLC;
-    inputs.t_B = model_t_B;
-    torch::Tensor x0_BLC = model_->forward(inputs).x0_BLC.to(x_BLC.scalar_type());
-    if (self_condition) inputs.self_cond_BLC = torch::where(trg_BL1, x0_BLC, in.anchor_BLC.to(x0_BLC.scalar_type()));
-    return x0_BLC;
-  };
-  return sample(schedule_, predict, in, options, gen);
+  return sample(schedule_, x0_predictor(model_, bt, in.anchor_BLC, runtime_), in, options, gen);
 }
 
 torch::Tensor TextGenerator::predict_lengths(const BatchTensors& bt) {

@@ -35,6 +35,13 @@ GenerateOptions generate_options_from_config(const Config& config);
 // Throws naming the command-line option for a value out of range (--steps, --batch-size, --mbr, ...).
 void check_generate_options(const GenerateOptions& options);
 
+// The denoiser as the sampler calls it for one packed batch: x0 for x_t at model time t, with the
+// batch's masks, in the runtime's precision (only the model call; the result is in x's dtype). With
+// self-conditioning, each call feeds the previous call's estimate back (its source positions hold
+// `anchor_BLC`), the first call none, as training does.
+diffusion::X0Predictor x0_predictor(model::Denoiser& model, const model::BatchTensors& batch,
+                                    const torch::Tensor& anchor_BLC, const runtime::Runtime& runtime);
+
 // Target ids of each row of a batch, up to (not including) the first EOS or PAD.
 struct GeneratedBatch {
   std::vector<std::vector<int32_t>> tokens;

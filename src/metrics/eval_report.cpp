@@ -269,12 +269,13 @@ EvalReport evaluate(const EvalSet& set, const EvalOptions& given) {
 
   EvalReport report;
   report.examples = n;
+  report.independent = options.independent;
   for (std::size_t f = 0; f < files; ++f)
     report.systems.push_back(
         score_system(set.prediction_files[f], set.predictions[f], set, options));
 
   json diversity_json = nullptr, mbr_json = nullptr;
-  if (files > 1) {
+  if (files > 1 && !options.independent) {
     std::vector<double> self_bleu, div4, inter1, inter2;
     std::vector<std::string> picks;
     std::vector<std::size_t> picked_file;
@@ -335,6 +336,31 @@ EvalReport evaluate(const EvalSet& set, const EvalOptions& given) {
 
 std::string EvalReport::table() const {
   std::string out;
+  if (independent && systems.size() > 1) {
+    // Systems side by side: one row each, one column a metric (the implementations below).
+    std::size_t width = 6;
+    for (const auto& s : systems) width = std::max(width, s.name.size());
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%-*s", static_cast<int>(width), "system");
+    out += buf;
+    for (const auto& m : systems.front().metrics) {
+      std::snprintf(buf, sizeof buf, " %13s", m.name.c_str());
+      out += buf;
+    }
+    out += "\n";
+    for (const auto& s : systems) {
+      std::snprintf(buf, sizeof buf, "%-*s", static_cast<int>(width), s.name.c_str());
+      out += buf;
+      for (const auto& m : s.metrics) {
+        std::snprintf(buf, sizeof buf, " %13s", format_value(m).c_str());
+        out += buf;
+      }
+      out += "\n";
+    }
+    out += "\n";
+    for (const auto& m : systems.front().metrics) out += "  " + m.name + " (" + m.scale + "): " + m.implementation + "\n";
+    return out;
+  }
   for (std::size_t s = 0; s < systems.size(); ++s) {
     if (s > 0) out += "\n";
     const bool mbr = s + 1 == systems.size() && !diversity.empty();

@@ -14,6 +14,9 @@ struct EvalOptions {
   std::vector<std::string> metrics;  // names (known_metrics()); empty: default_metrics()
   bool stemmer = true;               // rouge-score's use_stemmer
   bool per_example = false;          // fill SystemReport::per_example
+  // Several predictions files are different systems compared side by side (the quality race), not
+  // samples of one: no diversity or MBR across them.
+  bool independent = false;
 };
 
 // bleu sentence-bleu chrf diffuseq-bleu nltk-corpus-bleu rouge1 rouge2 rougeL rougeLsum
@@ -47,6 +50,7 @@ struct EvalReport {
   std::vector<SystemReport> systems;   // one per predictions file, then the MBR pick if several
   std::vector<MetricValue> diversity;  // several predictions files: self-BLEU, div-4, inter-dist
   nlohmann::ordered_json json;         // everything above, plus the inputs and settings
+  bool independent = false;            // EvalOptions::independent: table() puts the systems side by side
   std::string table() const;           // the readable table
 };
 

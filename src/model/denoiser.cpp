@@ -45,6 +45,13 @@ DenoiserImpl::DenoiserImpl(ModelOptions o) : options_(std::move(o)) {
   }
 }
 
+torch::Tensor restart_position_ids(const torch::Tensor& trg_mask_BL) {
+  // Target position j (0-based) takes position id j + 1, the id of source token j after BOS.
+  const torch::Tensor trg_BL = trg_mask_BL.to(torch::kLong);
+  const int64_t B = trg_BL.size(0), L = trg_BL.size(1);
+  return torch::where(trg_mask_BL, trg_BL.cumsum(1), torch::arange(L, trg_BL.options()).unsqueeze(0).expand({B, L}));
+}
+
 torch::Tensor DenoiserImpl::embedding_weight() const {
   if (!options_.embed_l2) return word_embedding_;
   // Rows at RMS embed_scale: norm sqrt(C) * embed_scale.
@@ -98,12 +105,8 @@ DenoiserOutput DenoiserImpl::forward(const DenoiserInputs& in, bool with_logits)
 
   torch::Tensor h;
   if (options_.restart_positions && in.trg_mask_BL.defined()) {
-    // Target position j (0-based) takes position id j + 1, the id of source token j after BOS.
-    const torch::Tensor trg_BL = in.trg_mask_BL.to(torch::kLong);
-    const torch::Tensor pos_BL = torch::where(in.trg_mask_BL, trg_BL.cumsum(1),
-                                              torch::arange(L, trg_BL.options()).unsqueeze(0).expand({B, L}));
-    h = up_->forward(x_t_BLC) + torch::embedding(position_embedding_, pos_BL) +
-        torch::embedding(segment_embedding_, trg_BL) + time_mlp_->forward(t_B).unsqueeze(1);
+    h = up_->forward(x_t_BLC) + torch::embedding(position_embedding_, restart_position_ids(in.trg_mask_BL)) +
+        torch::embedding(segment_embedding_, in.trg_mask_BL.to(torch::kLong)) + time_mlp_->forward(t_B).unsqueeze(1);
   } else {
     h = up_->forward(x_t_BLC) + position_embedding_.narrow(0, 0, L).unsqueeze(0) +
         time_mlp_->forward(t_B).unsqueeze(1);

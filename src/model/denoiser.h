@@ -31,6 +31,10 @@
 
 namespace mds::model {
 
+// Position ids with model.target_positions = "restart": p on source positions, j + 1 on the j-th
+// target position (0-based), so that it shares source token j's id. int64 [B, L].
+torch::Tensor restart_position_ids(const torch::Tensor& trg_mask_BL);
+
 // What the denoiser reads. Undefined optional tensors mean "none".
 struct DenoiserInputs {
   torch::Tensor x_t_BLC;         // noised embeddings (the anchor on source positions)

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs ON THE GPU MACHINE: quality races (bench/quality/run), several at once on the one GPU, and all
+# their outputs packed into one archive, $OUT/quality.tar.gz (the device returns at most 8 files).
+#
+# Here, first:  scripts/gpu/fetch-deps; scripts/gpu/carry-data qqp sumpubmed ...   (.deps/root, .data/)
+# Then call the device tool with carry [".deps/root", ".data"] and the command
+#   scripts/gpu/quality.sh PLAN
+# PLAN is a file with one race a line: DATA MINUTES LABEL [bench/quality/run arguments...], e.g.
+#   qqp 5.5 recipe --set model.layers=6
+# Races of one plan run concurrently (each with train.threads = QUALITY_THREADS, default 2), so their
+# GPU time is shared: compare them with each other, and time a headline number alone.
+# MDS_BIN=path/to/moe-diffuseq skips the build (a binary from an earlier call, carried in .gpu-bin).
+# GPU_TESTS=1 also runs the CUDA tests after the build (CTEST_ARGS as in build.sh).
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+out=${OUT:-/tmp/mds-gpu-out}
+mkdir -p "$out"
+plan=${1:?usage: scripts/gpu/quality.sh PLAN}
+[ -f "$plan" ] || { echo "quality.sh: no plan file $plan" >&2; exit 2; }
+deps=$PWD/.deps/root
+export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export MDS_DATA_DIR=${MDS_DATA_DIR:-$PWD/.data}
+
+start=$(date +%s)
+bin=${MDS_BIN:-}
+if [ -z "$bin" ]; then
+  if [ "${GPU_TESTS:-0}" = 1 ]; then
+    CTEST_ARGS=${CTEST_ARGS:--R Cuda|Gpu} scripts/gpu/build.sh || echo "quality.sh: some GPU tests failed (see $out/ctest.log)"
+  else
+    MDS_TARGETS="moe-diffuseq" CTEST_ARGS="-R NoTestHasThisName" scripts/gpu/build.sh >/dev/null 2>&1 || true
+  fi
+  bin=$PWD/build-gpu/moe-diffuseq
+  [ -x "$bin" ] || { echo "quality.sh: the build failed (see $out/build.log)"; tail -40 "$out/build.log"; exit 1; }
+  # The program and its SentencePiece module, for later calls (carry them as .gpu-bin).
+  tar -C build-gpu -czf "$out/gpu-bin.tar.gz" moe-diffuseq libmds_sentencepiece.so
+fi
+echo "quality.sh: program ready after $(( $(date +%s) - start )) s: $bin"
+[ -f COMMIT ] || git rev-parse --short HEAD > COMMIT 2>/dev/null || true
+
+work=/tmp/quality-races
+rm -rf "$work"
+mkdir -p "$work"
+pids=()
+labels=()
+while read -r data minutes label rest; do
+  case "$data" in ''|'#'*) continue ;; esac
+  # shellcheck disable=SC2086
+  OUT="" bench/quality/run --bin "$bin" --data "$data" --minutes "$minutes" --label "$label" --device cuda \
+    --out "$work/$data-$label" --json "$work/quality_${data}_${label}.json" \
+    --set train.threads="${QUALITY_THREADS:-2}" $rest > "$work/$data-$label.log" 2>&1 &
+  pids+=($!)
+  labels+=("$data-$label")
+done < "$plan"
+failed=0
+for i in "${!pids[@]}"; do
+  if wait "${pids[$i]}"; then echo "== ${labels[$i]}: done"; else echo "== ${labels[$i]}: FAILED"; failed=1; tail -20 "$work/${labels[$i]}.log"; fi
+done
+# One table of every race: the model's row and the baselines', from each race's eval table.
+for label in "${labels[@]}"; do
+  echo "== $label"
+  grep -E "^quality race:" "$work/$label/race.log" 2>/dev/null || true
+  sed -n '/^system/,$p' "$work/$label/scores.txt" 2>/dev/null | head -8
+done | tee "$out/quality.txt"
+cp "$work"/quality_*.json "$out/" 2>/dev/null || true
+tar -C "$work" --exclude='checkpoints' --exclude='prepared' --exclude='tokenizer' -czf "$out/quality.tar.gz" .
+echo "quality.sh: $(( $(date +%s) - start )) s in all"
+exit "$failed"

@@ -1,0 +1,306 @@
+// The learning-fast options of the model, the loss and the generator (config keys model.x0,
+// model.self_condition, model.embed_norm, model.target_positions, data.target_length,
+// diffusion.noise_factor), each checked for the values it must produce, not just that it runs.
+//
+// Dimensions: B batch, L length, C embedding dim, D model dim, V vocabulary, T length classes, N rows.
+#include <gtest/gtest.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "data/batcher.h"
+#include "diffusion/loss.h"
+#include "diffusion/schedule.h"
+#include "infer/generator.h"
+#include "model/batch_tensors.h"
+#include "model/denoiser.h"
+#include "runtime/runtime.h"
+
+namespace mds {
+namespace {
+
+using data::Batch;
+using data::InMemorySource;
+using data::PackOptions;
+using model::BatchTensors;
+using model::Denoiser;
+using model::DenoiserInputs;
+
+constexpr int64_t kVocab = 40;
+
+std::vector<std::string> tiny(std::vector<std::string> extra = {}) {
+  std::vector<std::string> sets = {"model.embed_dim=8", "model.dim=16", "model.layers=2", "model.heads=2",
+                                   "model.ffn_dim=24", "model.time_embed_dim=8", "moe.experts=1",
+                                   "attention.type=dense", "data.max_src_len=12", "data.max_trg_len=6",
+                                   "model.dropout=0"};
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  return sets;
+}
+
+Config config_of(std::vector<std::string> extra = {}) { return Config::load("", tiny(std::move(extra))); }
+
+Denoiser make_model(const Config& c, uint64_t seed = 5) {
+  torch::manual_seed(seed);
+  Denoiser m(model::model_options_from_config(c, kVocab));
+  m->train();
+  return m;
+}
+
+// Three examples: sources of 4, 2 and 6 tokens, targets of 3, 1 and 4.
+Batch make_batch(const Config& c) {
+  InMemorySource source;
+  source.add({10, 11, 12, 13}, {20, 21, 22});
+  source.add({14, 15}, {23});
+  source.add({16, 17, 18, 19, 24, 25}, {26, 27, 28, 29});
+  return data::pack_batch(source, {0, 1, 2}, data::pack_options_from_config(c));
+}
+
+DenoiserInputs inputs_of(Denoiser& m, const BatchTensors& bt) {
+  DenoiserInputs in;
+  in.x_t_BLC = m->embed(bt.ids_BL).detach() + 0.5 * torch::randn({bt.ids_BL.size(0), bt.ids_BL.size(1), 8});
+  in.t_B = torch::tensor({100.0f, 500.0f, 900.0f});
+  in.key_mask_BL = bt.key_mask_BL;
+  in.global_mask_BL = bt.global_mask_BL;
+  in.trg_mask_BL = bt.trg_mask_BL;
+  return in;
+}
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+// ----------------------------------------------------------------------------- self-conditioning
+
+TEST(SelfConditioning, StartsAsTheModelWithoutIt) {
+  const Config c = config_of({"model.self_condition=true"});
+  Denoiser m = make_model(c);
+  const BatchTensors bt = model::to_tensors(make_batch(c), torch::kCPU);
+  torch::NoGradGuard no_grad;
+  DenoiserInputs in = inputs_of(m, bt);
+  const torch::Tensor plain = m->forward(in).x0_BLC;
+  in.self_cond_BLC = torch::randn_like(in.x_t_BLC);
+  // The zero-initialised projection: the input has no effect until training moves it.
+  EXPECT_EQ(max_diff(m->forward(in).x0_BLC, plain), 0.0);
+  for (auto& p : m->named_parameters())
+    if (p.key().rfind("self_cond.", 0) == 0) p.value().normal_(0, 0.5);
+  EXPECT_GT(max_diff(m->forward(in).x0_BLC, plain), 1e-3);
+  // A model without the option has no such parameters, and draws the same initial weights.
+  Denoiser without = make_model(config_of());
+  for (const auto& p : without->named_parameters()) {
+    EXPECT_EQ(p.key().find("self_cond"), std::string::npos);
+    EXPECT_TRUE(torch::equal(p.value(), m->named_parameters()[p.key()])) << p.key();
+  }
+}
+
+// With self_condition_prob = 1 every step first estimates x0 without gradient and feeds it back: the
+// loss equals that computed by hand from the same draws.
+TEST(SelfConditioning, TrainingFeedsTheFirstEstimateBack) {
+  const Config c = config_of({"model.self_condition=true", "train.self_condition_prob=1"});
+  Denoiser m = make_model(c);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : m->named_parameters())
+      if (p.key().rfind("self_cond.", 0) == 0) p.value().normal_(0, 0.5);
+  }
+  const BatchTensors bt = model::to_tensors(make_batch(c), torch::kCPU);
+  const diffusion::NoiseSchedule s = diffusion::NoiseSchedule::from_config(c);
+  const diffusion::LossOptions o = diffusion::loss_options_from_config(c);
+  ASSERT_EQ(o.self_condition_prob, 1.0);
+  const torch::Tensor t_B = torch::tensor({7, 800, 1999}, torch::kLong), w_B = torch::ones({3});
+
+  at::Generator gen = at::detail::createCPUGenerator(11);
+  const diffusion::LossTerms terms = diffusion::diffusion_loss(m, bt, s, t_B, w_B, o, gen);
+
+  // By hand: the same noise, the coin, then the two passes.
+  at::Generator g2 = at::detail::createCPUGenerator(11);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor emb = m->embed(bt.ids_BL);
+  const diffusion::Noised n = diffusion::noise_batch(s, emb, t_B, bt.trg_mask_BL, m->absorbing(), o.forward, g2);
+  const double coin = at::rand({1}, g2).item<double>();
+  EXPECT_LT(coin, 1.0);
+  DenoiserInputs in;
+  in.x_t_BLC = n.x_t_BLC;
+  in.t_B = t_B.to(torch::kFloat) * (1000.0 / 2000.0);
+  in.key_mask_BL = bt.key_mask_BL;
+  in.global_mask_BL = bt.global_mask_BL;
+  in.trg_mask_BL = bt.trg_mask_BL;
+  const torch::Tensor first = m->forward(in).x0_BLC;
+  in.self_cond_BLC = torch::where(bt.trg_mask_BL.unsqueeze(-1), first, n.x_t_BLC);
+  const torch::Tensor second = m->forward(in).x0_BLC;
+  const torch::Tensor target = torch::where((t_B == 0).view({3, 1, 1}), emb, n.x0_BLC);
+  const double mse = diffusion::mse_loss_B(second, target, bt.trg_mask_BL).mean().item<double>();
+  EXPECT_NEAR(terms.mse.item<double>(), mse, 1e-6);
+  // And differs from a single pass (the fed-back estimate mattered).
+  const torch::Tensor single = diffusion::mse_loss_B(first, target, bt.trg_mask_BL).mean();
+  EXPECT_GT(std::abs(single.item<double>() - mse), 1e-6);
+}
+
+// Generation: each model call gets the previous call's estimate, anchored; the first gets none.
+TEST(SelfConditioning, TheSamplerFeedsThePreviousEstimate) {
+  const Config c = config_of({"model.self_condition=true"});
+  Denoiser m = make_model(c);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : m->named_parameters())
+      if (p.key().rfind("self_cond.", 0) == 0) p.value().normal_(0, 0.5);
+  }
+  m->eval();
+  const BatchTensors bt = model::to_tensors(make_batch(c), torch::kCPU);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor anchor = m->embed(bt.ids_BL);
+  const diffusion::X0Predictor predict = infer::x0_predictor(m, bt, anchor, runtime::Runtime{});
+  const torch::Tensor x1 = anchor + torch::randn_like(anchor), x2 = anchor + 0.3 * torch::randn_like(anchor);
+  const torch::Tensor t1 = torch::full({3}, 900.0f), t2 = torch::full({3}, 400.0f);
+  const torch::Tensor out1 = predict(x1, t1);
+  const torch::Tensor out2 = predict(x2, t2);
+
+  DenoiserInputs in;
+  in.key_mask_BL = bt.key_mask_BL;
+  in.global_mask_BL = bt.global_mask_BL;
+  in.trg_mask_BL = bt.trg_mask_BL;
+  in.x_t_BLC = x1;
+  in.t_B = t1;
+  EXPECT_EQ(max_diff(out1, m->forward(in).x0_BLC), 0.0);  // the first call: no estimate yet
+  in.x_t_BLC = x2;
+  in.t_B = t2;
+  in.self_cond_BLC = torch::where(bt.trg_mask_BL.unsqueeze(-1), out1, anchor);
+  EXPECT_EQ(max_diff(out2, m->forward(in).x0_BLC), 0.0);
+  in.self_cond_BLC = torch::Tensor();
+  EXPECT_GT(max_diff(out2, m->forward(in).x0_BLC), 1e-4);
+}
+
+// ----------------------------------------------------------------------------- softmax x0
+
+TEST(SoftmaxX0, IsTheExpectedEmbeddingOnTargetPositions) {
+  const Config c = config_of({"model.x0=softmax", "loss.x0_ce_weight=1"});
+  Denoiser m = make_model(c);
+  const BatchTensors bt = model::to_tensors(make_batch(c), torch::kCPU);
+  torch::NoGradGuard no_grad;
+  const DenoiserInputs in = inputs_of(m, bt);
+  const model::DenoiserOutput out = m->forward(in, /*with_logits=*/true);
+  const int64_t N = bt.trg_mask_BL.sum().item<int64_t>();
+  ASSERT_EQ(out.x0_logits_NV.sizes(), (torch::IntArrayRef{N, kVocab}));
+  const torch::Tensor rows = diffusion::chosen_rows(out.logits_BLV, bt.trg_mask_BL);
+  EXPECT_LT(max_diff(out.x0_logits_NV, rows), 1e-6);  // the tied head on z
+  const torch::Tensor expected_NC = torch::softmax(rows, -1).matmul(m->embedding_weight());
+  EXPECT_LT(max_diff(diffusion::chosen_rows(out.x0_BLC, bt.trg_mask_BL), expected_NC), 1e-5);
+  // The x0 cross-entropy is that of these logits against the target tokens.
+  const diffusion::LossOptions o = diffusion::loss_options_from_config(c);
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  const diffusion::LossTerms t =
+      diffusion::diffusion_loss(m, bt, diffusion::NoiseSchedule::from_config(c), torch::tensor({5, 50, 500}),
+                                torch::ones({3}), o, gen);
+  EXPECT_GT(t.x0_ce.item<double>(), 0.0);
+  EXPECT_LT(t.x0_ce.item<double>(), std::log(static_cast<double>(kVocab)) + 3.0);
+}
+
+// ----------------------------------------------------------------------------- embeddings, positions
+
+TEST(EmbedNorm, RowsHaveTheConfiguredRms) {
+  const Config c = config_of({"model.embed_norm=l2", "model.embed_scale=0.5"});
+  Denoiser m = make_model(c);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor rms_V = m->embedding_weight().pow(2).mean(1).sqrt();
+  EXPECT_LT(max_diff(rms_V, torch::full_like(rms_V, 0.5)), 1e-5);
+  const torch::Tensor ids = torch::tensor({{3, 7}}, torch::kLong);
+  EXPECT_LT(max_diff(m->embed(ids)[0][1], m->embedding_weight()[7]), 1e-7);
+  EXPECT_LT(max_diff(m->logits(m->embed(ids)), torch::linear(m->embed(ids), m->embedding_weight(),
+                                                              m->named_parameters()["lm_bias"])), 1e-6);
+}
+
+TEST(RestartPositions, TargetTokenJSharesSourceTokenJsId) {
+  const torch::Tensor trg = torch::tensor({{0, 0, 0, 0, 1, 1, 1}, {0, 0, 0, 1, 1, 1, 1}}, torch::kBool);
+  const torch::Tensor ids = model::restart_position_ids(trg);
+  const torch::Tensor expected = torch::tensor({{0, 1, 2, 3, 1, 2, 3}, {0, 1, 2, 1, 2, 3, 4}}, torch::kLong);
+  EXPECT_TRUE(torch::equal(ids, expected)) << ids;
+  // The model with the option reads these ids (and the segment embedding): its outputs differ from the
+  // same weights' without it.
+  const Config c = config_of({"model.target_positions=restart"});
+  Denoiser with = make_model(c), without = make_model(config_of());  // same seed: same shared weights
+  const BatchTensors bt = model::to_tensors(make_batch(c), torch::kCPU);
+  torch::NoGradGuard no_grad;
+  const DenoiserInputs in = inputs_of(without, bt);
+  EXPECT_GT(max_diff(with->forward(in).x0_BLC, without->forward(in).x0_BLC), 1e-4);
+}
+
+// ----------------------------------------------------------------------------- length head
+
+TEST(LengthHead, TrainingMasksTheTargetPaddingAndLearnsTheLength) {
+  const Config c = config_of({"data.target_length=predict", "data.trg_pad=max"});
+  const Batch batch = make_batch(c);
+  // Row 1: source of 2, target of 1 token + EOS, then padding masked out.
+  const int64_t L = batch.length, S = batch.src_region;
+  for (int64_t p = S + 2; p < L; ++p) {
+    const bool kept = p <= S + 2 + 1;  // the token and the EOS
+    EXPECT_EQ(batch.trg_mask[static_cast<std::size_t>(L + p)], kept ? 1 : 0) << p;
+    EXPECT_EQ(batch.key_mask[static_cast<std::size_t>(L + p)], kept ? 1 : 0) << p;
+  }
+  Denoiser m = make_model(c);
+  ASSERT_TRUE(m->has_length_head());
+  const BatchTensors bt = model::to_tensors(batch, torch::kCPU);
+  const diffusion::LossOptions o = diffusion::loss_options_from_config(c);
+  ASSERT_EQ(o.length_weight, 0.1);
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  const diffusion::LossTerms t = diffusion::diffusion_loss(m, bt, diffusion::NoiseSchedule::from_config(c),
+                                                           torch::tensor({5, 50, 500}), torch::ones({3}), o, gen);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor logits_BT = m->length_logits(m->embed(bt.ids_BL), bt.key_mask_BL & bt.trg_mask_BL.logical_not());
+  ASSERT_EQ(logits_BT.sizes(), (torch::IntArrayRef{3, 6}));  // 0 .. max_trg_len - 1 tokens
+  const double ce = torch::nn::functional::cross_entropy(logits_BT, torch::tensor({3, 1, 4})).item<double>();
+  EXPECT_NEAR(t.length.item<double>(), ce, 1e-6);
+}
+
+TEST(LengthHead, GenerationDenoisesExactlyThePredictedPositions) {
+  const Config c = config_of({"data.target_length=predict"});
+  Denoiser m = make_model(c);
+  {
+    // Force the head to predict 2 tokens for every source.
+    torch::NoGradGuard no_grad;
+    auto params = m->named_parameters();
+    params["length_fc2.weight"].zero_();
+    params["length_fc2.bias"].fill_(-10.0);
+    params["length_fc2.bias"][2] = 10.0;
+  }
+  m->eval();
+  infer::TextGenerator generator(c, m, runtime::Runtime{});
+  generator.options().sampler.steps = 3;
+  InMemorySource source;
+  source.add({10, 11, 12}, {});
+  source.add({13, 14, 15, 16, 17}, {});
+  const Batch batch = data::pack_batch(source, {0, 1}, generator.pack_options());
+  ASSERT_EQ(batch.trg_region, 6);
+  const BatchTensors bt = model::to_tensors(batch, torch::kCPU);
+  EXPECT_TRUE(torch::equal(generator.predict_lengths(bt), torch::tensor({2, 2}, torch::kLong)));
+
+  const BatchTensors cut = model::limit_target_region(bt, torch::tensor({3, 1}, torch::kLong));
+  const int64_t first = batch.src_region + 2;
+  EXPECT_EQ(cut.ids_BL.size(1), first + 3);  // the longest kept row
+  EXPECT_EQ(cut.trg_mask_BL[0].sum().item<int64_t>(), 3);
+  EXPECT_EQ(cut.trg_mask_BL[1].sum().item<int64_t>(), 1);
+  EXPECT_FALSE(cut.key_mask_BL[1][first + 1].item<bool>());
+  EXPECT_EQ(cut.ids_BL[1][first + 2].item<int64_t>(), data::SpecialTokens::pad);
+  EXPECT_TRUE(cut.key_mask_BL[0][first + 2].item<bool>());
+
+  const infer::GeneratedBatch out = generator.generate_ids(batch, at::detail::createCPUGenerator(1));
+  for (const auto& row : out.tokens) EXPECT_LE(row.size(), 3u);  // 2 tokens and the EOS slot at most
+}
+
+// ----------------------------------------------------------------------------- noise factor
+
+TEST(NoiseFactor, DividesTheSignalToNoiseRatio) {
+  const diffusion::NoiseSchedule base = diffusion::NoiseSchedule::make("sqrt", 2000);
+  const diffusion::NoiseSchedule same = diffusion::NoiseSchedule::make("sqrt", 2000, 1.0);
+  EXPECT_EQ(base.alphas_cumprod, same.alphas_cumprod);
+  const diffusion::NoiseSchedule f4 = diffusion::NoiseSchedule::make("sqrt", 2000, 4.0);
+  for (std::size_t t : {0u, 10u, 500u, 1999u}) {
+    const double ab = base.alphas_cumprod[t];
+    const double snr = ab / (1.0 - ab), snr4 = f4.alphas_cumprod[t] / (1.0 - f4.alphas_cumprod[t]);
+    EXPECT_NEAR(snr4, snr / 16.0, 1e-9 * snr) << t;
+  }
+}
+
+}  // namespace
+}  // namespace mds
