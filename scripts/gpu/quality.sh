@@ -6,7 +6,7 @@
 # Then call the device tool with carry [".deps/root", ".data"] and the command
 #   scripts/gpu/quality.sh PLAN
 # PLAN is a file with one race a line: DATA MINUTES LABEL [bench/quality/run arguments...], e.g.
-#   qqp 5.5 recipe --set model.layers=6
+#   qqp 5.5 recipe --set model.layers=6 --extra-gen "mbr4=--mbr 4"
 # Races of one plan run concurrently (each with train.threads = QUALITY_THREADS, default 2), so their
 # GPU time is shared: compare them with each other, and time a headline number alone.
 # MDS_BIN=path/to/moe-diffuseq skips the build (a binary from an earlier call, carried in .gpu-bin).
@@ -44,10 +44,10 @@ pids=()
 labels=()
 while read -r data minutes label rest; do
   case "$data" in ''|'#'*) continue ;; esac
-  # shellcheck disable=SC2086
+  eval "args=($rest)"  # the plan's quoting holds: --extra-gen "mbr4=--mbr 4"
   OUT="" bench/quality/run --bin "$bin" --data "$data" --minutes "$minutes" --label "$label" --device cuda \
     --out "$work/$data-$label" --json "$work/quality_${data}_${label}.json" \
-    --set train.threads="${QUALITY_THREADS:-2}" $rest > "$work/$data-$label.log" 2>&1 &
+    --set train.threads="${QUALITY_THREADS:-2}" "${args[@]}" > "$work/$data-$label.log" 2>&1 &
   pids+=($!)
   labels+=("$data-$label")
 done < "$plan"
