@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/error.h"
 #include "data/batcher.h"
 #include "diffusion/loss.h"
 #include "diffusion/schedule.h"
@@ -195,6 +196,53 @@ TEST(SoftmaxX0, IsTheExpectedEmbeddingOnTargetPositions) {
                                 torch::ones({3}), o, gen);
   EXPECT_GT(t.x0_ce.item<double>(), 0.0);
   EXPECT_LT(t.x0_ce.item<double>(), std::log(static_cast<double>(kVocab)) + 3.0);
+}
+
+// The copy head: with the gate shut (g = 0) and a flat attention, the distribution of a target
+// position is the frequency of each token among its row's source positions (BOS and SEP included).
+TEST(CopyHead, CopiesTheSourceTokensItAttendsTo) {
+  const Config c = config_of({"model.x0=softmax", "model.copy_head=true"});
+  Denoiser m = make_model(c);
+  {
+    torch::NoGradGuard no_grad;
+    auto params = m->named_parameters();
+    params["copy_q.weight"].zero_();
+    params["copy_q.bias"].zero_();
+    params["copy_gate.weight"].zero_();
+    params["copy_gate.bias"].fill_(-40.0);  // sigmoid(-40): the vocabulary's share is 4e-18
+  }
+  const Batch batch = make_batch(c);
+  const BatchTensors bt = model::to_tensors(batch, torch::kCPU);
+  torch::NoGradGuard no_grad;
+  DenoiserInputs in = inputs_of(m, bt);
+  in.ids_BL = bt.ids_BL;
+  const model::DenoiserOutput out = m->forward(in);
+  const torch::Tensor p_NV = out.x0_logits_NV.exp();
+  const int64_t L = batch.length;
+  int64_t n = 0;
+  for (int64_t b = 0; b < batch.batch_size; ++b) {
+    std::vector<double> expected(kVocab, 0.0);
+    double sources = 0;
+    for (int64_t p = 0; p < L; ++p) {
+      const auto i = static_cast<std::size_t>(b * L + p);
+      if (batch.key_mask[i] && !batch.trg_mask[i]) {
+        expected[static_cast<std::size_t>(batch.ids[i])] += 1.0;
+        sources += 1.0;
+      }
+    }
+    for (int64_t p = 0; p < L; ++p) {
+      if (!batch.trg_mask[static_cast<std::size_t>(b * L + p)]) continue;
+      for (int64_t v = 0; v < kVocab; ++v)
+        EXPECT_NEAR(p_NV[n][v].item<double>(), expected[static_cast<std::size_t>(v)] / sources, 1e-6)
+            << "row " << b << " position " << p << " token " << v;
+      ++n;
+    }
+  }
+  EXPECT_EQ(n, p_NV.size(0));
+  // x0 is the expected embedding under that distribution.
+  EXPECT_LT(max_diff(diffusion::chosen_rows(out.x0_BLC, bt.trg_mask_BL), p_NV.matmul(m->embedding_weight())), 1e-5);
+  // The head needs the softmax x0.
+  EXPECT_THROW(model::model_options_from_config(config_of({"model.copy_head=true"}), kVocab), Error);
 }
 
 // ----------------------------------------------------------------------------- embeddings, positions

@@ -48,6 +48,7 @@ std::vector<KeySpec> make_schema() {
       b("model.self_condition", false, "Self-conditioning (Analog Bits): the previous x0 estimate is an input, through a zero-initialised linear layer; trained on train.self_condition_prob of the steps."),
       s("model.embed_norm", "none", {"none", "l2"}, "Embedding rows as learned (DiffuSeq), or L2-normalised to RMS model.embed_scale (against embedding collapse)."),
       f("model.embed_scale", 1.0, 1e-6, 1e6, "RMS of an embedding row with model.embed_norm = \"l2\"."),
+      b("model.copy_head", false, "With model.x0 = \"softmax\": a pointer over the source tokens mixed into the predicted distribution through a learned gate (pointer-generator), so that copying a source word is one attention away."),
       s("model.target_positions", "continue", {"continue", "restart"}, "Target position ids continue after the source (DiffuSeq), or restart at 1 so that target token j shares source token j's position (plus a learned segment embedding)."),
       // ------------------------------------------------------------------ attention
       s("attention.type", "sparse", {"sparse", "dense"}, "sparse: sliding window with dilation and global tokens; dense: full attention (plain DiffuSeq)."),

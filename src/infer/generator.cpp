@@ -121,6 +121,7 @@ diffusion::X0Predictor x0_predictor(Denoiser& model, const BatchTensors& bt, con
   base.key_mask_BL = bt.key_mask_BL;
   base.global_mask_BL = bt.global_mask_BL;
   base.trg_mask_BL = bt.trg_mask_BL;
+  base.ids_BL = bt.ids_BL;  // the copy head reads the source tokens (the target part is PAD)
   const bool self_condition = model->options().self_condition;
   // Shared by the copies the sampler makes of the predictor: the last estimate lives here.
   auto previous = std::make_shared<torch::Tensor>();

@@ -1,6 +1,7 @@
 #include "model/denoiser.h"
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "core/error.h"
@@ -42,6 +43,11 @@ DenoiserImpl::DenoiserImpl(ModelOptions o) : options_(std::move(o)) {
   if (o_.length_classes > 0) {
     length_fc1_ = register_module("length_fc1", torch::nn::Linear(2 * o_.dim, o_.dim));
     length_fc2_ = register_module("length_fc2", torch::nn::Linear(o_.dim, o_.length_classes));
+  }
+  if (o_.copy_head) {
+    copy_q_ = register_module("copy_q", torch::nn::Linear(o_.dim, o_.copy_dim));
+    copy_k_ = register_module("copy_k", torch::nn::Linear(o_.dim, o_.copy_dim));
+    copy_gate_ = register_module("copy_gate", torch::nn::Linear(o_.dim, 1));
   }
 }
 
@@ -146,11 +152,36 @@ DenoiserOutput DenoiserImpl::forward(const DenoiserInputs& in, bool with_logits)
                                                        : torch::arange(B * L, z_BLC.options().dtype(torch::kLong));
   const torch::Tensor z_NC = z_BLC.reshape({B * L, -1}).index_select(0, trg_N);
   out.x0_logits_NV = logits(z_NC);
+  torch::Tensor p_NV = torch::softmax(out.x0_logits_NV.to(torch::kFloat), -1);
+  if (copy_head_active()) {
+    p_NV = mix_in_copy(h, in, trg_N, p_NV);
+    out.x0_logits_NV = p_NV.clamp_min(1e-12).log();
+  }
   const torch::Tensor w_VC = embedding_weight();
-  const torch::Tensor x0_NC = torch::matmul(torch::softmax(out.x0_logits_NV.to(torch::kFloat), -1).to(z_NC.scalar_type()),
-                                            w_VC.to(z_NC.scalar_type()));
+  const torch::Tensor x0_NC = torch::matmul(p_NV.to(z_NC.scalar_type()), w_VC.to(z_NC.scalar_type()));
   out.x0_BLC = z_BLC.reshape({B * L, -1}).index_copy(0, trg_N, x0_NC.to(z_BLC.scalar_type())).view(z_BLC.sizes());
   return out;
+}
+
+torch::Tensor DenoiserImpl::mix_in_copy(const torch::Tensor& h_BLD, const DenoiserInputs& in, const torch::Tensor& trg_N,
+                                        const torch::Tensor& p_vocab_NV) {
+  MDS_CHECK(in.ids_BL.defined() && in.trg_mask_BL.defined(), "the copy head needs the batch's ids and target mask");
+  const int64_t B = h_BLD.size(0), L = h_BLD.size(1), V = p_vocab_NV.size(1);
+  const torch::Tensor q_BLc = copy_q_->forward(h_BLD), k_BLc = copy_k_->forward(h_BLD);
+  // Attention of every position over the source tokens (BOS and SEP included: the model learns to
+  // ignore them), in float32; each row has BOS at least, so no row is empty.
+  torch::Tensor s_BLL = torch::matmul(q_BLc, k_BLc.transpose(1, 2)).to(torch::kFloat) /
+                        std::sqrt(static_cast<double>(options_.copy_dim));
+  const torch::Tensor src_B1L = in.key_mask_BL.logical_and(in.trg_mask_BL.logical_not()).unsqueeze(1);
+  s_BLL = s_BLL.masked_fill(src_B1L.logical_not(), -std::numeric_limits<float>::infinity());
+  const torch::Tensor a_NL = torch::softmax(s_BLL, -1).view({B * L, L}).index_select(0, trg_N);
+  // The probability of copying token v: the attention on the source positions that hold v.
+  const torch::Tensor row_N = torch::div(trg_N, L, "floor");
+  const torch::Tensor ids_NL = in.ids_BL.to(torch::kLong).index_select(0, row_N);
+  const torch::Tensor p_copy_NV = torch::zeros({trg_N.size(0), V}, a_NL.options()).scatter_add_(1, ids_NL, a_NL);
+  const torch::Tensor g_N1 =
+      torch::sigmoid(copy_gate_->forward(h_BLD.reshape({B * L, -1}).index_select(0, trg_N)).to(torch::kFloat));
+  return g_N1 * p_vocab_NV + (1.0 - g_N1) * p_copy_NV;
 }
 
 ParameterCounts DenoiserImpl::parameter_counts() const {

@@ -18,6 +18,9 @@
 //                      embedding (source / target)
 //   length head        [mean over source positions of UpProj(anchor) ; sinusoid(source length)]
 //                      -> Linear(2D, D) -> SiLU -> Linear(D, T): the number of target tokens before EOS
+//   copy head          (softmax x0) p = g softmax(z W^T + b) + (1 - g) sum_i a_i onehot(src_i), with
+//                      a = softmax over source positions of (h Wq)(h Wk)^T / sqrt(copy_dim) and
+//                      g = sigmoid(h w_g + b_g) from the final hidden state h (pointer-generator)
 #pragma once
 
 #include <torch/torch.h>
@@ -42,12 +45,15 @@ struct DenoiserInputs {
   torch::Tensor key_mask_BL, global_mask_BL;
   torch::Tensor trg_mask_BL;     // optional: target positions (restart positions, softmax x0); undefined = all
   torch::Tensor self_cond_BLC;   // optional: the previous x0 estimate; undefined = zeros
+  torch::Tensor ids_BL;          // the copy head only: the token ids (their source part is what it copies)
 };
 
 struct DenoiserOutput {
   torch::Tensor x0_BLC;      // predicted x0
   torch::Tensor logits_BLV;  // rounding head on z (x0 with model.x0 = "regress"), when asked for
-  torch::Tensor x0_logits_NV;  // model.x0 = "softmax": the logits of the target positions (row-major)
+  // model.x0 = "softmax": the target positions' logits (row-major); with the copy head the
+  // log-probabilities of the mixed distribution (cross-entropy on them is -log p all the same)
+  torch::Tensor x0_logits_NV;
   torch::Tensor moe_loss;    // aux_loss_weight * aux_loss + z_loss_weight * z_loss (scalar)
   torch::Tensor aux_loss, z_loss;  // means over layers, unweighted (for logging)
   std::vector<torch::Tensor> tokens_per_expert;  // per layer, int64 [E], on the model's device
@@ -85,6 +91,11 @@ class DenoiserImpl : public torch::nn::Module {
   std::string describe() const;  // one paragraph for the start-up log
 
  private:
+  bool copy_head_active() const { return static_cast<bool>(copy_q_); }
+  // The copy head's mixture for the target rows trg_N (flat indices into B * L): float32 [N, V].
+  torch::Tensor mix_in_copy(const torch::Tensor& h_BLD, const DenoiserInputs& in, const torch::Tensor& trg_N,
+                            const torch::Tensor& p_vocab_NV);
+
   ModelOptions options_;
   torch::Tensor word_embedding_, lm_bias_, position_embedding_, absorbing_;
   Projection up_{nullptr}, down_{nullptr};
@@ -97,6 +108,7 @@ class DenoiserImpl : public torch::nn::Module {
   torch::nn::Linear self_cond_{nullptr};
   torch::Tensor segment_embedding_;  // [2, D]: source, target
   torch::nn::Linear length_fc1_{nullptr}, length_fc2_{nullptr};
+  torch::nn::Linear copy_q_{nullptr}, copy_k_{nullptr}, copy_gate_{nullptr};
 };
 TORCH_MODULE(Denoiser);
 

@@ -70,6 +70,9 @@ ModelOptions model_options_from_config(const Config& c, int64_t vocab_size) {
   o.embed_l2 = c.get_string("model.embed_norm") == "l2";
   o.embed_scale = c.get_float("model.embed_scale");
   o.restart_positions = c.get_string("model.target_positions") == "restart";
+  o.copy_head = c.get_bool("model.copy_head");
+  MDS_CHECK(!o.copy_head || o.x0_softmax, c.origin("model.copy_head"),
+            ": model.copy_head = true needs model.x0 = \"softmax\" (it mixes into the vocabulary distribution)");
   // The head predicts the tokens before EOS: 0 .. max_trg_len - 1 (the region also holds the EOS).
   if (c.get_string("data.target_length") == "predict") o.length_classes = c.get_int("data.max_trg_len");
   return o;

@@ -38,6 +38,8 @@ struct ModelOptions {
   double embed_scale = 1.0;
   bool restart_positions = false; // target positions restart at 1 (aligned with the source) + a segment embedding
   int64_t length_classes = 0;     // > 0: a length head over 0 .. length_classes - 1 target tokens
+  bool copy_head = false;         // x0_softmax only: mix in a pointer over the source tokens (pointer-generator)
+  int64_t copy_dim = 64;          // its query/key width
 };
 
 // Resolves the model.*, attention.* and moe.* keys; `vocab_size` comes from the tokenizer.
