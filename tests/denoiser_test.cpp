@@ -22,8 +22,11 @@ using model::to_tensors;
 
 namespace {
 
+// The base architecture (DiffuSeq's options: regressed x0, positions that continue, no length head);
+// the learning-fast options are tests/recipe_test.cpp's.
 ModelOptions tiny_options(std::vector<std::string> sets = {}) {
-  std::vector<std::string> base = {"model.embed_dim=8", "model.dim=16", "model.layers=2", "model.heads=2",
+  std::vector<std::string> base = {"model.x0=regress", "model.target_positions=continue",
+                                   "data.target_length=generate", "model.embed_dim=8", "model.dim=16", "model.layers=2", "model.heads=2",
                                    "model.ffn_dim=24", "model.time_embed_dim=8", "moe.experts=3",
                                    "moe.top_k=2", "attention.window=2", "attention.dilation=[1,2]",
                                    "data.max_src_len=24", "data.max_trg_len=8", "model.dropout=0.1"};

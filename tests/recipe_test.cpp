@@ -34,8 +34,10 @@ using model::DenoiserInputs;
 
 constexpr int64_t kVocab = 40;
 
+// DiffuSeq's behaviour (every option of this file off), so that each test turns on only its own.
 std::vector<std::string> tiny(std::vector<std::string> extra = {}) {
-  std::vector<std::string> sets = {"model.embed_dim=8", "model.dim=16", "model.layers=2", "model.heads=2",
+  std::vector<std::string> sets = {"model.x0=regress", "loss.x0_ce_weight=0", "model.target_positions=continue",
+                                   "data.target_length=generate", "model.embed_dim=8", "model.dim=16", "model.layers=2", "model.heads=2",
                                    "model.ffn_dim=24", "model.time_embed_dim=8", "moe.experts=1",
                                    "attention.type=dense", "data.max_src_len=12", "data.max_trg_len=6",
                                    "model.dropout=0"};
