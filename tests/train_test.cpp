@@ -125,6 +125,21 @@ TEST_F(TrainTest, InterruptedRunCheckpointsAndResumesExactly) {
   for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(part2.losses[i], whole.losses[i + 3]) << "step " << i + 4;
 }
 
+// A second stop signal ends the process at once (exit status 128 + SIGINT), without waiting for the
+// step or writing a checkpoint.
+TEST_F(TrainTest, ASecondSignalExitsAtOnce) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Config c = Config::load("", tiny("twice", {"train.steps=50"}));
+  TrainOptions twice;
+  twice.on_step = [](int64_t step) {
+    if (step == 2) {
+      std::raise(SIGINT);
+      std::raise(SIGINT);
+    }
+  };
+  EXPECT_EXIT(train::train(c, twice), ::testing::ExitedWithCode(128 + SIGINT), "second stop signal");
+}
+
 // A run on a time budget stops when the budget is spent, with a checkpoint, and says why.
 TEST_F(TrainTest, TimeBudgetStopsTheRunWithACheckpoint) {
   // 6e-8 minutes (3.6 microseconds): spent by the first step, whatever the machine.
