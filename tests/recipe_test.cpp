@@ -247,6 +247,30 @@ TEST(CopyHead, CopiesTheSourceTokensItAttendsTo) {
   EXPECT_THROW(model::model_options_from_config(config_of({"model.copy_head=true"}), kVocab), Error);
 }
 
+// Scoring only the target rows against the source keys (trg_start) gives the distribution of the
+// full L x L scoring, with trained-looking (random, not flat) copy weights and an open gate.
+TEST(CopyHead, TargetRowsAloneGiveTheSameDistribution) {
+  const Config c = config_of({"model.x0=softmax", "model.copy_head=true"});
+  Denoiser m = make_model(c, 11);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : m->named_parameters())
+      if (p.key().rfind("copy_", 0) == 0) p.value().normal_(0.0, 0.5);
+  }
+  const Batch batch = make_batch(c);
+  const BatchTensors bt = model::to_tensors(batch, torch::kCPU);
+  torch::NoGradGuard no_grad;
+  DenoiserInputs in = inputs_of(m, bt);
+  in.ids_BL = bt.ids_BL;
+  const torch::Tensor full_NV = m->forward(in).x0_logits_NV.exp();
+  in.trg_start = batch.src_region + 2;
+  const torch::Tensor rows_NV = m->forward(in).x0_logits_NV.exp();
+  ASSERT_EQ(full_NV.sizes(), rows_NV.sizes());
+  EXPECT_LT(max_diff(full_NV, rows_NV), 1e-6);
+  // Each row is still a distribution.
+  EXPECT_LT(max_diff(rows_NV.sum(1), torch::ones({rows_NV.size(0)})), 1e-5);
+}
+
 // ----------------------------------------------------------------------------- embeddings, positions
 
 TEST(EmbedNorm, RowsHaveTheConfiguredRms) {
@@ -334,8 +358,52 @@ TEST(LengthHead, GenerationDenoisesExactlyThePredictedPositions) {
   EXPECT_EQ(cut.ids_BL[1][first + 2].item<int64_t>(), data::SpecialTokens::pad);
   EXPECT_TRUE(cut.key_mask_BL[0][first + 2].item<bool>());
 
+  // Each row is read as exactly the predicted 2 tokens, none of them special, whatever this untrained
+  // model's rounding prefers.
   const infer::GeneratedBatch out = generator.generate_ids(batch, at::detail::createCPUGenerator(1));
-  for (const auto& row : out.tokens) EXPECT_LE(row.size(), 3u);  // 2 tokens and the EOS slot at most
+  for (const auto& row : out.tokens) {
+    ASSERT_EQ(row.size(), 2u);
+    for (int32_t id : row) EXPECT_GE(id, data::SpecialTokens::count);
+  }
+  // A head that prefers an empty target still gives one token: training never saw an empty one.
+  {
+    torch::NoGradGuard no_grad;
+    auto params = m->named_parameters();
+    params["length_fc2.bias"].fill_(-10.0);
+    params["length_fc2.bias"][0] = 10.0;
+    params["length_fc2.bias"][4] = 5.0;
+  }
+  EXPECT_TRUE(torch::equal(generator.predict_lengths(bt), torch::tensor({4, 4}, torch::kLong)));
+}
+
+// sample.start_time < 1 starts from the source: target position j holds source token j's embedding
+// where the row has one, m elsewhere.
+TEST(StartFromSource, TargetPositionJHoldsSourceTokenJ) {
+  const Config c = config_of({"data.target_length=predict"});
+  Denoiser m = make_model(c);
+  infer::TextGenerator generator(c, m, runtime::Runtime{});
+  InMemorySource source;
+  source.add({10, 11, 12}, {});
+  source.add({13, 14, 15, 16, 17}, {});
+  const Batch batch = data::pack_batch(source, {0, 1}, generator.pack_options());
+  const BatchTensors bt = model::to_tensors(batch, torch::kCPU);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor anchor = m->embed(bt.ids_BL);
+  ASSERT_TRUE(m->absorbing().defined());
+  const torch::Tensor x0 = infer::source_aligned_x0(bt, anchor, m->absorbing());
+  const int64_t first = batch.src_region + 2, T = batch.trg_region;
+  ASSERT_EQ(T, 6);
+  const std::vector<std::vector<int64_t>> expected = {{10, 11, 12, -1, -1, -1}, {13, 14, 15, 16, 17, -1}};
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t j = 0; j < T; ++j) {
+      const int64_t id = expected[static_cast<std::size_t>(b)][static_cast<std::size_t>(j)];
+      const torch::Tensor want = id < 0 ? m->absorbing() : m->embedding_weight()[id];
+      EXPECT_LT(max_diff(x0[b][first + j], want), 1e-7) << b << " " << j;
+    }
+  // Generation from there gives one row per source.
+  generator.options().sampler.steps = 3;
+  generator.options().sampler.start_time = 0.5;
+  EXPECT_EQ(generator.generate_ids(batch, at::detail::createCPUGenerator(1)).tokens.size(), 2u);
 }
 
 // ----------------------------------------------------------------------------- noise factor

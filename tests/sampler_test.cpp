@@ -26,6 +26,7 @@ using diffusion::X0Predictor;
 using diffusion::clamp_to_embeddings;
 using diffusion::sample;
 using diffusion::sample_from;
+namespace detail = diffusion::detail;
 
 namespace {
 
@@ -341,6 +342,58 @@ TEST(Sampler, SampleStartsFromMPlusNoise) {
   EXPECT_TRUE(at::equal(out, sample_from(s, b.fn(), in, opts("dpm++2m", 5), x_T, gen(8))));
   Recorder c;
   EXPECT_TRUE(at::equal(out, sample(s, c.fn(), in, opts("dpm++2m", 5), gen(8))));
+}
+
+// --- sample.start_time < 1: SDEdit from a given x0 ---------------------------------------------
+// The first model input is the given x0 through the forward process to the start time (every token
+// at m with absorb rate 1 where the draw says so, none with rate 0), the first model time is the
+// start's, and the grid runs from there to the end.
+TEST(Sampler, StartTimeBelowOneNoisesTheGivenX0) {
+  const NoiseSchedule s = NoiseSchedule::make("sqrt", 20);
+  SampleInputs in = make_inputs(true);
+  in.start_x0_BLC = at::randn({B, L, C}, gen(40), kF64);
+  const detail::DiscreteVP vp(s);
+  const double start = 0.4, alpha = vp.alpha(start), sigma = vp.sigma(start);
+  ASSERT_GT(sigma, 0.3);
+  ASSERT_LT(sigma, 0.99);
+  SamplerOptions o = opts("dpm++2m", 4);
+  o.start_time = start;
+  o.absorb_rate = 0.0;
+  Recorder rec;
+  sample(s, rec.fn(), in, o, gen(9));
+  const at::Tensor noise = at::randn({B, L, C}, gen(9), at::TensorOptions().dtype(at::kFloat)).to(at::kDouble);
+  const at::Tensor m = in.absorbing_C.view({1, 1, C});
+  const at::Tensor expected = m + alpha * (in.start_x0_BLC - m) + sigma * noise;
+  EXPECT_LT(max_diff(target(rec.x[0], in), target(expected, in)), 1e-12);
+  EXPECT_TRUE(at::equal(source(rec.x[0], in), source(in.anchor_BLC, in)));
+  ASSERT_EQ(rec.t.size(), 4u);  // the final step makes no model call
+  EXPECT_NEAR(rec.t[0][0].item<float>(), (start - 1.0 / 20.0) * 1000.0, 1e-3);
+  EXPECT_NEAR(rec.t[1][0].item<float>(), (start - (start - 1.0 / 20.0) / 4.0 - 1.0 / 20.0) * 1000.0, 1e-3);
+
+  // Absorb rate 1: a target token is m exactly when its uniform draw (after the noise) is under sigma.
+  o.absorb_rate = 1.0;
+  Recorder jumped;
+  sample(s, jumped.fn(), in, o, gen(9));
+  at::Generator g = gen(9);
+  at::randn({B, L, C}, g, at::TensorOptions().dtype(at::kFloat));
+  const at::Tensor at_m_BL = at::rand({B, L}, g, kF64) < sigma;
+  const at::Tensor is_m_BL = (jumped.x[0] == m.expand({B, L, C})).all(-1);
+  EXPECT_TRUE(at::equal(is_m_BL.masked_select(in.trg_mask_BL), at_m_BL.masked_select(in.trg_mask_BL)));
+  EXPECT_GT(at_m_BL.masked_select(in.trg_mask_BL).sum().item<int64_t>(), 0);
+  EXPECT_LT(at_m_BL.masked_select(in.trg_mask_BL).sum().item<int64_t>(), 6);
+  const at::Tensor kept_BL1 = at_m_BL.logical_not().logical_and(in.trg_mask_BL).unsqueeze(-1);
+  EXPECT_LT(max_diff(jumped.x[0].masked_select(kept_BL1.expand({B, L, C})),
+                     expected.masked_select(kept_BL1.expand({B, L, C}))), 1e-12);
+
+  // Errors: no x0 to start from, a sampler other than DPM-Solver++, a start at or before the end.
+  SampleInputs none = make_inputs(true);
+  Recorder r2;
+  EXPECT_THROW(sample(s, r2.fn(), none, o, gen(9)), Error);
+  o.sampler = "ddim";
+  EXPECT_THROW(sample(s, r2.fn(), in, o, gen(9)), Error);
+  o.sampler = "dpm++2m";
+  o.start_time = 1.0 / 20.0;
+  EXPECT_THROW(sample(s, r2.fn(), in, o, gen(9)), Error);
 }
 
 TEST(Sampler, TimeMappings) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs ON THE GPU MACHINE: quality races (bench/quality/run), several at once on the one GPU, and all
-# their outputs packed into one archive, $OUT/quality.tar.gz (the device returns at most 8 files).
+# their outputs (each race's quality_*.json among them) packed into one archive, $OUT/quality.tar.gz
+# (the device returns at most 8 files).
 #
 # Here, first:  scripts/gpu/fetch-deps; scripts/gpu/carry-data qqp sumpubmed ...   (.deps/root, .data/)
 # Then call the device tool with carry [".deps/root", ".data"] and the command
@@ -61,7 +62,6 @@ for label in "${labels[@]}"; do
   grep -E "^quality race:" "$work/$label/race.log" 2>/dev/null || true
   sed -n '/^system/,$p' "$work/$label/scores.txt" 2>/dev/null | head -8
 done | tee "$out/quality.txt"
-cp "$work"/quality_*.json "$out/" 2>/dev/null || true
 tar -C "$work" --exclude='checkpoints' --exclude='prepared' --exclude='tokenizer' -czf "$out/quality.tar.gz" .
 echo "quality.sh: $(( $(date +%s) - start )) s in all"
 exit "$failed"

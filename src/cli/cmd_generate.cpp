@@ -23,6 +23,7 @@ struct GenerateArgs {
   std::vector<std::string> sets;
   std::optional<std::string> sampler, skip_type, mbr_metric;
   std::optional<int64_t> steps, seed, batch_size, mbr;
+  std::optional<double> start_time;
   bool clamp = false, discrete_noise = false;
 };
 }  // namespace
@@ -39,6 +40,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--steps", a->steps, "model evaluations (default sample.steps)");
   cmd->add_option("--skip-type", a->skip_type, "DPM-Solver++ grid: time_uniform | logSNR | time_quadratic")
       ->check(CLI::IsMember({"time_uniform", "logSNR", "time_quadratic"}));
+  cmd->add_option("--start-time", a->start_time,
+                  "DPM-Solver++ from the source tokens noised to this share of the diffusion time (default "
+                  "sample.start_time; 1 = from noise)");
   cmd->add_option("--seed", a->seed, "sampling seed")->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch-size", a->batch_size, "sequences generated at once");
   cmd->add_option("--mbr", a->mbr, "candidates per input for minimum-Bayes-risk selection");
@@ -53,6 +57,7 @@ void add_generate_command(CLI::App& app) {
     if (a->sampler) o.sampler.sampler = *a->sampler;
     if (a->steps) o.sampler.steps = *a->steps;
     if (a->skip_type) o.sampler.skip_type = *a->skip_type;
+    if (a->start_time) o.sampler.start_time = *a->start_time;
     if (a->seed) o.seed = static_cast<uint64_t>(*a->seed);
     if (a->batch_size) o.batch_size = *a->batch_size;
     if (a->mbr) o.mbr = *a->mbr;

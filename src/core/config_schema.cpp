@@ -92,6 +92,7 @@ std::vector<KeySpec> make_schema() {
       i("data.batch_tokens", 16384, 1, kBig, "Token budget of a batch: B * L never exceeds it (padding included)."),
       i("data.max_batch_size", 0, 0, kBig, "Most sequences in a batch; 0 = no limit beyond the token budget."),
       i("data.bucket_window", 100, 1, kBig, "Length bucketing: examples are sorted by length within windows of this many batches."),
+      b("data.swap_pairs", false, "Training also reads every pair the other way round (trg -> src): twice the examples for a symmetric task such as paraphrase; validation reads the pairs as they are."),
       b("data.shuffle", true, "Shuffle examples and batches each epoch (deterministic for train.seed)."),
       // ------------------------------------------------------------------ train
       s("train.out_dir", "runs/run", {}, "Run directory: config, metrics.jsonl, checkpoints."),
@@ -127,6 +128,7 @@ std::vector<KeySpec> make_schema() {
       i("sample.steps", 10, 1, 1 << 20, "Model evaluations (DPM-Solver++, DDIM) or respaced steps (ancestral)."),
       s("sample.skip_type", "time_uniform", {"time_uniform", "logSNR", "time_quadratic"}, "DPM-Solver++ time grid."),
       s("sample.time_mapping", "upstream", {"upstream", "v2"}, "Model time of DPM-Solver++: upstream (t - 1/N)*1000, or DiffuSeq-v2's t*1000."),
+      f("sample.start_time", 1.0, 0.0, 1.0, "Where DPM-Solver++ and DDIM start, as a share of the diffusion time: 1 = from noise (DiffuSeq); below 1 = from the source tokens, target token j from source token j, noised to that time (SDEdit; for tasks whose output follows the source's words, with model.target_positions = \"restart\")."),
       b("sample.clamp", false, "Replace x0 predictions by the nearest token embedding at every step."),
       b("sample.discrete_noise", false, "DiffuSeq-v2 discrete absorbing noise during ancestral sampling."),
       i("sample.seed", 0, 0, kBig, "Seed of the sampling noise."),

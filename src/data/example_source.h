@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,19 @@ class InMemorySource : public ExampleSource {
 
  private:
   std::vector<std::vector<int32_t>> src_, trg_;
+};
+
+// Every example of `inner`, then every example again with source and target swapped (data.swap_pairs):
+// example n + i is (trg_i -> src_i), for n = inner->size().
+class SwappedPairs : public ExampleSource {
+ public:
+  explicit SwappedPairs(std::unique_ptr<ExampleSource> inner) : inner_(std::move(inner)) {}
+  std::size_t size() const override { return 2 * inner_->size(); }
+  TokenSpan src(std::size_t i) const override { return i < inner_->size() ? inner_->src(i) : inner_->trg(i - inner_->size()); }
+  TokenSpan trg(std::size_t i) const override { return i < inner_->size() ? inner_->trg(i) : inner_->src(i - inner_->size()); }
+
+ private:
+  std::unique_ptr<ExampleSource> inner_;
 };
 
 }  // namespace mds::data

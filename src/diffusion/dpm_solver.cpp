@@ -155,7 +155,9 @@ at::Tensor dpm_solver_pp(const SamplerContext& ctx, at::Tensor x_BLC, int64_t or
   auto model_time = [&](double t) {
     return mapping == "upstream" ? (t - t_end) * 1000.0 : t * 1000.0;
   };
-  const std::vector<double> ts = vp.time_steps(ctx.options.skip_type, 1.0, t_end, M);
+  MDS_CHECK(ctx.options.start_time > t_end && ctx.options.start_time <= 1.0, "sampler: sample.start_time must be in (",
+            t_end, ", 1], got ", ctx.options.start_time);
+  const std::vector<double> ts = vp.time_steps(ctx.options.skip_type, ctx.options.start_time, t_end, M);
 
   auto predict_D = [&](const at::Tensor& x, double t) {
     return ctx.centre(ctx.predict_x0(x, model_time(t)));

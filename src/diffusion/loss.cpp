@@ -88,6 +88,7 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   in.global_mask_BL = batch.global_mask_BL;
   in.trg_mask_BL = batch.trg_mask_BL;
   in.ids_BL = batch.ids_BL;  // the copy head reads the source tokens
+  in.trg_start = batch.src_region + 2;
   // Self-conditioning: on a share of the steps, a first estimate without gradient is fed back (its
   // source positions hold the anchor, as the sampler feeds it). One draw per step, none when off.
   if (o.self_condition_prob > 0 && at::rand({1}, gen).item<double>() < o.self_condition_prob) {

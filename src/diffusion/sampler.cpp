@@ -226,6 +226,7 @@ SamplerOptions sampler_options_from_config(const Config& c) {
   o.clamp = c.get_bool("sample.clamp");
   o.discrete_noise = c.get_bool("sample.discrete_noise");
   o.absorb_rate = c.get_float("diffusion.absorb_rate");
+  o.start_time = c.get_float("sample.start_time");
   return o;
 }
 
@@ -282,12 +283,31 @@ at::Tensor sample(const NoiseSchedule& schedule, const X0Predictor& predict,
                   at::Generator generator) {
   const auto gen = optional_generator(generator);
   MDS_CHECK(inputs.anchor_BLC.defined(), "sampler: anchor_BLC is undefined");
+  const at::Tensor m_11C =
+      inputs.absorbing_C.defined()
+          ? inputs.absorbing_C.detach().to(inputs.anchor_BLC.device(), inputs.anchor_BLC.scalar_type()).view({1, 1, -1})
+          : at::Tensor();
   // x_T = m + N(0, I) on target positions; sample_from puts the anchor on the source.
   at::Tensor x_T_BLC = randn_as(inputs.anchor_BLC, gen);
-  if (inputs.absorbing_C.defined()) {
-    x_T_BLC =
-        x_T_BLC +
-        inputs.absorbing_C.detach().to(x_T_BLC.device(), x_T_BLC.scalar_type()).view({1, 1, -1});
+  if (options.start_time < 1.0) {
+    // SDEdit: the given x0 through the forward process (F2, F3) to the start time.
+    MDS_CHECK(options.sampler.rfind("dpm++", 0) == 0, "sampler: sample.start_time < 1 needs a DPM-Solver++ sampler, not \"",
+              options.sampler, "\"");
+    MDS_CHECK(inputs.start_x0_BLC.defined() && inputs.start_x0_BLC.sizes() == inputs.anchor_BLC.sizes(),
+              "sampler: sample.start_time < 1 needs start_x0_BLC of the anchor's shape");
+    const detail::DiscreteVP vp(schedule);
+    MDS_CHECK(options.start_time > 1.0 / static_cast<double>(vp.total_n()), "sampler: sample.start_time = ",
+              options.start_time, " is not after the last step of the schedule");
+    const double alpha = vp.alpha(options.start_time), sigma = vp.sigma(options.start_time);
+    const at::Tensor x0_BLC = inputs.start_x0_BLC.to(x_T_BLC.device(), x_T_BLC.scalar_type());
+    x_T_BLC = m_11C.defined() ? m_11C + alpha * (x0_BLC - m_11C) + sigma * x_T_BLC : alpha * x0_BLC + sigma * x_T_BLC;
+    if (m_11C.defined() && options.absorb_rate > 0) {
+      const at::Tensor u_BL = at::rand({x_T_BLC.size(0), x_T_BLC.size(1)}, gen, at::TensorOptions().dtype(at::kDouble));
+      const at::Tensor jump_BL1 = (u_BL < options.absorb_rate * sigma).unsqueeze(-1).to(x_T_BLC.device());
+      x_T_BLC = at::where(jump_BL1, m_11C.expand_as(x_T_BLC), x_T_BLC);
+    }
+  } else if (m_11C.defined()) {
+    x_T_BLC = x_T_BLC + m_11C;
   }
   return sample_from(schedule, predict, inputs, options, x_T_BLC, generator);
 }

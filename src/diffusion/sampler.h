@@ -34,7 +34,11 @@ struct SamplerOptions {
   std::string time_mapping = "upstream";   // upstream | v2
   bool clamp = false;                      // replace x0 predictions by the nearest embedding row
   bool discrete_noise = false;             // ancestral: DiffuSeq-v2 jumps to m
-  double absorb_rate = 0.5;                // gamma for discrete_noise
+  double absorb_rate = 0.5;                // gamma for discrete_noise and a start below 1
+  // DPM-Solver++ only: the share of the diffusion time the solver starts at. 1 = from noise; below 1
+  // from SampleInputs::start_x0_BLC noised to that time (SDEdit), by the forward process: a target
+  // token jumps to m with probability absorb_rate * sigma, and the rest get m + alpha (x0 - m) + sigma eps.
+  double start_time = 1.0;
 };
 
 // sample.sampler, sample.steps, sample.skip_type, sample.time_mapping, sample.clamp,
@@ -46,9 +50,11 @@ struct SampleInputs {
   at::Tensor trg_mask_BL;     // bool: positions to generate
   at::Tensor absorbing_C;     // m, or undefined (x_T then starts at N(0, I))
   at::Tensor embedding_VC;    // word embedding, for clamping
+  at::Tensor start_x0_BLC;    // with options.start_time < 1: the x0 the solver starts from (target positions)
 };
 
-// Starts from x_T = m + N(0, I) on target positions (anchor elsewhere) and returns x0 [B, L, C].
+// Starts from x_T = m + N(0, I) on target positions (anchor elsewhere), or with options.start_time
+// below 1 from inputs.start_x0_BLC noised to that time, and returns x0 [B, L, C].
 at::Tensor sample(const NoiseSchedule& schedule, const X0Predictor& predict, const SampleInputs& inputs,
                   const SamplerOptions& options, at::Generator generator);
 

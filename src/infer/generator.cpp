@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <numeric>
 
@@ -61,6 +62,10 @@ void check_generate_options(const GenerateOptions& o) {
   MDS_CHECK(o.sampler.steps >= 1, "--steps must be at least 1, got ", o.sampler.steps);
   MDS_CHECK(o.batch_size >= 1, "--batch-size must be at least 1, got ", o.batch_size);
   MDS_CHECK(o.mbr >= 1, "--mbr must be at least 1, got ", o.mbr);
+  MDS_CHECK(o.sampler.start_time > 0.0 && o.sampler.start_time <= 1.0, "--start-time must be in (0, 1], got ",
+            o.sampler.start_time);
+  MDS_CHECK(o.sampler.start_time == 1.0 || o.sampler.sampler.rfind("dpm++", 0) == 0,
+            "--start-time below 1 needs a DPM-Solver++ sampler (dpm++2m, dpm++3m), not ", o.sampler.sampler);
   MDS_CHECK(o.mbr_metric == "bleu" || o.mbr_metric == "rouge-l", "--mbr-metric must be bleu or rouge-l, got \"",
             o.mbr_metric, "\"");
 }
@@ -122,6 +127,7 @@ diffusion::X0Predictor x0_predictor(Denoiser& model, const BatchTensors& bt, con
   base.global_mask_BL = bt.global_mask_BL;
   base.trg_mask_BL = bt.trg_mask_BL;
   base.ids_BL = bt.ids_BL;  // the copy head reads the source tokens (the target part is PAD)
+  base.trg_start = bt.src_region + 2;
   const bool self_condition = model->options().self_condition;
   // Shared by the copies the sampler makes of the predictor: the last estimate lives here.
   auto previous = std::make_shared<torch::Tensor>();
@@ -141,6 +147,18 @@ diffusion::X0Predictor x0_predictor(Denoiser& model, const BatchTensors& bt, con
   };
 }
 
+torch::Tensor source_aligned_x0(const BatchTensors& bt, const torch::Tensor& anchor_BLC, const torch::Tensor& m_C) {
+  const int64_t B = anchor_BLC.size(0), L = anchor_BLC.size(1), C = anchor_BLC.size(2);
+  const int64_t first = bt.src_region + 2, n = std::min(bt.src_region, L - first);
+  torch::Tensor x0_BLC = m_C.defined() ? m_C.to(anchor_BLC.scalar_type()).view({1, 1, C}).expand({B, L, C}).clone()
+                                       : torch::zeros_like(anchor_BLC);
+  if (n <= 0) return x0_BLC;
+  // Target position j takes source token j (position 1 + j) where the row's source has one.
+  const torch::Tensor has_BN1 = (torch::arange(n, bt.src_len_B.options()).unsqueeze(0) < bt.src_len_B.unsqueeze(1)).unsqueeze(-1);
+  x0_BLC.narrow(1, first, n).copy_(torch::where(has_BN1, anchor_BLC.narrow(1, 1, n), x0_BLC.narrow(1, first, n)));
+  return x0_BLC;
+}
+
 torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOptions& options, at::Generator gen) {
   torch::NoGradGuard no_grad;
   SampleInputs in;
@@ -148,6 +166,7 @@ torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOpti
   in.trg_mask_BL = bt.trg_mask_BL;
   in.absorbing_C = model_->absorbing();
   in.embedding_VC = model_->embedding_weight();
+  if (options.start_time < 1.0) in.start_x0_BLC = source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C);
   return sample(schedule_, x0_predictor(model_, bt, in.anchor_BLC, runtime_), in, options, gen);
 }
 
@@ -156,24 +175,37 @@ torch::Tensor TextGenerator::predict_lengths(const BatchTensors& bt) {
   PrecisionScope scope(runtime_.precision, runtime_.device);
   const torch::Tensor logits_BT =
       model_->length_logits(model_->embed(bt.ids_BL), bt.key_mask_BL & bt.trg_mask_BL.logical_not());
-  return logits_BT.argmax(-1);
+  // Training never sees an empty target: the length is at least one token.
+  return logits_BT.narrow(1, 1, logits_BT.size(1) - 1).argmax(-1) + 1;
 }
 
 GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen) {
   torch::NoGradGuard no_grad;
   BatchTensors bt = to_tensors(batch, runtime_.device);
-  // A length head decides each row's length: exactly that many positions (and the EOS) are denoised.
-  if (model_->has_length_head()) bt = model::limit_target_region(bt, predict_lengths(bt) + 1);
-  torch::Tensor x0 = sample_x0(bt, options_.sampler, gen);
-  torch::Tensor ids_BL = model_->logits(x0).argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
-  const int64_t* ids = ids_BL.data_ptr<int64_t>();
-  const int64_t first = batch.src_region + 2, L = ids_BL.size(1);  // BOS, source region, SEP
+  // A length head decides each row's length: exactly that many positions (and the EOS) are denoised,
+  // and those positions are read as that many words (no special token), whatever the rounding says.
+  const bool length_head = model_->has_length_head();
+  torch::Tensor length_B;
+  if (length_head) {
+    length_B = predict_lengths(bt);
+    bt = model::limit_target_region(bt, length_B + 1);
+  }
+  const int64_t first = batch.src_region + 2;  // BOS, source region, SEP
+  const torch::Tensor x0_BLC = sample_x0(bt, options_.sampler, gen);
+  const int64_t T = x0_BLC.size(1) - first;
+  torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, T));
+  if (length_head) logits_BTV.narrow(-1, 0, SpecialTokens::count).fill_(-std::numeric_limits<float>::infinity());
+  const torch::Tensor ids_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
+  const torch::Tensor end_B = length_head ? length_B.to(torch::kCPU, torch::kLong).contiguous()
+                                          : torch::full({batch.batch_size}, T, torch::kLong);
+  const int64_t* ids = ids_BT.data_ptr<int64_t>();
+  const int64_t* end = end_B.data_ptr<int64_t>();
   GeneratedBatch out;
   out.tokens.resize(static_cast<std::size_t>(batch.batch_size));
   for (int64_t b = 0; b < batch.batch_size; ++b) {
     auto& row = out.tokens[static_cast<std::size_t>(b)];
-    for (int64_t p = first; p < L; ++p) {
-      const auto id = static_cast<int32_t>(ids[b * L + p]);
+    for (int64_t p = 0; p < std::min(T, end[b]); ++p) {
+      const auto id = static_cast<int32_t>(ids[b * T + p]);
       if (id == SpecialTokens::eos || id == SpecialTokens::pad) break;
       row.push_back(id);
     }

@@ -167,18 +167,25 @@ torch::Tensor DenoiserImpl::mix_in_copy(const torch::Tensor& h_BLD, const Denois
                                         const torch::Tensor& p_vocab_NV) {
   MDS_CHECK(in.ids_BL.defined() && in.trg_mask_BL.defined(), "the copy head needs the batch's ids and target mask");
   const int64_t B = h_BLD.size(0), L = h_BLD.size(1), V = p_vocab_NV.size(1);
-  const torch::Tensor q_BLc = copy_q_->forward(h_BLD), k_BLc = copy_k_->forward(h_BLD);
-  // Attention of every position over the source tokens (BOS and SEP included: the model learns to
-  // ignore them), in float32; each row has BOS at least, so no row is empty.
-  torch::Tensor s_BLL = torch::matmul(q_BLc, k_BLc.transpose(1, 2)).to(torch::kFloat) /
+  // Rows [first, L) (the target region) against keys [0, K) (BOS, source, SEP); without trg_start
+  // every row against every key, which gives the same values at L x L cost.
+  const int64_t first = in.trg_start > 0 && in.trg_start < L ? in.trg_start : 0;
+  const int64_t R = L - first, K = first > 0 ? first : L;
+  const torch::Tensor q_BRc = copy_q_->forward(h_BLD.narrow(1, first, R));
+  const torch::Tensor k_BKc = copy_k_->forward(h_BLD.narrow(1, 0, K));
+  // Attention over the source tokens (BOS and SEP included: the model learns to ignore them), in
+  // float32; each row has BOS at least, so no row is empty.
+  torch::Tensor s_BRK = torch::matmul(q_BRc, k_BKc.transpose(1, 2)).to(torch::kFloat) /
                         std::sqrt(static_cast<double>(options_.copy_dim));
-  const torch::Tensor src_B1L = in.key_mask_BL.logical_and(in.trg_mask_BL.logical_not()).unsqueeze(1);
-  s_BLL = s_BLL.masked_fill(src_B1L.logical_not(), -std::numeric_limits<float>::infinity());
-  const torch::Tensor a_NL = torch::softmax(s_BLL, -1).view({B * L, L}).index_select(0, trg_N);
-  // The probability of copying token v: the attention on the source positions that hold v.
+  const torch::Tensor src_B1K =
+      in.key_mask_BL.logical_and(in.trg_mask_BL.logical_not()).narrow(1, 0, K).unsqueeze(1);
+  s_BRK = s_BRK.masked_fill(src_B1K.logical_not(), -std::numeric_limits<float>::infinity());
+  // Target position n = b L + l is row b R + (l - first).
   const torch::Tensor row_N = torch::div(trg_N, L, "floor");
-  const torch::Tensor ids_NL = in.ids_BL.to(torch::kLong).index_select(0, row_N);
-  const torch::Tensor p_copy_NV = torch::zeros({trg_N.size(0), V}, a_NL.options()).scatter_add_(1, ids_NL, a_NL);
+  const torch::Tensor a_NK = torch::softmax(s_BRK, -1).view({B * R, K}).index_select(0, trg_N - (row_N + 1) * first);
+  // The probability of copying token v: the attention on the source positions that hold v.
+  const torch::Tensor ids_NK = in.ids_BL.narrow(1, 0, K).to(torch::kLong).index_select(0, row_N);
+  const torch::Tensor p_copy_NV = torch::zeros({trg_N.size(0), V}, a_NK.options()).scatter_add_(1, ids_NK, a_NK);
   const torch::Tensor g_N1 =
       torch::sigmoid(copy_gate_->forward(h_BLD.reshape({B * L, -1}).index_select(0, trg_N)).to(torch::kFloat));
   return g_N1 * p_vocab_NV + (1.0 - g_N1) * p_copy_NV;

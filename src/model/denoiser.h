@@ -46,6 +46,9 @@ struct DenoiserInputs {
   torch::Tensor trg_mask_BL;     // optional: target positions (restart positions, softmax x0); undefined = all
   torch::Tensor self_cond_BLC;   // optional: the previous x0 estimate; undefined = zeros
   torch::Tensor ids_BL;          // the copy head only: the token ids (their source part is what it copies)
+  // The copy head only: the first position of the target region (BatchTensors::src_region + 2), so
+  // that it scores target rows against source keys ([B, T, S] instead of [B, L, L]); 0 = unknown.
+  int64_t trg_start = 0;
 };
 
 struct DenoiserOutput {

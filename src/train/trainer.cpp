@@ -151,7 +151,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
             "tokenizer train` and give its directory");
   MDS_CHECK(!c.get_string("data.train").empty(), "data.train is not set");
   Tokenizer tokenizer = Tokenizer::load(c.get_string("data.tokenizer"));
-  auto train_data = open_examples(c.get_string("data.train"), tokenizer);
+  std::unique_ptr<ExampleSource> train_data = open_examples(c.get_string("data.train"), tokenizer);
+  if (c.get_bool("data.swap_pairs")) train_data = std::make_unique<data::SwappedPairs>(std::move(train_data));
   std::unique_ptr<ExampleSource> valid_data;
   if (!c.get_string("data.valid").empty()) valid_data = open_examples(c.get_string("data.valid"), tokenizer);
 
