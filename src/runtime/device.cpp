@@ -6,6 +6,8 @@
 #include <c10/core/DeviceType.h>
 #include <torch/cuda.h>
 
+#include <dlfcn.h>
+
 #include <sstream>
 #include <thread>
 
@@ -32,6 +34,12 @@ c10::Device resolve_device(const std::string& name) {
 void set_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
+  // OpenBLAS (Debian's LibTorch computes its matmuls there) keeps its own thread pool, sized by the
+  // environment at load time and deaf to at::set_num_threads: left alone, its idle threads spin in
+  // sched_yield through a fifth of a small model's CPU step. Present in this process only when
+  // LibTorch links it, so looked up rather than linked.
+  using SetThreads = void (*)(int);
+  if (auto* openblas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) openblas(threads);
 }
 
 void seed_everything(uint64_t seed) {
