@@ -175,15 +175,19 @@ torch::Tensor TextGenerator::predict_lengths(const BatchTensors& bt) {
   PrecisionScope scope(runtime_.precision, runtime_.device);
   const torch::Tensor logits_BT =
       model_->length_logits(model_->embed(bt.ids_BL), bt.key_mask_BL & bt.trg_mask_BL.logical_not());
-  // Training never sees an empty target: the length is at least one token.
-  return logits_BT.narrow(1, 1, logits_BT.size(1) - 1).argmax(-1) + 1;
+  // The median of the predicted distribution: the length with the least expected error in tokens,
+  // where the argmax of a flat distribution over hundreds of lengths lands anywhere. Training never
+  // sees an empty target: the length is at least one token.
+  const torch::Tensor p_BT = torch::softmax(logits_BT.narrow(1, 1, logits_BT.size(1) - 1).to(torch::kFloat), -1);
+  return (p_BT.cumsum(-1) < 0.5).sum(-1).clamp_max(p_BT.size(1) - 1) + 1;
 }
 
 GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen) {
   torch::NoGradGuard no_grad;
   BatchTensors bt = to_tensors(batch, runtime_.device);
-  // A length head decides each row's length: exactly that many positions (and the EOS) are denoised,
-  // and those positions are read as that many words (no special token), whatever the rounding says.
+  // A length head decides each row's length: exactly that many positions (and the EOS) are denoised.
+  // They are read up to the model's own EOS, but never as an empty output (training never sees one)
+  // and never as a special token: where the rounding prefers one, the best word is read instead.
   const bool length_head = model_->has_length_head();
   torch::Tensor length_B;
   if (length_head) {
@@ -194,20 +198,21 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
   const torch::Tensor x0_BLC = sample_x0(bt, options_.sampler, gen);
   const int64_t T = x0_BLC.size(1) - first;
   torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, T));
-  if (length_head) logits_BTV.narrow(-1, 0, SpecialTokens::count).fill_(-std::numeric_limits<float>::infinity());
-  const torch::Tensor ids_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
+  const torch::Tensor any_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
+  logits_BTV.narrow(-1, 0, SpecialTokens::count).fill_(-std::numeric_limits<float>::infinity());
+  const torch::Tensor word_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
   const torch::Tensor end_B = length_head ? length_B.to(torch::kCPU, torch::kLong).contiguous()
                                           : torch::full({batch.batch_size}, T, torch::kLong);
-  const int64_t* ids = ids_BT.data_ptr<int64_t>();
-  const int64_t* end = end_B.data_ptr<int64_t>();
+  const int64_t *any = any_BT.data_ptr<int64_t>(), *word = word_BT.data_ptr<int64_t>(), *end = end_B.data_ptr<int64_t>();
   GeneratedBatch out;
   out.tokens.resize(static_cast<std::size_t>(batch.batch_size));
   for (int64_t b = 0; b < batch.batch_size; ++b) {
     auto& row = out.tokens[static_cast<std::size_t>(b)];
     for (int64_t p = 0; p < std::min(T, end[b]); ++p) {
-      const auto id = static_cast<int32_t>(ids[b * T + p]);
-      if (id == SpecialTokens::eos || id == SpecialTokens::pad) break;
-      row.push_back(id);
+      const int64_t i = b * T + p;
+      const bool ends = any[i] == SpecialTokens::eos || any[i] == SpecialTokens::pad;
+      if (ends && (!length_head || p > 0)) break;
+      row.push_back(static_cast<int32_t>(length_head ? word[i] : any[i]));
     }
   }
   return out;
