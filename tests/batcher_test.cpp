@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
 #include <random>
 #include <set>
 
@@ -50,6 +51,31 @@ InMemorySource two_examples() {
   s.add({10, 11, 12}, {30, 31});
   s.add({20}, {40, 41, 42, 43});
   return s;
+}
+
+// data.swap_pairs: every pair, then every pair read the other way round; a batch packs the swapped
+// pair with the old target as its source.
+TEST(SwappedPairs, AppendsEveryPairTheOtherWayRound) {
+  auto inner = std::make_unique<InMemorySource>();
+  inner->add({10, 11, 12}, {20, 21});
+  inner->add({13}, {22, 23, 24, 25});
+  data::SwappedPairs both(std::move(inner));
+  ASSERT_EQ(both.size(), 4u);
+  auto ids = [](data::TokenSpan s) { return std::vector<int32_t>(s.begin(), s.end()); };
+  EXPECT_EQ(ids(both.src(0)), (std::vector<int32_t>{10, 11, 12}));
+  EXPECT_EQ(ids(both.trg(1)), (std::vector<int32_t>{22, 23, 24, 25}));
+  EXPECT_EQ(ids(both.src(2)), (std::vector<int32_t>{20, 21}));
+  EXPECT_EQ(ids(both.trg(2)), (std::vector<int32_t>{10, 11, 12}));
+  EXPECT_EQ(ids(both.src(3)), (std::vector<int32_t>{22, 23, 24, 25}));
+  EXPECT_EQ(ids(both.trg(3)), (std::vector<int32_t>{13}));
+  PackOptions o;
+  o.max_src_len = 8;
+  o.max_trg_len = 6;
+  const Batch b = pack_batch(both, {3}, o);
+  EXPECT_EQ(b.src_len[0], 4);
+  EXPECT_EQ(b.trg_len[0], 1);
+  EXPECT_EQ(b.ids[1], 22);
+  EXPECT_EQ(b.ids[static_cast<std::size_t>(b.src_region + 2)], 13);
 }
 
 TEST(Batcher, ParseNames) {
