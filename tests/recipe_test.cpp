@@ -408,6 +408,19 @@ TEST(StartFromSource, TargetPositionJHoldsSourceTokenJ) {
   generator.options().sampler.steps = 3;
   generator.options().sampler.start_time = 0.5;
   EXPECT_EQ(generator.generate_ids(batch, at::detail::createCPUGenerator(1)).tokens.size(), 2u);
+  // A start of 0, or a start below 1 with a sampler other than DPM-Solver++, is refused by name.
+  infer::GenerateOptions o = generator.options();
+  o.sampler.start_time = 0.0;
+  EXPECT_THROW(infer::check_generate_options(o), Error);
+  o.sampler.start_time = 0.5;
+  infer::check_generate_options(o);
+  o.sampler.sampler = "ddim";
+  try {
+    infer::check_generate_options(o);
+    ADD_FAILURE() << "ddim with a start below 1 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sample.start_time"), std::string::npos) << e.what();
+  }
 }
 
 // ----------------------------------------------------------------------------- noise factor

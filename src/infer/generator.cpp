@@ -62,10 +62,11 @@ void check_generate_options(const GenerateOptions& o) {
   MDS_CHECK(o.sampler.steps >= 1, "--steps must be at least 1, got ", o.sampler.steps);
   MDS_CHECK(o.batch_size >= 1, "--batch-size must be at least 1, got ", o.batch_size);
   MDS_CHECK(o.mbr >= 1, "--mbr must be at least 1, got ", o.mbr);
-  MDS_CHECK(o.sampler.start_time > 0.0 && o.sampler.start_time <= 1.0, "--start-time must be in (0, 1], got ",
-            o.sampler.start_time);
+  MDS_CHECK(o.sampler.start_time > 0.0 && o.sampler.start_time <= 1.0,
+            "--start-time (sample.start_time) must be in (0, 1], got ", o.sampler.start_time);
   MDS_CHECK(o.sampler.start_time == 1.0 || o.sampler.sampler.rfind("dpm++", 0) == 0,
-            "--start-time below 1 needs a DPM-Solver++ sampler (dpm++2m, dpm++3m), not ", o.sampler.sampler);
+            "--start-time (sample.start_time) below 1 needs a DPM-Solver++ sampler (dpm++2m, dpm++3m), not ",
+            o.sampler.sampler);
   MDS_CHECK(o.mbr_metric == "bleu" || o.mbr_metric == "rouge-l", "--mbr-metric must be bleu or rouge-l, got \"",
             o.mbr_metric, "\"");
 }
