@@ -46,7 +46,8 @@ diffusion::X0Predictor x0_predictor(model::Denoiser& model, const model::BatchTe
 // (anchor position 1 + j) where the row's source has one, m (or 0 without it) elsewhere. [B, L, C]
 torch::Tensor source_aligned_x0(const model::BatchTensors& batch, const torch::Tensor& anchor_BLC, const torch::Tensor& m_C);
 
-// Target ids of each row of a batch, up to (not including) the first EOS or PAD.
+// Target ids of each row of a batch, up to (not including) the first EOS or PAD; with a length head at
+// most the predicted length, at least one token and no special ids.
 struct GeneratedBatch {
   std::vector<std::vector<int32_t>> tokens;
 };
@@ -77,7 +78,8 @@ class TextGenerator {
   // x0 of one packed batch (tensors on device()): float32 [B, L, C], whatever precision() the model
   // runs in.
   torch::Tensor sample_x0(const model::BatchTensors& batch, const diffusion::SamplerOptions& options, at::Generator generator);
-  // The length head's choice for each row: the number of target tokens before EOS, int64 [B].
+  // The length head's choice for each row: the number of target tokens before EOS, the median of its
+  // distribution over 1 .. T-1 tokens, int64 [B].
   torch::Tensor predict_lengths(const model::BatchTensors& batch);
 
   const Config& config() const { return config_; }
