@@ -200,8 +200,11 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
   const int64_t T = x0_BLC.size(1) - first;
   torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, T));
   const torch::Tensor any_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
-  logits_BTV.narrow(-1, 0, SpecialTokens::count).fill_(-std::numeric_limits<float>::infinity());
-  const torch::Tensor word_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
+  torch::Tensor word_BT = any_BT;  // without a length head every id is read as the rounding says
+  if (length_head) {
+    logits_BTV.narrow(-1, 0, SpecialTokens::count).fill_(-std::numeric_limits<float>::infinity());
+    word_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
+  }
   const torch::Tensor end_B = length_head ? length_B.to(torch::kCPU, torch::kLong).contiguous()
                                           : torch::full({batch.batch_size}, T, torch::kLong);
   const int64_t *any = any_BT.data_ptr<int64_t>(), *word = word_BT.data_ptr<int64_t>(), *end = end_B.data_ptr<int64_t>();
@@ -213,7 +216,7 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
       const int64_t i = b * T + p;
       const bool ends = any[i] == SpecialTokens::eos || any[i] == SpecialTokens::pad;
       if (ends && (!length_head || p > 0)) break;
-      row.push_back(static_cast<int32_t>(length_head ? word[i] : any[i]));
+      row.push_back(static_cast<int32_t>(word[i]));
     }
   }
   return out;
