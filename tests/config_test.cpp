@@ -94,6 +94,12 @@ TEST(Config, CrossKeyValidation) {
             std::string::npos);
   std::string msg = error_of([] { Config::load("", {"model.layers=4", "attention.dilation=[1,2]"}); });
   EXPECT_NE(msg.find("one per layer"), std::string::npos) << msg;
+  msg = error_of([] { Config::load("", {"sample.start_time=0.3", "sample.sampler=ddim"}); });
+  EXPECT_NE(msg.find("sample.start_time"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("ddim"), std::string::npos) << msg;
+  msg = error_of([] { Config::load("", {"sample.start_time=0"}); });
+  EXPECT_NE(msg.find("sample.start_time"), std::string::npos) << msg;
+  EXPECT_NO_THROW(Config::load("", {"sample.start_time=0.3", "sample.sampler=dpm++3m"}));
 }
 
 TEST(Config, InvalidTomlNamesLine) {

@@ -293,6 +293,12 @@ void Config::validate() const {
                                             get_int("model.layers"), ")"));
   if (get_int("attention.dilated_heads") > get_int("model.heads"))
     fail_keys("attention.dilated_heads", "is larger than model.heads");
+  // Checked here as well as at generation, so that a run learns of it before it trains, not after.
+  const double start = get_float("sample.start_time");
+  if (start <= 0.0) fail_keys("sample.start_time", "must be above 0 (1 = from noise)");
+  if (start < 1.0 && get_string("sample.sampler").rfind("dpm++", 0) != 0)
+    fail_keys("sample.start_time", str_cat("sample.start_time = ", start, " (below 1) needs a DPM-Solver++ sampler, but "
+                                           "sample.sampler = \"", get_string("sample.sampler"), "\""));
 }
 
 const Value& Config::get(const std::string& key) const {
