@@ -385,6 +385,13 @@ TEST(Sampler, StartTimeBelowOneNoisesTheGivenX0) {
   EXPECT_LT(max_diff(jumped.x[0].masked_select(kept_BL1.expand({B, L, C})),
                      expected.masked_select(kept_BL1.expand({B, L, C}))), 1e-12);
 
+  // start_jumps = false: rate 1 or not, no token jumps, the start is the closed form everywhere.
+  o.start_jumps = false;
+  Recorder whole;
+  sample(s, whole.fn(), in, o, gen(9));
+  EXPECT_LT(max_diff(target(whole.x[0], in), target(expected, in)), 1e-12);
+  o.start_jumps = true;
+
   // Errors: no x0 to start from, a sampler other than DPM-Solver++, a start at or before the end.
   SampleInputs none = make_inputs(true);
   Recorder r2;

@@ -227,6 +227,7 @@ SamplerOptions sampler_options_from_config(const Config& c) {
   o.discrete_noise = c.get_bool("sample.discrete_noise");
   o.absorb_rate = c.get_float("diffusion.absorb_rate");
   o.start_time = c.get_float("sample.start_time");
+  o.start_jumps = c.get_bool("sample.start_jumps");
   return o;
 }
 
@@ -299,7 +300,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const X0Predictor& predict,
     const double alpha = vp.alpha(options.start_time), sigma = vp.sigma(options.start_time);
     const at::Tensor x0_BLC = inputs.start_x0_BLC.to(x_T_BLC.device(), x_T_BLC.scalar_type());
     x_T_BLC = m_11C.defined() ? m_11C + alpha * (x0_BLC - m_11C) + sigma * x_T_BLC : alpha * x0_BLC + sigma * x_T_BLC;
-    if (m_11C.defined() && options.absorb_rate > 0) {
+    if (m_11C.defined() && options.start_jumps && options.absorb_rate > 0) {
       const at::Tensor u_BL = at::rand({x_T_BLC.size(0), x_T_BLC.size(1)}, gen, at::TensorOptions().dtype(at::kDouble));
       const at::Tensor jump_BL1 = (u_BL < options.absorb_rate * sigma).unsqueeze(-1).to(x_T_BLC.device());
       x_T_BLC = at::where(jump_BL1, m_11C.expand_as(x_T_BLC), x_T_BLC);

@@ -37,12 +37,14 @@ struct SamplerOptions {
   double absorb_rate = 0.5;                // gamma for discrete_noise and a start below 1
   // DPM-Solver++ only: the share of the diffusion time the solver starts at. 1 = from noise; below 1
   // from SampleInputs::start_x0_BLC noised to that time (SDEdit), by the forward process: a target
-  // token jumps to m with probability absorb_rate * sigma, and the rest get m + alpha (x0 - m) + sigma eps.
+  // token jumps to m with probability absorb_rate * sigma (start_jumps), and the rest get
+  // m + alpha (x0 - m) + sigma eps.
   double start_time = 1.0;
+  bool start_jumps = true;  // false: no token jumps to m at the start (the given x0 kept whole)
 };
 
 // sample.sampler, sample.steps, sample.skip_type, sample.time_mapping, sample.clamp,
-// sample.discrete_noise and diffusion.absorb_rate.
+// sample.discrete_noise, sample.start_time, sample.start_jumps and diffusion.absorb_rate.
 SamplerOptions sampler_options_from_config(const Config& config);
 
 struct SampleInputs {
