@@ -86,6 +86,7 @@ struct Options {
   int64_t trg_len = 0;  // 0 = data.max_trg_len's default
   bench::ModelFlags model;
   uint64_t seed = 102;
+  bool profile = false;
   std::string json_path = "bench/results/train_step.json";
 };
 
@@ -158,9 +159,39 @@ Batch synthetic_batch(const Config& c, const Options& opt, int64_t B, int64_t L,
   return batch;
 }
 
-// One step of the trainer's own; returns whether the loss was finite (else skipped).
-bool step_once(TrainState& t, const StepOptions& so, const Batch& batch) {
-  return train_step(t, [&] { return batch; }, so, at::detail::getDefaultCPUGenerator()).finite;
+// One step of the trainer's own; returns its skip flag (on the device: read after the timing).
+torch::Tensor step_once(TrainState& t, const StepOptions& so, const Batch& batch) {
+  return train_step(t, [&] { return batch; }, so, at::detail::getDefaultCPUGenerator()).skipped;
+}
+
+int64_t count_true(const std::vector<torch::Tensor>& flags) {
+  return flags.empty() ? 0 : torch::stack(flags).sum().item<int64_t>();
+}
+
+// Where a step's time goes: `steps` steps with the phases timed on the host (what issuing them costs)
+// and `steps` more with a device synchronisation at each phase's end (what they cost in all); ms per step.
+struct Profile {
+  std::vector<std::pair<std::string, double>> host_ms, synced_ms;
+};
+
+Profile profile_steps(TrainState& t, const StepOptions& so, const Batch& batch, int64_t steps) {
+  Profile p;
+  for (const bool sync : {false, true}) {
+    train::PhaseClock clock;
+    clock.sync = sync;
+    clock.device = t.runtime.device;
+    StepOptions timed = so;
+    timed.clock = &clock;
+    bench::sync(t.runtime.device);
+    for (int64_t i = 0; i < steps; ++i) {
+      clock.start();
+      step_once(t, timed, batch);
+    }
+    bench::sync(t.runtime.device);
+    for (auto& [phase, seconds] : clock.seconds)
+      (sync ? p.synced_ms : p.host_ms).emplace_back(phase, 1000.0 * seconds / static_cast<double>(steps));
+  }
+  return p;
 }
 
 struct Run {
@@ -168,6 +199,7 @@ struct Run {
   std::string status = "not run";  // ok | oom | error
   std::string detail;
   int64_t steps = 0, skipped = 0;  // timed steps; non-finite losses among all steps
+  Profile profile;                 // with --profile
   double seconds = 0.0, tokens_per_s = -1.0, step_ms = -1.0, peak_gib = -1.0;
 };
 
@@ -185,7 +217,9 @@ nlohmann::json to_json(const Run& r) {
           {"seconds", r.seconds},
           {"tokens_per_s", num(r.tokens_per_s)},
           {"step_ms", num(r.step_ms)},
-          {"peak_allocated_gib", num(r.peak_gib)}};
+          {"peak_allocated_gib", num(r.peak_gib)},
+          {"profile_host_ms", r.profile.host_ms},
+          {"profile_synced_ms", r.profile.synced_ms}};
 }
 
 Run measure(TrainState& t, const Config& c, const Options& opt, int64_t L, int64_t B, int64_t warmup, int64_t steps) {
@@ -200,17 +234,19 @@ Run measure(TrainState& t, const Config& c, const Options& opt, int64_t L, int64
     r.T = batch.trg_region;
     bench::sync(device);
     bench::reset_peak_memory(device);
-    for (int64_t i = 0; i < warmup; ++i)
-      if (!step_once(t, so, batch)) ++r.skipped;
+    std::vector<torch::Tensor> skipped;
+    for (int64_t i = 0; i < warmup; ++i) skipped.push_back(step_once(t, so, batch));
     bench::sync(device);
     const auto start = bench::Clock::now();
     for (int64_t i = 0; i < steps; ++i) {
-      if (!step_once(t, so, batch)) ++r.skipped;
+      skipped.push_back(step_once(t, so, batch));
       ++r.steps;
       if (r.steps >= 3 && bench::ms_since(start) > 1000.0 * opt.max_seconds) break;
     }
     bench::sync(device);
     r.seconds = bench::ms_since(start) / 1000.0;
+    r.skipped = count_true(skipped);
+    if (opt.profile) r.profile = profile_steps(t, so, batch, std::min<int64_t>(r.steps, 10));
     r.tokens_per_s = static_cast<double>(B * L * r.steps) / std::max(1e-9, r.seconds);
     r.step_ms = 1000.0 * r.seconds / static_cast<double>(std::max<int64_t>(1, r.steps));
     const double peak_mib = bench::cuda_allocated_mib(device, /*peak=*/true);
@@ -246,6 +282,9 @@ int bench_main(int argc, char** argv) {
   app.add_option("--trg-len", opt.trg_len, "target region T (0 = data.max_trg_len's default, 128; at most L/2)");
   app.add_option("--seed", opt.seed, "seed of the weights, the ids and the noise");
   app.add_option("--json", opt.json_path, "where to write the results");
+  app.add_flag("--profile", opt.profile,
+               "after each length's timing, time the step's phases (data, to device, forward, backward, clip, "
+               "optimizer, EMA): issued on the host, and with a device synchronisation after each");
   CLI11_PARSE(app, argc, argv);
   MDS_CHECK(!opt.lengths.empty(), "--lengths is empty");
   MDS_CHECK(opt.steps >= 1 && opt.warmup >= 0, "--steps must be >= 1 and --warmup >= 0");
@@ -320,6 +359,25 @@ int bench_main(int argc, char** argv) {
         break;
       }
       longest = L;
+    }
+  }
+
+  if (opt.profile) {
+    std::printf("\nwhere a step's time goes (ms per step; host: issuing the phase, synced: until the device is done)\n");
+    for (const Run& r : runs) {
+      if (r.profile.host_ms.empty()) continue;
+      std::printf("L=%lld B=%lld, step %s ms\n", static_cast<long long>(r.L), static_cast<long long>(r.B),
+                  bench::fixed(r.step_ms, 1).c_str());
+      std::printf("  %-12s %9s %9s\n", "phase", "host", "synced");
+      double host_sum = 0, synced_sum = 0;
+      for (std::size_t i = 0; i < r.profile.host_ms.size(); ++i) {
+        const double synced = i < r.profile.synced_ms.size() ? r.profile.synced_ms[i].second : -1.0;
+        host_sum += r.profile.host_ms[i].second;
+        synced_sum += synced;
+        std::printf("  %-12s %9s %9s\n", r.profile.host_ms[i].first.c_str(),
+                    bench::fixed(r.profile.host_ms[i].second, 2).c_str(), bench::fixed(synced, 2).c_str());
+      }
+      std::printf("  %-12s %9s %9s\n", "sum", bench::fixed(host_sum, 2).c_str(), bench::fixed(synced_sum, 2).c_str());
     }
   }
 

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "train/optim.h"
 
@@ -122,9 +124,53 @@ TEST(Ema, WarmupStartsCloseToTheWeights) {
 TEST(ClipGradients, ScalesToTheMaximumNorm) {
   auto p = torch::zeros({2}).requires_grad_(true);
   (p * torch::tensor({3.0f, 4.0f})).sum().backward();
-  EXPECT_NEAR(clip_gradients({p}, 1.0), 5.0, 1e-6);
+  EXPECT_NEAR(clip_gradients({p}, 1.0).item<double>(), 5.0, 1e-6);
   EXPECT_NEAR(p.grad().norm().item<double>(), 1.0, 1e-5);
-  EXPECT_NEAR(clip_gradients({p}, 0.0), 1.0, 1e-5);  // 0: measured, not clipped
+  EXPECT_NEAR(clip_gradients({p}, 0.0).item<double>(), 1.0, 1e-5);  // 0: measured, not clipped
+  // A NaN anywhere: the norm says so and nothing is scaled (the step will be skipped).
+  {
+    torch::NoGradGuard g;
+    p.grad().copy_(torch::tensor({3.0f, std::nanf("")}));
+  }
+  EXPECT_TRUE(std::isnan(clip_gradients({p}, 1.0).item<double>()));
+  EXPECT_EQ(p.grad()[0].item<float>(), 3.0f);
+  EXPECT_FALSE(clip_gradients({torch::zeros({2}).requires_grad_(true)}, 1.0).defined());  // no gradient
+}
+
+// A skipped step (the device flag of a NaN or inf) changes nothing: weights, moments, the count, the
+// average; a flag that says "go" gives exactly the step without one.
+TEST(AdamW, SkipFlagChangesNothing) {
+  torch::manual_seed(3);
+  auto a = torch::randn({6}, torch::kDouble).requires_grad_(true);
+  auto b = a.detach().clone().requires_grad_(true);
+  AdamW first({{"p", a}}, {}), second({{"p", b}}, {});
+  torch::nn::Linear layer(2, 1);
+  Ema ema(*layer, 0.9);
+  for (int i = 0; i < 3; ++i) {
+    for (auto* opt : {&first, &second}) {
+      auto& p = opt == &first ? a : b;
+      opt->zero_grad();
+      (p * p * static_cast<double>(i + 1)).sum().backward();
+    }
+    first.step(0.1);
+    second.step(0.1, torch::tensor(false));
+    EXPECT_TRUE(torch::equal(a, b)) << i;
+  }
+  const auto before = a.detach().clone();
+  const auto state_before = first.state();
+  const auto ema_before = ema.weights().at("weight").clone();
+  {
+    torch::NoGradGuard g;
+    layer->weight.add_(1.0);
+  }
+  first.step(0.1, torch::tensor(true));
+  ema.update(*layer, 5, torch::tensor(true));
+  EXPECT_TRUE(torch::equal(a, before));
+  EXPECT_EQ(first.steps(), 3);
+  for (const auto& [name, t] : first.state()) EXPECT_TRUE(torch::equal(t, state_before.at(name))) << name;
+  EXPECT_TRUE(torch::equal(ema.weights().at("weight"), ema_before));
+  ema.update(*layer, 5, torch::tensor(false));
+  EXPECT_TRUE(torch::allclose(ema.weights().at("weight"), 0.9 * ema_before + 0.1 * layer->weight.detach()));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <tuple>
+#include <vector>
 
 #define MDS_TORCH_VERSION (TORCH_VERSION_MAJOR * 100 + TORCH_VERSION_MINOR)
 
@@ -19,6 +20,9 @@
 #define MDS_TORCH_HAS_FLASH_WINDOW (MDS_TORCH_VERSION >= 206)
 // at::_grouped_mm (2D x 3D with int32 group offsets, differentiable): 2.8 and later.
 #define MDS_TORCH_HAS_GROUPED_MM (MDS_TORCH_VERSION >= 208)
+// at::_fused_adamw_ (CUDA, found_inf) and the _foreach_ ops that take a 0-dim tensor as their scalar
+// (_foreach_mul_(list, Tensor)) and _foreach_norm: 2.1 and later (the optimizer's device path).
+#define MDS_TORCH_HAS_FUSED_ADAMW (MDS_TORCH_VERSION >= 201)
 
 namespace mds::compat {
 
@@ -142,6 +146,57 @@ inline at::Tensor grouped_mm(const at::Tensor& a, const at::Tensor& b, const at:
   (void)b, (void)offs;
   TORCH_CHECK(false, "grouped_mm needs LibTorch >= 2.8; this build has ", TORCH_VERSION, " (tensors on ",
               a.device(), ")");
+#endif
+}
+
+// ---------------------------------------------------------------------------- multi-tensor optimizer
+
+constexpr bool kHasFusedAdamW = MDS_TORCH_HAS_FUSED_ADAMW;
+
+// One AdamW step over the lists in one kernel family (torch.optim.AdamW(fused=True)): decoupled weight
+// decay, then the bias-corrected update with the step counts in `steps` (float32 tensors, one per
+// parameter, read not written); nothing changes where found_inf (a float32 0-dim tensor) is non-zero.
+inline void fused_adamw(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                        at::TensorList exp_avg_sqs, at::TensorList steps, double lr, double beta1, double beta2,
+                        double weight_decay, double eps, const at::Tensor& found_inf) {
+#if MDS_TORCH_HAS_FUSED_ADAMW
+  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2,
+                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/c10::nullopt,
+                    found_inf);
+#else
+  (void)grads, (void)exp_avgs, (void)exp_avg_sqs, (void)steps, (void)lr, (void)beta1, (void)beta2,
+      (void)weight_decay, (void)eps, (void)found_inf;
+  TORCH_CHECK(false, "fused AdamW needs LibTorch >= 2.1; this build has ", TORCH_VERSION, " (", params.size(),
+              " tensors)");
+#endif
+}
+
+// list[i] *= scale (a 0-dim tensor on the lists' device: no host sync).
+inline void foreach_mul_(at::TensorList list, const at::Tensor& scale) {
+#if MDS_TORCH_HAS_FUSED_ADAMW
+  at::_foreach_mul_(list, scale);
+#else
+  for (const at::Tensor& t : list) const_cast<at::Tensor&>(t).mul_(scale);
+#endif
+}
+
+// list[i] += scale * other[i] (scale a 0-dim tensor on the lists' device).
+inline void foreach_add_scaled_(at::TensorList list, at::TensorList other, const at::Tensor& scale) {
+#if MDS_TORCH_HAS_FUSED_ADAMW
+  at::_foreach_add_(list, at::_foreach_mul(other, scale));
+#else
+  for (std::size_t i = 0; i < list.size(); ++i) const_cast<at::Tensor&>(list[i]).add_(other[i] * scale);
+#endif
+}
+
+// The L2 norm of each tensor of the list.
+inline std::vector<at::Tensor> foreach_norm(at::TensorList list) {
+#if MDS_TORCH_HAS_FUSED_ADAMW
+  return at::_foreach_norm(list);
+#else
+  std::vector<at::Tensor> out;
+  for (const at::Tensor& t : list) out.push_back(t.norm());
+  return out;
 #endif
 }
 

@@ -58,7 +58,13 @@ struct Batch {
   std::vector<int32_t> src_len;       // B, after truncation
   std::vector<int32_t> trg_len;       // B, after truncation, EOS not counted
   std::vector<std::size_t> example;   // B, index into the source
-  int64_t tokens() const { return batch_size * length; }
+  int64_t tokens() const { return batch_size * length; }  // padded
+  // Not padding: each row's BOS, source, SEP, target and EOS.
+  int64_t real_tokens() const {
+    int64_t n = 0;
+    for (std::size_t b = 0; b < src_len.size(); ++b) n += int64_t{src_len[b]} + int64_t{trg_len[b]} + 3;
+    return n;
+  }
 };
 
 // The longest packed row: BOS + max_src_len + SEP + max_trg_len.

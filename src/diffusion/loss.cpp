@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "core/config.h"
+#include "core/host_to_device.h"
 
 namespace mds::diffusion {
 
@@ -41,8 +42,14 @@ LossOptions loss_options_from_config(const Config& c) {
   return o;
 }
 
-torch::Tensor chosen_rows(const torch::Tensor& x_BLC, const torch::Tensor& chosen_BL) {
-  auto idx = chosen_BL.reshape({-1}).nonzero().squeeze(1);
+namespace {
+torch::Tensor rows_of(const torch::Tensor& chosen_BL, const torch::Tensor& rows_N) {
+  return rows_N.defined() ? rows_N : chosen_BL.reshape({-1}).nonzero().squeeze(1);
+}
+}  // namespace
+
+torch::Tensor chosen_rows(const torch::Tensor& x_BLC, const torch::Tensor& chosen_BL, const torch::Tensor& rows_N) {
+  auto idx = rows_of(chosen_BL, rows_N);
   return x_BLC.reshape({-1, x_BLC.size(-1)}).index_select(0, idx);
 }
 
@@ -53,9 +60,9 @@ torch::Tensor mse_loss_B(const torch::Tensor& x0_hat_BLC, const torch::Tensor& t
 }
 
 torch::Tensor rounding_loss_B(const torch::Tensor& logits_NV, const torch::Tensor& ids_BL,
-                              const torch::Tensor& chosen_BL) {
+                              const torch::Tensor& chosen_BL, const torch::Tensor& rows_N) {
   const auto B = ids_BL.size(0);
-  auto idx = chosen_BL.reshape({-1}).nonzero().squeeze(1);
+  auto idx = rows_of(chosen_BL, rows_N);
   // log-softmax in float32: bf16 logits would round the log-sum-exp of a large vocabulary.
   auto ce_N = torch::nn::functional::cross_entropy(
       at_least_fp32(logits_NV), ids_BL.reshape({-1}).index_select(0, idx),
@@ -79,7 +86,7 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   const torch::Tensor& m_C = model->absorbing();
   Noised noised = noise_batch(s, emb_BLC, t_B, batch.trg_mask_BL, m_C, o.forward, gen);
 
-  auto t_dev = t_B.to(device);
+  auto t_dev = to_device_async(t_B, device);
   auto model_t_B = t_dev.to(torch::kFloat) * (1000.0 / static_cast<double>(s.steps));
   DenoiserInputs in;
   in.x_t_BLC = noised.x_t_BLC;
@@ -89,6 +96,8 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   in.trg_mask_BL = batch.trg_mask_BL;
   in.ids_BL = batch.ids_BL;  // the copy head reads the source tokens
   in.trg_start = batch.src_region + 2;
+  in.trg_rows_N = batch.trg_rows_N;
+  in.facts = batch.facts;
   // Self-conditioning: on a share of the steps, a first estimate without gradient is fed back (its
   // source positions hold the anchor, as the sampler feeds it). One draw per step, none when off.
   if (o.self_condition_prob > 0 && at::rand({1}, gen).item<double>() < o.self_condition_prob) {
@@ -101,12 +110,14 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
 
   // Under bf16 autocast the model's outputs are bf16: every term is computed in float32 from here on.
   auto chosen_BL = o.target_only ? batch.trg_mask_BL : batch.key_mask_BL;
+  const torch::Tensor& chosen_N = o.target_only ? batch.trg_rows_N : batch.key_rows_N;
   // L1: x0 regression; at t = 0 the target is the clean embedding itself (DiffuSeq).
   auto target_BLC = torch::where((t_dev == 0).view({B, 1, 1}), emb_BLC, noised.x0_BLC);
   auto mse_B = mse_loss_B(out.x0_BLC, target_BLC, chosen_BL);
   // L2: rounding cross-entropy of the noisy x0 against the ids, on the chosen positions only: the
   // [positions x V] logits are the largest tensor of a small model's step.
-  auto rounding_B = rounding_loss_B(model->logits(chosen_rows(noised.x0_BLC, chosen_BL)), batch.ids_BL, chosen_BL);
+  auto rounding_B = rounding_loss_B(model->logits(chosen_rows(noised.x0_BLC, chosen_BL, chosen_N)), batch.ids_BL,
+                                    chosen_BL, chosen_N);
   // L3: prior matching at T: x0 scaled by sqrt(ab_{T-1}) should sit at the prior's mean m.
   auto prior_B = prior_loss_B(noised.x0_BLC, m_C.defined() && o.forward.soft_absorbing ? m_C : torch::Tensor(),
                               s.sqrt_alphas_cumprod.back(), chosen_BL);
@@ -117,8 +128,8 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   if (o.x0_ce_weight > 0) {
     const torch::Tensor logits_NV = out.x0_logits_NV.defined()
                                         ? out.x0_logits_NV
-                                        : model->logits(chosen_rows(out.x0_BLC, batch.trg_mask_BL));
-    x0_ce_B = rounding_loss_B(logits_NV, batch.ids_BL, batch.trg_mask_BL);
+                                        : model->logits(chosen_rows(out.x0_BLC, batch.trg_mask_BL, batch.trg_rows_N));
+    x0_ce_B = rounding_loss_B(logits_NV, batch.ids_BL, batch.trg_mask_BL, batch.trg_rows_N);
   }
   // The length head: the number of target tokens before EOS, from the source alone.
   torch::Tensor length_B = torch::zeros({B}, mse_B.options());
@@ -135,7 +146,7 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   // L4: |m| keeps the absorbing vector from drifting away (DiffuSeq-v2's reg_rate).
   auto absorb = m_C.defined() && o.forward.soft_absorbing ? at_least_fp32(m_C).norm() : torch::zeros({}, loss_B.options());
   // L5: the importance-weighted mean, plus the regulariser and the MoE losses.
-  terms.total = (loss_B * weight_B.to(device, loss_B.scalar_type())).mean() + o.absorb_reg * absorb +
+  terms.total = (loss_B * to_device_async(weight_B, device, loss_B.scalar_type())).mean() + o.absorb_reg * absorb +
                 out.moe_loss.to(loss_B.scalar_type());
   if (o.length_weight > 0) terms.total = terms.total + o.length_weight * length_B.mean();
   terms.loss_B = loss_B.detach();

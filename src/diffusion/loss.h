@@ -58,11 +58,14 @@ struct LossTerms {
 //   rounding_loss_B: CE(logits, ids); logits_NV holds the rows of chosen_rows(x0, chosen_BL) only
 //   prior_loss_B:    |sqrt_ab_last (x0 - m)|^2 / C; m_C undefined = 0
 at::Tensor mse_loss_B(const at::Tensor& x0_hat_BLC, const at::Tensor& target_BLC, const at::Tensor& chosen_BL);
-at::Tensor rounding_loss_B(const at::Tensor& logits_NV, const at::Tensor& ids_BL, const at::Tensor& chosen_BL);
+// rows_N (optional): chosen_BL's flat true indices where the caller has them (BatchTensors), else found
+// from the mask (nonzero: a device sync).
+at::Tensor rounding_loss_B(const at::Tensor& logits_NV, const at::Tensor& ids_BL, const at::Tensor& chosen_BL,
+                           const at::Tensor& rows_N = {});
 at::Tensor prior_loss_B(const at::Tensor& x0_BLC, const at::Tensor& m_C, double sqrt_ab_last,
                         const at::Tensor& chosen_BL);
 // The chosen positions of x_BLC as rows [N, C], in row-major (b, l) order.
-at::Tensor chosen_rows(const at::Tensor& x_BLC, const at::Tensor& chosen_BL);
+at::Tensor chosen_rows(const at::Tensor& x_BLC, const at::Tensor& chosen_BL, const at::Tensor& rows_N = {});
 
 LossTerms diffusion_loss(model::Denoiser& model, const model::BatchTensors& batch, const NoiseSchedule& schedule,
                          const at::Tensor& t_B, const at::Tensor& weight_B, const LossOptions& options,

@@ -10,16 +10,13 @@
 
 #include <torch/torch.h>
 
+#include "model/mask_facts.h"
 #include "model/model_options.h"
 
 namespace mds::model {
 
-// Facts about one batch's masks that each layer's attention would otherwise find with a device sync;
-// the denoiser works them out once per forward (one sync). Negative = unknown.
-struct MaskFacts {
-  int64_t max_globals = -1;  // the most global tokens in a row
-  int key_padding = -1;      // 1 when some key is padding
-};
+// Facts about one batch's masks that each layer's attention would otherwise find with a device sync,
+// read from the device masks (one sync); the denoiser calls it only where its inputs do not carry them.
 MaskFacts mask_facts(const torch::Tensor& key_mask_BL, const torch::Tensor& global_mask_BL);
 
 class SelfAttentionImpl : public torch::nn::Module {

@@ -2,8 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <vector>
 
+#include "core/host_to_device.h"
 #include "data/special_tokens.h"
 
 namespace mds::model {
@@ -12,16 +14,39 @@ using data::Batch;
 
 namespace {
 
-// One copy from host vectors; from_blob does not own the memory, so the tensor is materialised
-// (to its final dtype) before the vector goes away.
 at::Tensor to_long(const std::vector<int32_t>& v, std::vector<int64_t> shape, c10::Device device) {
-  at::Tensor t = at::from_blob(const_cast<int32_t*>(v.data()), shape, at::TensorOptions().dtype(at::kInt));
-  return t.to(device, at::kLong, /*non_blocking=*/false, /*copy=*/true);
+  const at::Tensor host = at::from_blob(const_cast<int32_t*>(v.data()), shape, at::TensorOptions().dtype(at::kInt));
+  return to_device_async(host, device, at::kLong);
 }
 
 at::Tensor to_bool(const std::vector<uint8_t>& v, std::vector<int64_t> shape, c10::Device device) {
-  at::Tensor t = at::from_blob(const_cast<uint8_t*>(v.data()), shape, at::TensorOptions().dtype(at::kByte));
-  return t.to(device, at::kBool, false, true);
+  const at::Tensor host = at::from_blob(const_cast<uint8_t*>(v.data()), shape, at::TensorOptions().dtype(at::kByte));
+  return to_device_async(host, device, at::kBool);
+}
+
+// The flat indices of a mask's true entries.
+at::Tensor true_rows(const std::vector<uint8_t>& mask, c10::Device device) {
+  std::vector<int64_t> rows;
+  for (std::size_t i = 0; i < mask.size(); ++i)
+    if (mask[i] != 0) rows.push_back(static_cast<int64_t>(i));
+  const auto n = static_cast<int64_t>(rows.size());
+  return to_device_async(at::from_blob(rows.data(), {n}, at::TensorOptions().dtype(at::kLong)), device);
+}
+
+MaskFacts host_mask_facts(const data::Batch& batch) {
+  MaskFacts f;
+  f.max_globals = 0;
+  f.key_padding = 0;
+  const auto B = static_cast<std::size_t>(batch.batch_size), L = static_cast<std::size_t>(batch.length);
+  for (std::size_t b = 0; b < B; ++b) {
+    int64_t globals = 0;
+    for (std::size_t l = 0; l < L; ++l) {
+      globals += batch.global_mask[b * L + l] != 0;
+      if (batch.key_mask[b * L + l] == 0) f.key_padding = 1;
+    }
+    f.max_globals = std::max(f.max_globals, globals);
+  }
+  return f;
 }
 
 }  // namespace
@@ -40,6 +65,8 @@ BatchTensors limit_target_region(const BatchTensors& b, const at::Tensor& keep_B
   out.global_mask_BL = b.global_mask_BL.logical_and(gone_BL.logical_not()).narrow(1, 0, L2).contiguous();
   out.trg_len_B = (keep - 1).to(b.trg_len_B.defined() ? b.trg_len_B.device() : keep.device());
   out.trg_region = region;
+  out.trg_rows_N = out.key_rows_N = at::Tensor();  // the masks changed: found from them where needed
+  out.facts = MaskFacts();
   return out;
 }
 
@@ -52,6 +79,9 @@ BatchTensors to_tensors(const Batch& batch, c10::Device device) {
   out.global_mask_BL = to_bool(batch.global_mask, bl, device);
   out.src_len_B = to_long(batch.src_len, {batch.batch_size}, device);
   out.trg_len_B = to_long(batch.trg_len, {batch.batch_size}, device);
+  out.trg_rows_N = true_rows(batch.trg_mask, device);
+  out.key_rows_N = true_rows(batch.key_mask, device);
+  out.facts = host_mask_facts(batch);
   out.src_region = batch.src_region;
   out.trg_region = batch.trg_region;
   return out;

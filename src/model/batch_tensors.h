@@ -3,18 +3,25 @@
 //   trg_mask_BL     bool, target region
 //   key_mask_BL     bool, may be attended to (false on source padding)
 //   global_mask_BL  bool, global tokens
+//   trg_rows_N, key_rows_N  int64, the flat indices (b * L + l) of the target / attended positions
+//   facts           what attention needs to know of the masks (MaskFacts)
+// Everything that depends on the masks' values is computed here from the host's copy, so that no
+// step has to read a mask back from the device (nonzero() and max() there wait for it).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
 #include "data/batcher.h"
+#include "model/mask_facts.h"
 
 namespace mds::model {
 
 struct BatchTensors {
   at::Tensor ids_BL, trg_mask_BL, key_mask_BL, global_mask_BL;
   at::Tensor src_len_B, trg_len_B;  // int64
+  at::Tensor trg_rows_N, key_rows_N;  // int64; undefined after limit_target_region (then from the masks)
+  MaskFacts facts;                    // unknown (-1) after limit_target_region
   int64_t src_region = 0, trg_region = 0;
 };
 

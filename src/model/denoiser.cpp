@@ -125,7 +125,8 @@ DenoiserOutput DenoiserImpl::forward(const DenoiserInputs& in, bool with_logits)
   out.aux_loss = torch::zeros({}, opts);
   out.z_loss = torch::zeros({}, opts);
   std::vector<torch::Tensor> dropped;  // summed on the device: no host sync per layer
-  const MaskFacts facts = mask_facts(key_mask_BL, global_mask_BL);
+  const MaskFacts facts = in.facts.max_globals >= 0 && in.facts.key_padding >= 0 ? in.facts
+                                                                                 : mask_facts(key_mask_BL, global_mask_BL);
   for (auto& block : blocks_) {
     BlockOutput b = block->forward(h, key_mask_BL, global_mask_BL, facts);
     h = b.h_BLD;
@@ -148,8 +149,9 @@ DenoiserOutput DenoiserImpl::forward(const DenoiserInputs& in, bool with_logits)
   }
   // x0 as the expected embedding under the predicted distribution, on target positions only (the
   // source is the anchor): [N, V] logits, never [B, L, V] for a long source.
-  const torch::Tensor trg_N = in.trg_mask_BL.defined() ? in.trg_mask_BL.reshape({-1}).nonzero().squeeze(1)
-                                                       : torch::arange(B * L, z_BLC.options().dtype(torch::kLong));
+  const torch::Tensor trg_N = in.trg_rows_N.defined()    ? in.trg_rows_N
+                              : in.trg_mask_BL.defined() ? in.trg_mask_BL.reshape({-1}).nonzero().squeeze(1)
+                                                         : torch::arange(B * L, z_BLC.options().dtype(torch::kLong));
   const torch::Tensor z_NC = z_BLC.reshape({B * L, -1}).index_select(0, trg_N);
   out.x0_logits_NV = logits(z_NC);
   torch::Tensor p_NV = torch::softmax(out.x0_logits_NV.to(torch::kFloat), -1);

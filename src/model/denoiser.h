@@ -49,6 +49,10 @@ struct DenoiserInputs {
   // The copy head only: the first position of the target region (BatchTensors::src_region + 2), so
   // that it scores target rows against source keys ([B, T, S] instead of [B, L, L]); 0 = unknown.
   int64_t trg_start = 0;
+  // Optional, from the host's copy of the batch (BatchTensors): they spare the device syncs that
+  // finding them from the masks costs.
+  torch::Tensor trg_rows_N;  // int64 flat indices of trg_mask_BL's true positions
+  MaskFacts facts;
 };
 
 struct DenoiserOutput {

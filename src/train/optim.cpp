@@ -5,8 +5,24 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/torch_compat.h"
 
 namespace mds::train {
+
+namespace {
+
+// The multi-tensor path: LibTorch has it and the tensors are float32 on a GPU.
+bool multi_tensor_path(const std::vector<torch::Tensor>& tensors) {
+  if (!compat::kHasFusedAdamW) return false;
+  for (const auto& t : tensors)
+    if (!t.is_cuda() || t.scalar_type() != torch::kFloat) return false;
+  return !tensors.empty();
+}
+
+// Whether a skip flag says skip; on the per-tensor path only (a host read).
+bool skip_now(const torch::Tensor& skip) { return skip.defined() && skip.item<bool>(); }
+
+}  // namespace
 
 LrSchedule lr_schedule_from_config(const Config& c) {
   LrSchedule s;
@@ -38,19 +54,46 @@ AdamWOptions adamw_options_from_config(const Config& c) {
 
 AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options)
     : params_(std::move(params)), options_(options) {
+  std::vector<torch::Tensor> tensors;
   for (const auto& [name, p] : params_) {
     exp_avg_.push_back(torch::zeros_like(p, p.options().dtype(torch::kFloat)));
     exp_avg_sq_.push_back(torch::zeros_like(p, p.options().dtype(torch::kFloat)));
+    tensors.push_back(p);
   }
+  fused_ = multi_tensor_path(tensors);
+  if (fused_) step_t_ = torch::zeros({}, tensors[0].options().dtype(torch::kFloat));
 }
+
+int64_t AdamW::steps() const { return fused_ ? static_cast<int64_t>(step_t_.item<double>()) : steps_; }
 
 void AdamW::zero_grad() {
   for (auto& [name, p] : params_)
     if (p.grad().defined()) p.mutable_grad().zero_();
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, const torch::Tensor& skip) {
   torch::NoGradGuard no_grad;
+  if (fused_) {
+    std::vector<torch::Tensor> p, g, m, v;
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      if (!params_[i].second.grad().defined()) continue;
+      p.push_back(params_[i].second);
+      g.push_back(params_[i].second.grad());
+      m.push_back(exp_avg_[i]);
+      v.push_back(exp_avg_sq_[i]);
+    }
+    if (p.empty()) return;
+    // As torch.optim.AdamW(fused=True): count the step, run the kernels (which do nothing where
+    // found_inf is set), take the count back where they did nothing.
+    const torch::Tensor found_inf = skip.defined() ? skip.to(torch::kFloat) : torch::Tensor();
+    step_t_.add_(1.0);
+    const std::vector<torch::Tensor> steps(p.size(), step_t_);
+    compat::fused_adamw(p, g, m, v, steps, lr, options_.beta1, options_.beta2, options_.weight_decay, options_.eps,
+                        found_inf.defined() ? found_inf : torch::zeros({}, step_t_.options()));
+    if (found_inf.defined()) step_t_.sub_(found_inf);
+    return;
+  }
+  if (skip_now(skip)) return;
   ++steps_;
   const double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
   const double bc2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
@@ -74,7 +117,7 @@ std::map<std::string, torch::Tensor> AdamW::state() const {
     out[params_[i].first + ".exp_avg"] = exp_avg_[i];
     out[params_[i].first + ".exp_avg_sq"] = exp_avg_sq_[i];
   }
-  out["step"] = torch::tensor(steps_, torch::kLong);
+  out["step"] = torch::tensor(steps(), torch::kLong);
   return out;
 }
 
@@ -94,6 +137,7 @@ void AdamW::load_state(const std::map<std::string, torch::Tensor>& state, const 
   auto it = state.find("step");
   MDS_CHECK(it != state.end(), origin, ": optimizer state \"step\" is missing");
   steps_ = it->second.item<int64_t>();
+  if (fused_) step_t_.fill_(static_cast<double>(steps_));
 }
 
 double learning_rate(int64_t step, int64_t total, int64_t warmup, double peak, double min_lr) {
@@ -112,9 +156,24 @@ double Ema::decay_at(int64_t n) const {
   return std::min(decay_, (1.0 + static_cast<double>(n)) / (10.0 + static_cast<double>(n)));
 }
 
-void Ema::update(const torch::nn::Module& module, int64_t n) {
+void Ema::update(const torch::nn::Module& module, int64_t n, const torch::Tensor& skip) {
   torch::NoGradGuard no_grad;
   const double d = decay_at(n);
+  std::vector<torch::Tensor> ema, weights;
+  for (const auto& p : module.named_parameters()) {
+    ema.push_back(weights_.at(p.key()));
+    weights.push_back(p.value().detach());
+  }
+  if (multi_tensor_path(weights)) {
+    // ema <- (1 - a) ema + a w with a = 1 - d, or a = 0 where the step is skipped (no host read).
+    const auto opts = ema[0].options();
+    const torch::Tensor a = skip.defined() ? skip.logical_not().to(torch::kDouble) * (1.0 - d)
+                                           : torch::full({}, 1.0 - d, opts.dtype(torch::kDouble));
+    compat::foreach_mul_(ema, (1.0 - a).to(torch::kFloat));
+    compat::foreach_add_scaled_(ema, weights, a.to(torch::kFloat));
+    return;
+  }
+  if (skip_now(skip)) return;
   for (const auto& p : module.named_parameters()) {
     auto& w = weights_.at(p.key());
     w.mul_(d).add_(p.value().detach().to(torch::kFloat), 1.0 - d);
@@ -131,17 +190,28 @@ void Ema::load(const std::map<std::string, torch::Tensor>& weights, const std::s
   }
 }
 
-double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> norms;
+  std::vector<torch::Tensor> grads;
   for (const auto& p : params)
-    if (p.grad().defined()) norms.push_back(p.grad().to(torch::kFloat).norm());
-  if (norms.empty()) return 0.0;
-  const double norm = torch::stack(norms).norm().item<double>();  // one device sync, not one per tensor
-  if (max_norm > 0 && norm > max_norm && std::isfinite(norm)) {
-    const double scale = max_norm / (norm + 1e-6);
-    for (const auto& p : params)
-      if (p.grad().defined()) p.grad().mul_(scale);
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return {};
+  if (multi_tensor_path(grads)) {
+    const torch::Tensor norm = torch::stack(compat::foreach_norm(grads)).norm();
+    if (max_norm > 0) {
+      // The scale where clipping applies, 1 elsewhere (x * 1 = x exactly), decided on the device.
+      const torch::Tensor clip = norm.gt(max_norm).logical_and(norm.isfinite());
+      compat::foreach_mul_(grads, torch::where(clip, max_norm / (norm + 1e-6), torch::ones_like(norm)));
+    }
+    return norm;
+  }
+  std::vector<torch::Tensor> norms;
+  for (const auto& g : grads) norms.push_back(g.to(torch::kFloat).norm());
+  const torch::Tensor norm = torch::stack(norms).norm();
+  const double value = norm.item<double>();  // the CPU's own memory: no device to wait for
+  if (max_norm > 0 && value > max_norm && std::isfinite(value)) {
+    const double scale = max_norm / (value + 1e-6);
+    for (const auto& g : grads) g.mul_(scale);
   }
   return norm;
 }

@@ -4,6 +4,11 @@
 // AdamW is ours rather than torch::optim::AdamW because LibTorch's keys its state by tensor address
 // and changed that layout between versions; the update is the same (decoupled weight decay, bias
 // correction), checked against torch::optim::AdamW in tests/optim_test.cpp.
+//
+// Two paths, one result. On a GPU with LibTorch >= 2.1 (compat::kHasFusedAdamW) AdamW is one fused
+// multi-tensor kernel family, the EMA and the clip are _foreach_ ops, and nothing reads a value back
+// to the host: a step to skip (NaN or inf) is a device flag that the kernels obey. Elsewhere (the CPU,
+// LibTorch 1.13) the same formulas run one tensor at a time, where reading the flag costs nothing.
 #pragma once
 
 #include <torch/torch.h>
@@ -26,9 +31,12 @@ AdamWOptions adamw_options_from_config(const Config& c);
 class AdamW {
  public:
   AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options);
-  void step(double lr);  // parameters without a gradient are skipped
+  // Parameters without a gradient are left alone. `skip` (optional, a 0-dim bool tensor on the
+  // parameters' device): when true nothing changes, the step count included.
+  void step(double lr, const torch::Tensor& skip = {});
   void zero_grad();
-  int64_t steps() const { return steps_; }
+  int64_t steps() const;  // reads the device's count on the fused path (a sync: for checkpoints)
+  bool fused() const { return fused_; }
 
   std::map<std::string, torch::Tensor> state() const;  // "<name>.exp_avg", "<name>.exp_avg_sq", "step"
   void load_state(const std::map<std::string, torch::Tensor>& state, const std::string& origin);
@@ -37,7 +45,9 @@ class AdamW {
   std::vector<std::pair<std::string, torch::Tensor>> params_;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;  // float32, like the master weights
   AdamWOptions options_;
-  int64_t steps_ = 0;
+  bool fused_ = false;
+  int64_t steps_ = 0;        // the per-tensor path's count
+  torch::Tensor step_t_;     // the fused path's: float32 0-dim on the device, as torch.optim keeps it
 };
 
 // O2: linear warm-up from 0 to `peak` over `warmup` steps, then linear decay to `min_lr` at `total`.
@@ -60,7 +70,8 @@ class Ema {
  public:
   Ema(const torch::nn::Module& module, double decay, bool warmup = false);
   // `n`: the number of updates before this one (the optimizer step - 1); only warm-up reads it.
-  void update(const torch::nn::Module& module, int64_t n = 0);
+  // `skip` as AdamW::step's: when true the averages stay as they are.
+  void update(const torch::nn::Module& module, int64_t n = 0, const torch::Tensor& skip = {});
   double decay_at(int64_t n) const;
   const std::map<std::string, torch::Tensor>& weights() const { return weights_; }
   void load(const std::map<std::string, torch::Tensor>& weights, const std::string& origin);
@@ -72,8 +83,9 @@ class Ema {
   std::map<std::string, torch::Tensor> weights_;
 };
 
-// Global L2 norm of the gradients, and clipping them to `max_norm` (0 = no clipping). Returns the norm
-// before clipping.
-double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm);
+// Global L2 norm of the gradients (a float32 0-dim tensor on their device; undefined without any),
+// and clipping them to `max_norm` (0 = no clipping; nothing is scaled when the norm is not finite).
+// Returns the norm before clipping. No host sync on the multi-tensor path.
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm);
 
 }  // namespace mds::train

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include <torch/cuda.h>
+
 #include "model/batch_tensors.h"
 #include "model/model_options.h"
 
@@ -48,15 +50,48 @@ StepOptions step_options_from_config(const Config& c) {
   return o;
 }
 
+void PhaseClock::start() {
+  if (sync && device.is_cuda()) torch::cuda::synchronize();
+  last_ = std::chrono::steady_clock::now();
+}
+
+void PhaseClock::mark(const std::string& phase) {
+  if (sync && device.is_cuda()) torch::cuda::synchronize();
+  const auto now = std::chrono::steady_clock::now();
+  const double dt = std::chrono::duration<double>(now - last_).count();
+  last_ = now;
+  for (auto& [name, total] : seconds)
+    if (name == phase) {
+      total += dt;
+      return;
+    }
+  seconds.emplace_back(phase, dt);
+}
+
+torch::Tensor StepResult::log_row() const {
+  const auto f = [&](const torch::Tensor& t) {
+    return t.defined() ? t.detach().to(loss.device(), torch::kFloat).reshape({}) : torch::zeros({}, loss.options());
+  };
+  return torch::stack({f(loss), f(last.mse), f(last.rounding), f(last.prior), f(last.x0_ce), f(last.length),
+                       f(last.absorb), f(last.moe_aux), f(last.moe_z), f(grad_norm), f(skipped), f(last.dropped)});
+}
+
 StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, const StepOptions& o,
                       at::Generator gen) {
   StepResult r;
+  const auto mark = [&](const char* phase) {
+    if (o.clock) o.clock->mark(phase);
+  };
   s.optimizer->zero_grad();
+  const double A = static_cast<double>(o.grad_accum);
   for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
     Batch batch = next_batch();
+    mark("data");
     r.tokens += batch.tokens();
+    r.real_tokens += batch.real_tokens();
     BatchTensors bt = to_tensors(batch, s.runtime.device);
     auto draw = s.t_sampler->sample(batch.batch_size, gen);
+    mark("to device");
     LossTerms terms;
     {
       // Forward and loss under autocast (bf16); backward and the optimizer step outside it: the
@@ -64,25 +99,27 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
       PrecisionScope scope(s.runtime.precision, s.runtime.device);
       terms = diffusion_loss(s.model, bt, s.schedule, draw.t_B, draw.weight_B, s.loss, gen);
     }
-    const double value = terms.total.item<double>();
-    if (!std::isfinite(value)) {
-      r.finite = false;
-      break;
-    }
-    (terms.total / static_cast<double>(o.grad_accum)).backward();
-    s.t_sampler->update(draw.t_B, terms.loss_B);
-    r.loss += value / static_cast<double>(o.grad_accum);
+    mark("forward");
+    const torch::Tensor total = terms.total.detach().to(torch::kFloat);
+    const torch::Tensor bad = total.isfinite().logical_not();
+    r.skipped = r.skipped.defined() ? r.skipped.logical_or(bad) : bad;
+    (terms.total / A).backward();
+    mark("backward");
+    // The loss-aware sampler learns from the losses on the host (it reads them anyway); a NaN or inf
+    // batch teaches it nothing. The uniform one needs no history.
+    if (s.t_sampler->kind() == "lossaware" && !bad.item<bool>()) s.t_sampler->update(draw.t_B, terms.loss_B);
+    r.loss = r.loss.defined() ? r.loss + total / A : total / A;
     r.last = terms;
   }
   ++s.step;
-  if (!r.finite) {
-    s.optimizer->zero_grad();
-    return r;
-  }
   r.grad_norm = clip_gradients(s.params, o.grad_clip);
+  if (r.grad_norm.defined()) r.skipped = r.skipped.logical_or(r.grad_norm.isfinite().logical_not());
+  mark("clip");
   r.lr = o.lr.at(s.step - 1, s.train_seconds);
-  s.optimizer->step(r.lr);
-  if (s.ema) s.ema->update(*s.model, s.step - 1);
+  s.optimizer->step(r.lr, r.skipped);
+  mark("optimizer");
+  if (s.ema) s.ema->update(*s.model, s.step - 1, r.skipped);
+  mark("ema");
   return r;
 }
 

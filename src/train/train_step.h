@@ -3,9 +3,12 @@
 //
 // A step (train.grad_accum = A micro-batches):
 //   for each micro-batch: batch to the device, t ~ the t-sampler, forward process + denoiser + loss
-//   under the runtime's precision (autocast for bf16), loss.item() (the finiteness check; a NaN or
-//   inf skips the rest of the step), backward of loss / A, the t-sampler's update;
+//   under the runtime's precision (autocast for bf16), backward of loss / A, the loss-aware
+//   t-sampler's update (where configured);
 //   then gradient clipping (train.grad_clip), AdamW at the schedule's learning rate, the EMA update.
+// Nothing in a step waits for the device: whether a loss or the gradient norm was NaN or inf is a
+// device flag that AdamW and the EMA obey (the step is skipped: no weight, moment or average
+// changes), and the logged values stay on the device until the trainer writes a log line.
 // Every random draw (t, noise, dropout) comes from the generator passed in, so that a run that saves
 // and restores it repeats itself exactly.
 #pragma once
@@ -13,9 +16,12 @@
 #include <ATen/core/Generator.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -46,25 +52,50 @@ struct TrainState {
 // training mode, with its AdamW, EMA, noise schedule, t-sampler and loss options from `config`.
 TrainState make_train_state(const Config& config, int64_t vocab_size, const runtime::Runtime& runtime);
 
+// Where a step's time goes (train_step_bench --profile): host seconds between marks, summed per phase.
+// With `sync` the device is synchronised before each mark, so a phase's time includes its device work;
+// without, it is the host's time to issue the phase (the launch overhead).
+struct PhaseClock {
+  bool sync = false;
+  c10::Device device{c10::kCPU};
+  std::vector<std::pair<std::string, double>> seconds;  // phases in the order first seen
+
+  void start();
+  void mark(const std::string& phase);
+
+ private:
+  std::chrono::steady_clock::time_point last_;
+};
+
 struct StepOptions {
   int64_t grad_accum = 1;
   double grad_clip = 1.0;  // 0 = off
   LrSchedule lr;
+  PhaseClock* clock = nullptr;  // a profile of the step's phases; null = none
 };
 
 // train.grad_accum, train.grad_clip and the learning-rate schedule.
 StepOptions step_options_from_config(const Config& config);
 
 struct StepResult {
-  bool finite = true;   // false: a micro-batch's loss was NaN or inf and the step was skipped
-  double loss = 0.0;    // mean over the micro-batches
-  diffusion::LossTerms last;       // the last micro-batch's terms, for logging (undefined when skipped)
-  int64_t tokens = 0;   // padded tokens of the micro-batches drawn
-  double grad_norm = 0.0, lr = 0.0;
-};
+  // On the device (0-dim), read when logged:
+  torch::Tensor skipped;    // bool: a loss or the gradient norm was NaN or inf, and nothing was updated
+  torch::Tensor loss;       // float32: the mean over the micro-batches
+  torch::Tensor grad_norm;  // float32: before clipping (undefined when no parameter has a gradient)
+  diffusion::LossTerms last;  // the last micro-batch's terms
+  int64_t tokens = 0;       // padded tokens of the micro-batches drawn
+  int64_t real_tokens = 0;  // of which not padding
+  double lr = 0.0;
 
-// One optimizer step over options.grad_accum batches from `next_batch` (fewer are drawn when a loss
-// is not finite). Advances state.step, skipped or not.
+  // The logged values as one float32 [kLogFields] tensor on the device, in the order of kLogFields.
+  torch::Tensor log_row() const;
+};
+inline constexpr const char* kLogFields[] = {"loss", "mse", "rounding", "prior", "x0_ce", "length",
+                                             "absorb", "moe_aux", "moe_z", "grad_norm", "skipped", "moe_dropped"};
+inline constexpr int kNumLogFields = 12;
+
+// One optimizer step over options.grad_accum batches from `next_batch`. Advances state.step,
+// skipped or not.
 StepResult train_step(TrainState& state, const std::function<data::Batch()>& next_batch, const StepOptions& options,
                       at::Generator generator);
 

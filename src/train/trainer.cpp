@@ -75,28 +75,32 @@ LoopOptions loop_options_from_config(const Config& c) {
   return o;
 }
 
-// Running sums of the logged terms between two log lines.
+// Running sums of the logged terms between two log lines (steps that were not skipped).
 struct LogWindow {
   double loss = 0, mse = 0, rounding = 0, prior = 0, x0_ce = 0, length = 0, absorb = 0, aux = 0, z = 0, grad_norm = 0;
-  int64_t steps = 0, tokens = 0, skipped = 0;
-  torch::Tensor dropped;  // MoE drops, summed on the device; read (one sync) when the window is logged
+  int64_t steps = 0, tokens = 0, real_tokens = 0, skipped = 0, dropped = 0;
   Clock::time_point start = Clock::now();
 
-  void add(const StepResult& r) {
-    loss += r.loss;
-    mse += r.last.mse.item<double>();
-    rounding += r.last.rounding.item<double>();
-    prior += r.last.prior.item<double>();
-    x0_ce += r.last.x0_ce.item<double>();
-    length += r.last.length.item<double>();
-    absorb += r.last.absorb.item<double>();
-    aux += r.last.moe_aux.item<double>();
-    z += r.last.moe_z.item<double>();
-    grad_norm += r.grad_norm;
-    dropped = dropped.defined() ? dropped + r.last.dropped : r.last.dropped;
-    tokens += r.tokens;
+  // One step's values, in the order of kLogFields.
+  void add(const float* v) {
+    loss += v[0], mse += v[1], rounding += v[2], prior += v[3], x0_ce += v[4], length += v[5], absorb += v[6];
+    aux += v[7], z += v[8], grad_norm += v[9];
+    dropped += static_cast<int64_t>(v[11]);
     ++steps;
   }
+};
+
+// The steps whose values are still on the device: read together (one sync) when a log line, a
+// validation, a checkpoint or the end of the run needs them, never in a step.
+struct PendingSteps {
+  std::vector<int64_t> steps;
+  std::vector<torch::Tensor> rows;  // StepResult::log_row()
+
+  void add(int64_t step, const StepResult& r) {
+    steps.push_back(step);
+    rows.push_back(r.log_row());
+  }
+  bool empty() const { return steps.empty(); }
 };
 
 // What the loop carries besides the train state, saved in trainer_state.json.
@@ -172,6 +176,12 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     if (state.ema) state.ema->load(ck.model, resume_from + "/model.safetensors");
     state.t_sampler->load(ck.sampler.at("t_sampler.history"), ck.sampler.at("t_sampler.counts"));
     gen.set_state(ck.sampler.at("rng.cpu"));
+    // The GPU's noise and dropout stream (absent from CPU runs and from checkpoints of older versions).
+    if (runtime.device.is_cuda() && ck.sampler.count("rng.device") != 0)
+    {
+      at::Generator device_gen = at::globalContext().defaultGenerator(runtime.device);
+      device_gen.set_state(ck.sampler.at("rng.device"));
+    }
     const auto& st = ck.trainer_state;
     state.step = st.at("step").get<int64_t>();
     batcher.seek(st.at("epoch").get<uint64_t>(), st.at("position").get<std::size_t>());
@@ -194,6 +204,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     ck.sampler["t_sampler.history"] = state.t_sampler->history_tensor();
     ck.sampler["t_sampler.counts"] = state.t_sampler->counts_tensor();
     ck.sampler["rng.cpu"] = gen.get_state();
+    if (runtime.device.is_cuda()) ck.sampler["rng.device"] = at::globalContext().defaultGenerator(runtime.device).get_state();
     const double best = progress.best_valid;
     ck.trainer_state = {{"step", state.step},
                         {"epoch", batcher.epoch()},
@@ -225,6 +236,36 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   const int64_t first_step = state.step;
   result.stop_reason = "finished";
   runtime::StopSignals stop_signals;  // Ctrl-C: a checkpoint, then a clean return
+  PendingSteps pending;
+  // Reads the pending steps' values: losses, the log window, skipped steps and the stop after
+  // train.max_bad_steps in a row (found here, up to a log interval after the step, with its number).
+  auto flush = [&] {
+    if (pending.empty()) return;
+    const torch::Tensor values = torch::stack(pending.rows).to(torch::kCPU).contiguous();
+    const float* v = values.data_ptr<float>();
+    for (std::size_t i = 0; i < pending.steps.size(); ++i, v += kNumLogFields) {
+      const int64_t step = pending.steps[i];
+      if (v[10] != 0.0f) {
+        ++progress.bad_in_row;
+        ++window.skipped;
+        result.losses.push_back(std::numeric_limits<double>::quiet_NaN());
+        log_warn("step ", step, ": the loss or the gradient is NaN or inf; step skipped (", progress.bad_in_row,
+                 " in a row)");
+        if (progress.bad_in_row >= loop.max_bad_steps) {
+          const std::string last_ck = latest_checkpoint(run_dir);
+          fail("stopping: ", progress.bad_in_row, " steps in a row had a NaN or inf loss (train.max_bad_steps = ",
+               loop.max_bad_steps, "); ",
+               last_ck.empty() ? std::string("no checkpoint was written") : "the last good checkpoint is " + last_ck,
+               ". Lower train.lr or raise train.warmup_steps.");
+        }
+        continue;
+      }
+      progress.bad_in_row = 0;
+      result.losses.push_back(v[0]);
+      window.add(v);
+    }
+    pending = PendingSteps();
+  };
   while (state.step < total_steps) {
     if (options.stop_after >= 0 && state.step - first_step >= options.stop_after) {
       result.stop_reason = str_cat("stopped after ", options.stop_after, " steps");
@@ -245,27 +286,20 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     const int64_t step = state.step;
     progress.tokens += r.tokens;
     tokens_this_run += r.tokens;
-    if (!r.finite) {
-      ++progress.bad_in_row;
-      ++window.skipped;
-      result.losses.push_back(std::numeric_limits<double>::quiet_NaN());
-      log_warn("step ", step, ": the loss is NaN or inf; step skipped (", progress.bad_in_row, " in a row)");
-      if (progress.bad_in_row >= loop.max_bad_steps) {
-        const std::string last_ck = latest_checkpoint(run_dir);
-        fail("stopping: ", progress.bad_in_row, " steps in a row had a NaN or inf loss (train.max_bad_steps = ",
-             loop.max_bad_steps, "); ",
-             last_ck.empty() ? std::string("no checkpoint was written") : "the last good checkpoint is " + last_ck,
-             ". Lower train.lr or raise train.warmup_steps.");
-      }
-      continue;
-    }
-    progress.bad_in_row = 0;
-    result.losses.push_back(r.loss);
-    window.add(r);
+    window.tokens += r.tokens;
+    window.real_tokens += r.real_tokens;
+    pending.add(step, r);
+    const bool log_now = step % loop.log_every == 0 || step == total_steps;
+    const bool eval_now = valid_data && loop.eval_every > 0 && (step % loop.eval_every == 0 || step == total_steps);
+    const bool save_now = loop.save_every > 0 && step % loop.save_every == 0;
+    // At most a log interval (and 256 steps) of values waits on the device.
+    if (log_now || eval_now || save_now || pending.steps.size() >= 256) flush();
 
-    if (step % loop.log_every == 0 || step == total_steps) {
+    if (log_now) {
       const double n = static_cast<double>(std::max<int64_t>(1, window.steps));
-      const double tok_s = static_cast<double>(window.tokens) / std::max(1e-9, seconds_since(window.start));
+      const double window_s = std::max(1e-9, seconds_since(window.start));
+      const double tok_s = static_cast<double>(window.tokens) / window_s;
+      const double real_tok_s = static_cast<double>(window.real_tokens) / window_s;
       const double run_s = seconds_since(loop_start);
       double left = run_s / static_cast<double>(step - first_step) * static_cast<double>(total_steps - step);
       if (on_budget) left = std::min(left, std::max(0.0, loop.max_seconds - state.train_seconds));
@@ -274,12 +308,13 @@ TrainResult train(const Config& c, const TrainOptions& options) {
                          {"x0_ce", window.x0_ce / n}, {"length", window.length / n},
                          {"absorb", window.absorb / n}, {"moe_aux", window.aux / n}, {"moe_z", window.z / n},
                          {"grad_norm", window.grad_norm / n}, {"lr", r.lr}, {"tokens_per_s", tok_s},
-                         {"moe_dropped", window.dropped.defined() ? window.dropped.item<int64_t>() : int64_t{0}},
+                         {"real_tokens_per_s", real_tok_s}, {"moe_dropped", window.dropped},
                          {"skipped_steps", window.skipped}, {"epoch", batcher.epoch()},
                          {"elapsed_s", seconds_since(t_start)}, {"train_s", state.train_seconds}});
       const std::string line = str_cat("step ", step, on_budget ? std::string() : str_cat("/", total_steps), "  loss ", window.loss / n, " (mse ",
                                        window.mse / n, ", rounding ", window.rounding / n, ")  lr ", r.lr, "  ",
-                                       static_cast<int64_t>(tok_s), " tok/s  ", format_duration(run_s),
+                                       static_cast<int64_t>(tok_s), " tok/s (",
+                                       static_cast<int64_t>(real_tok_s), " not padding)  ", format_duration(run_s),
                                        " elapsed, ", format_duration(left), " left");
       if (terminal) std::fprintf(stderr, "\r\033[K%s", line.c_str());
       else log_info(line);
@@ -287,7 +322,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     }
 
     bool saved_this_step = false;
-    if (valid_data && loop.eval_every > 0 && (step % loop.eval_every == 0 || step == total_steps)) {
+    if (eval_now) {
       const double loss_v = validation_loss(state, *valid_data, c);
       nlohmann::json record = {{"step", step}, {"valid_loss", loss_v}};
       double v = loss_v;
@@ -320,11 +355,12 @@ TrainResult train(const Config& c, const TrainOptions& options) {
         break;
       }
     }
-    if (!saved_this_step && loop.save_every > 0 && step % loop.save_every == 0) {
+    if (!saved_this_step && save_now) {
       save(step_dir());
       prune_checkpoints(run_dir, loop.keep_last);
     }
   }
+  flush();
   if (terminal) std::fprintf(stderr, "\n");
   // The final state is always saved, so that --resume and generate find it.
   if (!fs::exists(fs::join(step_dir(), "trainer_state.json"))) {

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs ON THE GPU MACHINE: builds (scripts/gpu/build.sh, the CUDA tests of CTEST_ARGS, default "Cuda|Gpu"),
+# then profiles the training step (train_step_bench --profile: where a step's time goes, per phase, as
+# issued by the host and with a device synchronisation after each phase) for the models of the
+# step-overhead issue, and returns everything in one archive, $OUT/step-profile.tar.gz, with the
+# program (gpu-bin.tar.gz, for later calls: unpack into .gpu-bin and carry it).
+#
+# Here, first: scripts/gpu/fetch-deps (.deps/root); device call with carry [".deps/root"] and the command
+#   scripts/gpu/step-profile.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+out=${OUT:-/tmp/mds-gpu-out}
+mkdir -p "$out"
+work=/tmp/step-profile
+rm -rf "$work"
+mkdir -p "$work"
+start=$(date +%s)
+CTEST_ARGS=${CTEST_ARGS:--R Cuda|Gpu} OUT="$work" scripts/gpu/build.sh > "$work/build-and-test.txt" 2>&1
+echo "build + CUDA tests: rc $? after $(( $(date +%s) - start )) s"
+grep -E "tests passed|tests failed|Failed|FAILED" "$work/build-and-test.txt" | head -20
+tar -C build-gpu -czf "$out/gpu-bin.tar.gz" moe-diffuseq libmds_sentencepiece.so 2>/dev/null
+
+bench=build-gpu/train_step_bench
+common=(--profile --longest off --warmup 3 --steps 10 --max-seconds 20 --tokens-per-step 16384 --vocab 4000)
+# name | flags: the QQP race's model (configs/paraphrase.toml), DiffuSeq's size (12x768 dense), the default MoE.
+run() {
+  local name=$1; shift
+  echo "== $name"
+  timeout 150 "$bench" "${common[@]}" --json "$work/train_step_$name.json" "$@" > "$work/$name.txt" 2>&1
+  echo "rc $?"
+  sed -n '/where a step/,$p' "$work/$name.txt"
+}
+{
+  run paraphrase-6x512 --dim 512 --layers 6 --heads 8 --ffn-dim 2048 --experts 1 --trg-len 64 --lengths 130 \
+    --set attention.type=dense --set model.embed_dim=128 --set model.x0=softmax --set model.target_positions=restart \
+    --set data.target_length=predict --set model.dropout=0.3 --set train.ema_decay=0.999
+  run dense-12x768 --dim 768 --layers 12 --heads 12 --ffn-dim 3072 --experts 1 --lengths 128 --set attention.type=dense
+  run default-moe --lengths 128,8192
+} 2>&1 | tee "$work/profile.txt"
+cp "$work/profile.txt" "$out/profile.txt"
+tar -C "$work" -czf "$out/step-profile.tar.gz" .
+echo "step-profile.sh: $(( $(date +%s) - start )) s in all"
