@@ -21,6 +21,10 @@ grep -E "tests passed|tests failed|Failed|FAILED" "$work/build-and-test.txt" | h
 tar -C build-gpu -czf "$out/gpu-bin.tar.gz" moe-diffuseq libmds_sentencepiece.so 2>/dev/null
 
 bench=build-gpu/train_step_bench
+# The JSONs record the commit and the GPU (as bench.sh has them do).
+MDS_BENCH_COMMIT=$(cat COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo unknown)
+MDS_BENCH_GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+export MDS_BENCH_COMMIT MDS_BENCH_GPU
 common=(--profile --longest off --warmup 3 --steps 10 --max-seconds 20 --tokens-per-step 16384 --vocab 4000)
 # name | flags: the QQP race's model (configs/paraphrase.toml), DiffuSeq's size (12x768 dense), the default MoE.
 run() {
