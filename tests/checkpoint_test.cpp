@@ -14,6 +14,7 @@
 #include "core/fs.h"
 #include "test_util.h"
 #include "io/checkpoint.h"
+#include "io/checkpoint_writer.h"
 
 namespace mds {
 
@@ -263,6 +264,37 @@ TEST(Checkpoint, ListPruneLatest) {
   prune_checkpoints(run, 0);
   EXPECT_TRUE(list_checkpoints(run).empty());
   EXPECT_EQ(latest_checkpoint(run), "");
+}
+
+// The background writer writes what the tensors held when write() returned (the caller goes on
+// changing them), runs `after` once the checkpoint is in place, one write at a time, and hands a
+// failure back at the next wait().
+TEST(CheckpointWriter, WritesACopyInTheBackgroundAndReportsFailures) {
+  TempDir tmp;
+  CheckpointContent content = full_content(1.0f);
+  const CheckpointContent expected = io::owned_copy(content);
+  io::CheckpointWriter writer;
+  bool complete_when_after_ran = false;
+  const std::string dir = tmp.file("run/checkpoints/step_1");
+  writer.write(dir, content, [&] { complete_when_after_ran = fs::exists(fs::join(dir, "trainer_state.json")); });
+  content.model["block0.qkv.weight"].fill_(42.0f);  // training goes on
+  content.optimizer["block0.qkv.weight.exp_avg"].fill_(42.0f);
+  writer.wait();
+  EXPECT_TRUE(complete_when_after_ran);
+  expect_same(expected, read_checkpoint(dir));
+
+  // A second write waits for the first; both land.
+  writer.write(tmp.file("run/checkpoints/step_2"), small_content(2));
+  writer.write(tmp.file("run/checkpoints/step_3"), small_content(3));
+  writer.wait();
+  EXPECT_EQ(list_checkpoints(tmp.file("run")).size(), 3u);
+
+  CheckpointContent bad = full_content(1.0f);
+  bad.raw["block0.qkv.weight"][0][0] = std::numeric_limits<float>::quiet_NaN();
+  writer.write(tmp.file("run/checkpoints/step_4"), bad);
+  expect_in(error_of([&] { writer.wait(); }), "raw tensor \"block0.qkv.weight\" holds NaN");
+  EXPECT_FALSE(fs::exists(tmp.file("run/checkpoints/step_4")));
+  EXPECT_NO_THROW(writer.wait());  // reported once
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "core/error.h"
@@ -19,6 +20,7 @@
 #include "data/open_examples.h"
 #include "data/tokenizer.h"
 #include "io/checkpoint.h"
+#include "io/checkpoint_writer.h"
 #include "metrics/eval_report.h"
 #include "model/state_dict.h"
 #include "runtime/device.h"
@@ -39,7 +41,6 @@ using io::CheckpointContent;
 using io::latest_checkpoint;
 using io::prune_checkpoints;
 using io::read_checkpoint;
-using io::write_checkpoint;
 using model::load_state_dict;
 using model::state_dict;
 using runtime::Runtime;
@@ -196,7 +197,10 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     fs::write_file_atomic(fs::join(run_dir, "config.toml"), c.to_toml(true));
   }
 
-  auto save = [&](const std::string& dir) {
+  // Checkpoints are copied here and written by a background thread (one at a time).
+  io::CheckpointWriter writer;
+  const auto prune = [run_dir, keep = loop.keep_last] { prune_checkpoints(run_dir, keep); };
+  auto save = [&](const std::string& dir, std::function<void()> after = {}) {
     CheckpointContent ck;
     ck.raw = state_dict(*state.model);
     ck.model = state.ema ? state.ema->weights() : ck.raw;
@@ -218,7 +222,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
                         {"best_valid", std::isnan(best) ? nlohmann::json(nullptr) : nlohmann::json(best)}};
     ck.tokenizer_model = tokenizer.serialized();
     ck.config_toml = c.to_toml(true);
-    write_checkpoint(dir, ck);
+    writer.write(dir, ck, std::move(after));
   };
   auto step_dir = [&] { return fs::join(run_dir, "checkpoints/step_" + std::to_string(state.step)); };
 
@@ -356,17 +360,15 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       }
     }
     if (!saved_this_step && save_now) {
-      save(step_dir());
-      prune_checkpoints(run_dir, loop.keep_last);
+      save(step_dir(), prune);
     }
   }
   flush();
   if (terminal) std::fprintf(stderr, "\n");
-  // The final state is always saved, so that --resume and generate find it.
-  if (!fs::exists(fs::join(step_dir(), "trainer_state.json"))) {
-    save(step_dir());
-    prune_checkpoints(run_dir, loop.keep_last);
-  }
+  // The final state is always saved, so that --resume and generate find it; on return it is on disk.
+  writer.wait();
+  if (!fs::exists(fs::join(step_dir(), "trainer_state.json"))) save(step_dir(), prune);
+  writer.wait();
   clock_loop();
   result.step = state.step;
   result.train_seconds = state.train_seconds;
