@@ -27,7 +27,12 @@
 // The longest L at batch 1: from --longest-start (32768), doubling, a fresh model per L (its
 // position table must hold L), one warm-up and one timed step, until one runs out of memory.
 //
-//   train_step_bench [--device auto|cpu|cuda] [--lengths 512,2048,8192,16384,32768]
+// With --data DIR --tokenizer TOK (a prepared set and its tokenizer; data.* keys from --set), the
+// lengths become the set's longest row and the tokens a step its data.batch_tokens, and a second run
+// takes the set's own batches from the trainer's batcher: padded and real (not padding) tokens/s on its
+// length mix, beside the synthetic figure at the same shapes.
+//
+//   train_step_bench [--device auto|cpu|cuda] [--lengths 512,2048,8192,16384,32768] [--data DIR --tokenizer TOK]
 //                    [--tokens-per-step 32768 (CUDA) | 2048 (CPU)] [--warmup 3] [--steps 10] [--max-seconds 60]
 //                    [--longest auto|on|off] [--longest-start 32768] [--longest-max 1048576]
 //                    [--precision auto|bf16|fp32] [--dim D --layers N --heads H --ffn-dim F
@@ -50,6 +55,8 @@
 #include "core/config.h"
 #include "data/batcher.h"
 #include "data/example_source.h"
+#include "data/open_examples.h"
+#include "data/tokenizer.h"
 #include "data/special_tokens.h"
 #include "runtime/runtime.h"
 #include "train/train_step.h"
@@ -87,6 +94,7 @@ struct Options {
   bench::ModelFlags model;
   uint64_t seed = 102;
   bool profile = false;
+  std::string data, tokenizer;  // real batches: a prepared directory (or jsonl) and its tokenizer
   std::string json_path = "bench/results/train_step.json";
 };
 
@@ -200,6 +208,8 @@ struct Run {
   std::string detail;
   int64_t steps = 0, skipped = 0;  // timed steps; non-finite losses among all steps
   Profile profile;                 // with --profile
+  std::string batches = "synthetic";  // or "data": the real set's batches, as the trainer draws them
+  double real_tokens_per_s = -1.0;     // not padding (data)
   double seconds = 0.0, tokens_per_s = -1.0, step_ms = -1.0, peak_gib = -1.0;
 };
 
@@ -218,6 +228,8 @@ nlohmann::json to_json(const Run& r) {
           {"tokens_per_s", num(r.tokens_per_s)},
           {"step_ms", num(r.step_ms)},
           {"peak_allocated_gib", num(r.peak_gib)},
+          {"batches", r.batches},
+          {"real_tokens_per_s", num(r.real_tokens_per_s)},
           {"profile_host_ms", r.profile.host_ms},
           {"profile_synced_ms", r.profile.synced_ms}};
 }
@@ -262,6 +274,51 @@ Run measure(TrainState& t, const Config& c, const Options& opt, int64_t L, int64
   return r;
 }
 
+// Steps on a real data set's batches, drawn in the trainer's order by its batcher: the shapes and the
+// padding of the real length mix. B and L vary; tokens/s counts what the steps drew.
+Run measure_data(TrainState& t, const Config& c, data::Batcher& batcher, const Options& opt) {
+  const c10::Device device = t.runtime.device;
+  const StepOptions so = step_options_from_config(c);
+  const at::Generator gen = at::detail::getDefaultCPUGenerator();
+  Run r;
+  r.batches = "data";
+  try {
+    std::vector<torch::Tensor> skipped;
+    for (int64_t i = 0; i < opt.warmup; ++i)
+      skipped.push_back(train_step(t, [&] { return batcher.next(); }, so, gen).skipped);
+    bench::sync(device);
+    bench::reset_peak_memory(device);
+    int64_t tokens = 0, real = 0;
+    const auto start = bench::Clock::now();
+    for (int64_t i = 0; i < opt.steps; ++i) {
+      const train::StepResult s = train_step(t, [&] { return batcher.next(); }, so, gen);
+      skipped.push_back(s.skipped);
+      tokens += s.tokens;
+      real += s.real_tokens;
+      r.L = std::max<int64_t>(r.L, s.tokens);  // the largest step, in tokens (shown as L x B below)
+      ++r.steps;
+      if (r.steps >= 3 && bench::ms_since(start) > 1000.0 * opt.max_seconds) break;
+    }
+    bench::sync(device);
+    r.seconds = bench::ms_since(start) / 1000.0;
+    r.skipped = count_true(skipped);
+    r.tokens_per_s = static_cast<double>(tokens) / std::max(1e-9, r.seconds);
+    r.real_tokens_per_s = static_cast<double>(real) / std::max(1e-9, r.seconds);
+    r.step_ms = 1000.0 * r.seconds / static_cast<double>(std::max<int64_t>(1, r.steps));
+    r.B = tokens / std::max<int64_t>(1, r.steps);  // mean padded tokens a step
+    r.L = 0;
+    const double peak_mib = bench::cuda_allocated_mib(device, /*peak=*/true);
+    r.peak_gib = peak_mib < 0 ? -1.0 : peak_mib / 1024.0;
+    r.status = "ok";
+  } catch (const std::exception& e) {
+    r.status = bench::is_oom(e) ? "oom" : "error";
+    r.detail = bench::first_line(e);
+  }
+  t.optimizer->zero_grad();
+  bench::empty_cache(device);
+  return r;
+}
+
 int bench_main(int argc, char** argv) {
   Options opt;
   CLI::App app{"Training throughput (tokens/s) of the default model against L, and the longest L at batch 1"};
@@ -282,6 +339,10 @@ int bench_main(int argc, char** argv) {
   app.add_option("--trg-len", opt.trg_len, "target region T (0 = data.max_trg_len's default, 128; at most L/2)");
   app.add_option("--seed", opt.seed, "seed of the weights, the ids and the noise");
   app.add_option("--json", opt.json_path, "where to write the results");
+  app.add_option("--data", opt.data,
+                 "also time steps on a real data set's batches (a prepared directory or jsonl, packed as the "
+                 "trainer packs them: data.* from --set), beside synthetic batches of its longest row");
+  app.add_option("--tokenizer", opt.tokenizer, "the tokenizer directory of --data");
   app.add_flag("--profile", opt.profile,
                "after each length's timing, time the step's phases (data, to device, forward, backward, clip, "
                "optimizer, EMA): issued on the host, and with a device synchronisation after each");
@@ -289,6 +350,20 @@ int bench_main(int argc, char** argv) {
   MDS_CHECK(!opt.lengths.empty(), "--lengths is empty");
   MDS_CHECK(opt.steps >= 1 && opt.warmup >= 0, "--steps must be >= 1 and --warmup >= 0");
 
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  std::unique_ptr<data::ExampleSource> real_data;
+  if (!opt.data.empty()) {
+    // The synthetic comparison at the real set's shapes: its longest row, its tokens a step.
+    MDS_CHECK(!opt.tokenizer.empty(), "--data needs --tokenizer");
+    tokenizer = std::make_unique<data::Tokenizer>(data::Tokenizer::load(opt.tokenizer));
+    real_data = data::open_examples(opt.data, *tokenizer);
+    opt.model.vocab = tokenizer->vocab_size();
+    const Config user = bench::model_config(opt.model);
+    const PackOptions pack = pack_options_from_config(user);
+    opt.trg_len = pack.max_trg_len;
+    opt.lengths = {data::longest_row(pack)};
+    opt.tokens_per_step = user.get_int("data.batch_tokens");
+  }
   const int64_t max_L = *std::max_element(opt.lengths.begin(), opt.lengths.end());
   const Config config = make_config(opt, max_L);
   const Runtime runtime = resolve_runtime(config);
@@ -315,6 +390,17 @@ int bench_main(int argc, char** argv) {
     std::printf("  L=%lld B=%lld: %s%s\n", static_cast<long long>(L), static_cast<long long>(B),
                 r.status == "ok" ? (bench::fixed(r.tokens_per_s, 0) + " tok/s").c_str() : r.status.c_str(),
                 r.detail.empty() ? "" : (": " + r.detail).c_str());
+    std::fflush(stdout);
+  }
+  if (real_data) {
+    data::Batcher batcher(*real_data, pack_options_from_config(config), data::batch_plan_options_from_config(config, true));
+    runs.push_back(measure_data(*trainee, config, batcher, opt));
+    const Run& r = runs.back();
+    std::printf("  %s (%zu examples): %s padded tok/s, %s not padding, %.0f padded tokens a step%s\n", opt.data.c_str(),
+                real_data->size(), bench::fixed(r.tokens_per_s, 0).c_str(), bench::fixed(r.real_tokens_per_s, 0).c_str(),
+                static_cast<double>(r.B), r.detail.empty() ? "" : (": " + r.detail).c_str());
+    if (r.status == "ok" && runs.front().status == "ok")
+      std::printf("  real / synthetic padded tok/s: %.2f\n", r.tokens_per_s / runs.front().tokens_per_s);
     std::fflush(stdout);
   }
   const nlohmann::json model_json = bench::model_json(config, opt.model, trainee->model);
@@ -395,7 +481,8 @@ int bench_main(int argc, char** argv) {
       all_pass = all_pass && pass;
       ++checked;
     }
-    std::printf("%7lld %4lld %10s %13s %9s %9lld  %-14s %s\n", static_cast<long long>(r.L),
+    // A data run's row: "data" and its mean padded tokens a step in place of L and B.
+    std::printf("%7s %4lld %10s %13s %9s %9lld  %-14s %s\n", r.batches == "data" ? "data" : std::to_string(r.L).c_str(),
                 static_cast<long long>(r.B), r.status == "ok" ? bench::fixed(r.step_ms, 1).c_str() : r.status.c_str(),
                 bench::fixed(r.tokens_per_s, 0).c_str(), bench::fixed(r.peak_gib, 2).c_str(),
                 static_cast<long long>(r.steps), target > 0 ? (">= " + bench::fixed(target / 1000, 0) + "k").c_str() : "-",
