@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "data/batcher.h"
+#include "model/attention.h"
 #include "model/batch_tensors.h"
 #include "runtime/device.h"
 
@@ -47,6 +48,16 @@ void expect_matches(const Batch& b, const BatchTensors& t) {
   EXPECT_EQ(t.src_len_B.cpu()[1].item<int64_t>(), b.src_len[1]);
   EXPECT_EQ(t.trg_len_B.cpu()[1].item<int64_t>(), b.trg_len[1]);
   EXPECT_EQ(t.src_region, b.src_region);
+  // What the step would otherwise read back from the device: the mask rows and facts, from the host.
+  EXPECT_TRUE(at::equal(t.trg_rows_N.cpu(), trg.reshape({-1}).nonzero().squeeze(1)));
+  EXPECT_TRUE(at::equal(t.key_rows_N.cpu(), key.reshape({-1}).nonzero().squeeze(1)));
+  const model::MaskFacts facts = model::mask_facts(key, glob);
+  EXPECT_EQ(t.facts.max_globals, facts.max_globals);
+  EXPECT_EQ(t.facts.key_padding, facts.key_padding);
+  EXPECT_EQ(t.facts.key_padding, 1);  // the second row's source is padded
+  // BOS, source, SEP, target and EOS: (1 + 3 + 1 + 2 + 1) + (1 + 1 + 1 + 3 + 1), the second target cut
+  // to the region of 4 with its EOS.
+  EXPECT_EQ(b.real_tokens(), 15);
 }
 
 TEST(BatchTensors, CpuMatchesBatch) {

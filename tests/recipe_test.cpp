@@ -357,6 +357,9 @@ TEST(LengthHead, GenerationDenoisesExactlyThePredictedPositions) {
   EXPECT_FALSE(cut.key_mask_BL[1][first + 1].item<bool>());
   EXPECT_EQ(cut.ids_BL[1][first + 2].item<int64_t>(), data::SpecialTokens::pad);
   EXPECT_TRUE(cut.key_mask_BL[0][first + 2].item<bool>());
+  EXPECT_TRUE(torch::equal(cut.trg_rows_N, cut.trg_mask_BL.reshape({-1}).nonzero().squeeze(1)));
+  EXPECT_TRUE(torch::equal(cut.key_rows_N, cut.key_mask_BL.reshape({-1}).nonzero().squeeze(1)));
+  EXPECT_EQ(cut.facts.key_padding, 1);
 
   // Each row is read as 1 or 2 tokens (the predicted 2, or fewer where the model puts its EOS, but
   // never none), none of them special, whatever this untrained model's rounding prefers.

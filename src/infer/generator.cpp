@@ -129,6 +129,8 @@ diffusion::X0Predictor x0_predictor(Denoiser& model, const BatchTensors& bt, con
   base.trg_mask_BL = bt.trg_mask_BL;
   base.ids_BL = bt.ids_BL;  // the copy head reads the source tokens (the target part is PAD)
   base.trg_start = bt.src_region + 2;
+  base.trg_rows_N = bt.trg_rows_N;  // found once per batch, not by every model call (device syncs)
+  base.facts = bt.facts;
   const bool self_condition = model->options().self_condition;
   // Shared by the copies the sampler makes of the predictor: the last estimate lives here.
   auto previous = std::make_shared<torch::Tensor>();

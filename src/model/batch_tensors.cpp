@@ -7,6 +7,7 @@
 
 #include "core/host_to_device.h"
 #include "data/special_tokens.h"
+#include "model/attention.h"
 
 namespace mds::model {
 
@@ -65,8 +66,10 @@ BatchTensors limit_target_region(const BatchTensors& b, const at::Tensor& keep_B
   out.global_mask_BL = b.global_mask_BL.logical_and(gone_BL.logical_not()).narrow(1, 0, L2).contiguous();
   out.trg_len_B = (keep - 1).to(b.trg_len_B.defined() ? b.trg_len_B.device() : keep.device());
   out.trg_region = region;
-  out.trg_rows_N = out.key_rows_N = at::Tensor();  // the masks changed: found from them where needed
-  out.facts = MaskFacts();
+  // The masks changed: their rows and facts again, once here rather than in every model call.
+  out.trg_rows_N = out.trg_mask_BL.reshape({-1}).nonzero().squeeze(1);
+  out.key_rows_N = out.key_mask_BL.reshape({-1}).nonzero().squeeze(1);
+  out.facts = mask_facts(out.key_mask_BL, out.global_mask_BL);
   return out;
 }
 

@@ -20,8 +20,8 @@ namespace mds::model {
 struct BatchTensors {
   at::Tensor ids_BL, trg_mask_BL, key_mask_BL, global_mask_BL;
   at::Tensor src_len_B, trg_len_B;  // int64
-  at::Tensor trg_rows_N, key_rows_N;  // int64; undefined after limit_target_region (then from the masks)
-  MaskFacts facts;                    // unknown (-1) after limit_target_region
+  at::Tensor trg_rows_N, key_rows_N;  // int64 (undefined = found from the masks where needed)
+  MaskFacts facts;                    // (-1 = unknown: found from the masks)
   int64_t src_region = 0, trg_region = 0;
 };
 
