@@ -14,5 +14,6 @@ void add_model_command(CLI::App& app);      // model describe
 void add_train_command(CLI::App& app);      // train
 void add_generate_command(CLI::App& app);   // generate
 void add_eval_command(CLI::App& app);       // eval: metrics of predictions
+void add_serve_command(CLI::App& app);      // serve: generation over HTTP
 
 }  // namespace mds::cli

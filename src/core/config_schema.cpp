@@ -136,6 +136,14 @@ std::vector<KeySpec> make_schema() {
       i("sample.batch_size", 64, 1, kBig, "Sequences generated at once."),
       i("sample.mbr", 1, 1, 1024, "Candidates per input for minimum-Bayes-risk selection; 1 = off."),
       s("sample.mbr_metric", "bleu", {"bleu", "rouge-l"}, "Agreement measure used by MBR."),
+      // ------------------------------------------------------------------ serve
+      i("serve.max_queue", 64, 0, kBig, "Requests waiting for the model; one more is answered 503 (retry later)."),
+      f("serve.batch_window_ms", 5.0, 0, 10000, "How long the server waits for more requests to batch with the first (same sampling options, up to sample.batch_size sources)."),
+      i("serve.max_inputs", 64, 1, kBig, "Sources in one request."),
+      i("serve.max_source_bytes", 65536, 1, kBig, "Bytes of one source."),
+      i("serve.max_body_bytes", 1048576, 1, kBig, "Bytes of one request body."),
+      i("serve.max_steps", 200, 1, 1 << 20, "The most sampling steps a request may ask for."),
+      i("serve.max_mbr", 16, 1, 1024, "The most MBR candidates a request may ask for."),
   };
 }
 

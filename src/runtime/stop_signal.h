@@ -7,7 +7,10 @@ namespace mds::runtime {
 
 class StopSignals {
  public:
-  StopSignals();   // installs the handlers
+  // Installs the handlers; the first signal prints `first_message` (a string literal: it is read from
+  // the handler), the second exits at once.
+  explicit StopSignals(const char* first_message =
+                           "\nstop signal: finishing this step and writing a checkpoint (again to exit now)\n");
   ~StopSignals();  // restores the previous ones
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;

@@ -1,0 +1,106 @@
+#include "infer/generation_service.h"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+namespace mds::infer {
+
+bool same_sampling(const GenerateOptions& a, const GenerateOptions& b) {
+  const auto& x = a.sampler;
+  const auto& y = b.sampler;
+  return x.sampler == y.sampler && x.steps == y.steps && x.skip_type == y.skip_type &&
+         x.time_mapping == y.time_mapping && x.clamp == y.clamp && x.discrete_noise == y.discrete_noise &&
+         x.absorb_rate == y.absorb_rate && x.start_time == y.start_time && x.start_jumps == y.start_jumps &&
+         a.seed == b.seed && a.mbr == b.mbr && a.mbr_metric == b.mbr_metric && a.batch_size == b.batch_size;
+}
+
+GenerationService::GenerationService(TextGenerator& generator, ServiceLimits limits)
+    : generator_(generator), limits_(limits), worker_([this] { run(); }) {}
+
+GenerationService::~GenerationService() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  worker_.join();
+  for (Request& r : queue_) r.done.set_exception(std::make_exception_ptr(Error("the service stopped")));
+}
+
+std::future<std::vector<std::string>> GenerationService::submit(std::vector<std::string> sources,
+                                                                GenerateOptions options) {
+  check_generate_options(options);
+  Request r{std::move(sources), std::move(options), {}};
+  std::future<std::vector<std::string>> result = r.done.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    MDS_CHECK(!stopping_, "the service is stopping");
+    if (queue_.size() >= limits_.max_queue)
+      throw QueueFull(str_cat("the queue is full (", limits_.max_queue, " requests waiting): retry later"));
+    queue_.push_back(std::move(r));
+  }
+  wake_.notify_all();
+  return result;
+}
+
+std::size_t GenerationService::waiting() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return queue_.size();
+}
+
+std::size_t GenerationService::batches_run() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return batches_;
+}
+
+void GenerationService::run() {
+  for (;;) {
+    std::vector<Request> batch;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      // The first request, then for a short window the waiting ones that sample the same way, up to a
+      // batch of sources.
+      const auto deadline = std::chrono::steady_clock::now() +
+                            std::chrono::microseconds(static_cast<int64_t>(1000.0 * limits_.batch_window_ms));
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+      std::size_t sources = batch.front().sources.size();
+      const auto capacity = static_cast<std::size_t>(std::max<int64_t>(1, batch.front().options.batch_size));
+      for (;;) {
+        for (auto it = queue_.begin(); it != queue_.end() && sources < capacity;) {
+          if (same_sampling(it->options, batch.front().options) && sources + it->sources.size() <= capacity) {
+            sources += it->sources.size();
+            batch.push_back(std::move(*it));
+            it = queue_.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        if (sources >= capacity || stopping_ ||
+            wake_.wait_until(lock, deadline) == std::cv_status::timeout)
+          break;
+      }
+      ++batches_;
+    }
+    std::vector<std::string> all;
+    for (const Request& r : batch) all.insert(all.end(), r.sources.begin(), r.sources.end());
+    try {
+      generator_.options() = batch.front().options;
+      const std::vector<std::string> predictions = generator_.generate(all);
+      std::size_t at = 0;
+      for (Request& r : batch) {
+        const auto n = static_cast<std::ptrdiff_t>(r.sources.size());
+        r.done.set_value(std::vector<std::string>(predictions.begin() + static_cast<std::ptrdiff_t>(at),
+                                                  predictions.begin() + static_cast<std::ptrdiff_t>(at) + n));
+        at += r.sources.size();
+      }
+    } catch (...) {
+      for (Request& r : batch) r.done.set_exception(std::current_exception());
+    }
+  }
+}
+
+}  // namespace mds::infer

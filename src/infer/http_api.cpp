@@ -1,0 +1,191 @@
+#include "infer/http_api.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <exception>
+#include <utility>
+
+#include "core/log.h"
+#include "infer/httplib_abi.h"
+
+namespace mds::infer {
+
+using nlohmann::json;
+
+ApiLimits api_limits_from_config(const Config& c) {
+  ApiLimits l;
+  l.max_inputs = static_cast<std::size_t>(c.get_int("serve.max_inputs"));
+  l.max_source_bytes = static_cast<std::size_t>(c.get_int("serve.max_source_bytes"));
+  l.max_body_bytes = static_cast<std::size_t>(c.get_int("serve.max_body_bytes"));
+  l.max_steps = c.get_int("serve.max_steps");
+  l.max_mbr = c.get_int("serve.max_mbr");
+  return l;
+}
+
+ServiceLimits service_limits_from_config(const Config& c) {
+  ServiceLimits l;
+  l.max_queue = static_cast<std::size_t>(c.get_int("serve.max_queue"));
+  l.batch_window_ms = c.get_float("serve.batch_window_ms");
+  return l;
+}
+
+namespace {
+
+[[noreturn]] void bad(const std::string& what) { throw ApiError(400, what); }
+
+int64_t integer_field(const json& body, const char* name, int64_t lo, int64_t hi) {
+  const json& v = body.at(name);
+  if (!v.is_number_integer() && !v.is_number_unsigned()) bad(str_cat("\"", name, "\" must be an integer, got ", v.type_name()));
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi))
+    bad(str_cat("\"", name, "\" must be in [", lo, ", ", hi, "], got ", v.get<uint64_t>()));
+  const int64_t x = v.get<int64_t>();
+  if (x < lo || x > hi) bad(str_cat("\"", name, "\" must be in [", lo, ", ", hi, "], got ", x));
+  return x;
+}
+
+std::string source_field(const json& v, const std::string& where, const ApiLimits& limits) {
+  if (!v.is_string()) bad(str_cat(where, " must be a string, got ", v.type_name()));
+  std::string s = v.get<std::string>();
+  if (s.size() > limits.max_source_bytes)
+    bad(str_cat(where, " has ", s.size(), " bytes; the limit is ", limits.max_source_bytes, " (serve.max_source_bytes)"));
+  return s;
+}
+
+json error_body(const std::string& message) { return json{{"error", message}}; }
+
+}  // namespace
+
+GenerateRequest parse_generate_request(const std::string& text, const GenerateOptions& defaults, const ApiLimits& limits) {
+  if (text.size() > limits.max_body_bytes)
+    throw ApiError(413, str_cat("the body has ", text.size(), " bytes; the limit is ", limits.max_body_bytes,
+                                " (serve.max_body_bytes)"));
+  json body;
+  try {
+    body = json::parse(text);  // rejects invalid UTF-8 in strings
+  } catch (const json::parse_error& e) {
+    bad(str_cat("the body is not valid JSON: ", e.what()));
+  }
+  if (!body.is_object()) bad(str_cat("the body must be a JSON object, got ", body.type_name()));
+  static const char* known[] = {"src", "inputs", "steps", "sampler", "seed", "mbr", "start_time"};
+  for (const auto& [key, value] : body.items()) {
+    bool ok = false;
+    for (const char* k : known) ok = ok || key == k;
+    if (!ok) bad(str_cat("unknown field \"", key, "\" (known: src, inputs, steps, sampler, seed, mbr, start_time)"));
+  }
+  GenerateRequest r;
+  const bool has_src = body.contains("src"), has_inputs = body.contains("inputs");
+  if (has_src == has_inputs) bad("give either \"src\" (one source) or \"inputs\" (a list of sources)");
+  if (has_src) {
+    r.single = true;
+    r.sources.push_back(source_field(body["src"], "\"src\"", limits));
+  } else {
+    const json& inputs = body["inputs"];
+    if (!inputs.is_array()) bad(str_cat("\"inputs\" must be a list of strings, got ", inputs.type_name()));
+    if (inputs.empty()) bad("\"inputs\" is empty");
+    if (inputs.size() > limits.max_inputs)
+      bad(str_cat("\"inputs\" has ", inputs.size(), " sources; the limit is ", limits.max_inputs, " (serve.max_inputs)"));
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+      r.sources.push_back(source_field(inputs[i], str_cat("\"inputs\"[", i, "]"), limits));
+  }
+  r.options = defaults;
+  if (body.contains("steps")) r.options.sampler.steps = integer_field(body, "steps", 1, limits.max_steps);
+  if (body.contains("mbr")) r.options.mbr = integer_field(body, "mbr", 1, limits.max_mbr);
+  if (body.contains("seed")) r.options.seed = static_cast<uint64_t>(integer_field(body, "seed", 0, int64_t{1} << 53));
+  if (body.contains("sampler")) {
+    const json& v = body["sampler"];
+    if (!v.is_string()) bad(str_cat("\"sampler\" must be a string, got ", v.type_name()));
+    const std::string name = v.get<std::string>();
+    if (name != "dpm++2m" && name != "dpm++3m" && name != "ddim" && name != "ancestral")
+      bad(str_cat("\"sampler\" must be one of dpm++2m, dpm++3m, ddim, ancestral, got \"", name, "\""));
+    r.options.sampler.sampler = name;
+  }
+  if (body.contains("start_time")) {
+    const json& v = body["start_time"];
+    if (!v.is_number()) bad(str_cat("\"start_time\" must be a number, got ", v.type_name()));
+    r.options.sampler.start_time = v.get<double>();
+  }
+  try {
+    check_generate_options(r.options);  // e.g. a start time below 1 with a sampler other than DPM-Solver++
+  } catch (const Error& e) {
+    bad(e.what());
+  }
+  return r;
+}
+
+struct HttpServer::Impl {
+  TextGenerator& generator;
+  GenerationService& service;
+  ApiLimits limits;
+  httplib::Server server;
+  json info;
+};
+
+HttpServer::HttpServer(TextGenerator& generator, GenerationService& service, ApiLimits limits)
+    : impl_(new Impl{generator, service, limits, {}, {}}) {
+  Impl& s = *impl_;
+  s.info = {{"model", generator.model()->describe()},
+            {"vocab_size", generator.tokenizer().vocab_size()},
+            {"device", generator.device().str()},
+            {"precision", runtime::to_string(generator.precision())},
+            {"config", generator.config().to_toml(true)},
+            {"limits",
+             {{"max_inputs", limits.max_inputs},
+              {"max_source_bytes", limits.max_source_bytes},
+              {"max_body_bytes", limits.max_body_bytes},
+              {"max_steps", limits.max_steps},
+              {"max_mbr", limits.max_mbr}}}};
+  s.server.set_payload_max_length(limits.max_body_bytes + 1);  // the parser names the limit past it
+  const auto reply = [](httplib::Response& res, int status, const json& body) {
+    res.status = status;
+    res.set_content(body.dump() + "\n", "application/json");
+  };
+  s.server.Get("/healthz", [reply](const httplib::Request&, httplib::Response& res) {
+    reply(res, 200, json{{"status", "ok"}});
+  });
+  s.server.Get("/v1/info", [this, reply](const httplib::Request&, httplib::Response& res) {
+    reply(res, 200, impl_->info);
+  });
+  s.server.Post("/v1/generate", [this, reply](const httplib::Request& req, httplib::Response& res) {
+    Impl& s = *impl_;
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      GenerateRequest r = parse_generate_request(req.body, s.generator.options(), s.limits);
+      const std::size_t n = r.sources.size();
+      std::vector<std::string> predictions = s.service.submit(std::move(r.sources), r.options).get();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      json body = r.single ? json{{"prediction", predictions.at(0)}} : json{{"predictions", predictions}};
+      body["seconds"] = seconds;
+      reply(res, 200, body);
+      log_info("POST /v1/generate: ", n, " source(s) in ", seconds, " s");
+    } catch (const ApiError& e) {
+      reply(res, e.status(), error_body(e.what()));
+    } catch (const QueueFull& e) {
+      res.set_header("Retry-After", "1");
+      reply(res, 503, error_body(e.what()));
+    } catch (const std::exception& e) {
+      log_warn("POST /v1/generate failed: ", e.what());
+      reply(res, 500, error_body(str_cat("generation failed: ", e.what())));
+    }
+  });
+  s.server.set_error_handler([reply](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) reply(res, res.status, error_body(res.status == 404 ? "no such path" : "bad request"));
+  });
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+int HttpServer::bind(const std::string& host, int port) {
+  const int bound = port == 0 ? impl_->server.bind_to_any_port(host.c_str())
+                              : (impl_->server.bind_to_port(host.c_str(), port) ? port : -1);
+  MDS_CHECK(bound > 0, "serve: cannot listen on ", host, ":", port, " (in use, or not an address of this machine)");
+  return bound;
+}
+
+void HttpServer::listen() { impl_->server.listen_after_bind(); }
+
+void HttpServer::stop() {
+  if (impl_) impl_->server.stop();
+}
+
+}  // namespace mds::infer

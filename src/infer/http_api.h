@@ -1,0 +1,71 @@
+// The HTTP service of `moe-diffuseq serve` (cpp-httplib), loopback by default:
+//   GET  /healthz       {"status": "ok"}
+//   GET  /v1/info       the model, tokenizer, device, configuration and limits
+//   POST /v1/generate   {"src": "..."} or {"inputs": ["...", ...]}, optional "steps", "sampler",
+//                       "seed", "mbr", "start_time"; answers {"prediction": "..."} or {"predictions": [...]}
+// Bad JSON, a missing or mistyped field, invalid UTF-8 or a request over the limits gets a 400 that
+// says which field and why; a full queue a 503. Nothing a client sends stops the server.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "infer/generation_service.h"
+#include "infer/generator.h"
+
+namespace mds::infer {
+
+struct ApiLimits {
+  std::size_t max_body_bytes = 1 << 20;
+  std::size_t max_inputs = 64;          // sources in one request
+  std::size_t max_source_bytes = 65536; // one source
+  int64_t max_steps = 200;
+  int64_t max_mbr = 16;
+};
+
+// serve.* of the configuration: the API's limits and the service's queue.
+ApiLimits api_limits_from_config(const Config& config);
+ServiceLimits service_limits_from_config(const Config& config);
+
+// A client's mistake: the HTTP status to answer (400, 413) and what to tell it.
+class ApiError : public Error {
+ public:
+  ApiError(int status, const std::string& what) : Error(what), status_(status) {}
+  int status() const { return status_; }
+
+ private:
+  int status_;
+};
+
+struct GenerateRequest {
+  std::vector<std::string> sources;
+  bool single = false;  // given as "src": answered as "prediction"
+  GenerateOptions options;
+};
+
+// Parses and checks a /v1/generate body; `defaults` are the checkpoint's sample.* options.
+GenerateRequest parse_generate_request(const std::string& body, const GenerateOptions& defaults, const ApiLimits& limits);
+
+class HttpServer {
+ public:
+  HttpServer(TextGenerator& generator, GenerationService& service, ApiLimits limits);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds HOST:PORT (port 0: any free one) and returns the port; throws when it cannot.
+  int bind(const std::string& host, int port);
+  void listen();  // serves until stop() (from another thread or a signal handler's thread)
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mds::infer

@@ -1,0 +1,228 @@
+// The HTTP service: request parsing (every error named), the batching queue (one generate() call for
+// concurrent requests that sample alike, the same predictions as one direct call; a full queue
+// refused), and the server end to end on loopback (values checked against direct generation).
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "data/tokenizer.h"
+#include "infer/generation_service.h"
+#include "infer/generator.h"
+#include "infer/http_api.h"
+#include "infer/httplib_abi.h"
+#include "model/denoiser.h"
+#include "model/model_options.h"
+#include "test_util.h"
+
+namespace mds {
+
+using infer::ApiError;
+using infer::ApiLimits;
+using infer::GenerateOptions;
+using infer::GenerationService;
+using infer::HttpServer;
+using infer::QueueFull;
+using infer::ServiceLimits;
+using infer::TextGenerator;
+using infer::parse_generate_request;
+using nlohmann::json;
+
+namespace {
+
+// An untrained tiny model and a tokenizer trained on the fixture: deterministic text for a seed.
+class ServeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    data::TokenizerTrainOptions o;
+    o.inputs = {test::source_path("tests/fixtures/debian-descriptions-240.jsonl")};
+    o.vocab_size = 400;
+    o.threads = 1;
+    data::Tokenizer::train(o, dir_->file("tok"));
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  void SetUp() override {
+    torch::manual_seed(11);
+    tokenizer_ = std::make_unique<data::Tokenizer>(data::Tokenizer::load(dir_->file("tok")));
+    config_ = Config::load("", {"data.max_src_len=24", "data.max_trg_len=8", "model.embed_dim=8", "model.dim=32",
+                                "model.layers=1", "model.heads=2", "model.ffn_dim=32", "model.time_embed_dim=16",
+                                "moe.experts=1", "attention.type=dense", "sample.steps=2", "sample.batch_size=16",
+                                "train.threads=1"});
+    model::Denoiser m(model::model_options_from_config(config_, tokenizer_->vocab_size()));
+    m->eval();
+    generator_ = std::make_unique<TextGenerator>(config_, m, runtime::Runtime{}, tokenizer_.get());
+    defaults_ = generator_->options();
+  }
+
+  // Direct generation of `sources` with `options`: what the service must return.
+  std::vector<std::string> direct(const std::vector<std::string>& sources, const GenerateOptions& options) {
+    generator_->options() = options;
+    std::vector<std::string> out = generator_->generate(sources);
+    generator_->options() = defaults_;
+    return out;
+  }
+
+  static test::TempDir* dir_;
+  Config config_;
+  std::unique_ptr<data::Tokenizer> tokenizer_;
+  std::unique_ptr<TextGenerator> generator_;
+  GenerateOptions defaults_;
+};
+test::TempDir* ServeTest::dir_ = nullptr;
+
+// The status and message of a request that parse_generate_request refuses.
+std::pair<int, std::string> refused(const std::string& body, const ApiLimits& limits = {}) {
+  try {
+    parse_generate_request(body, GenerateOptions(), limits);
+  } catch (const ApiError& e) {
+    return {e.status(), e.what()};
+  }
+  return {0, "accepted"};
+}
+
+TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
+  const infer::GenerateRequest one = parse_generate_request(R"({"src": "hello", "steps": 4, "seed": 9, "mbr": 2,
+      "sampler": "dpm++3m", "start_time": 0.5})", GenerateOptions(), {});
+  EXPECT_TRUE(one.single);
+  EXPECT_EQ(one.sources, std::vector<std::string>{"hello"});
+  EXPECT_EQ(one.options.sampler.steps, 4);
+  EXPECT_EQ(one.options.seed, 9u);
+  EXPECT_EQ(one.options.mbr, 2);
+  EXPECT_EQ(one.options.sampler.sampler, "dpm++3m");
+  EXPECT_DOUBLE_EQ(one.options.sampler.start_time, 0.5);
+  const infer::GenerateRequest many = parse_generate_request(R"({"inputs": ["a", "b"]})", GenerateOptions(), {});
+  EXPECT_FALSE(many.single);
+  EXPECT_EQ(many.sources.size(), 2u);
+
+  ApiLimits small;
+  small.max_inputs = 2;
+  small.max_source_bytes = 5;
+  small.max_body_bytes = 100;
+  small.max_steps = 10;
+  const struct {
+    std::string body;
+    int status;
+    std::string says;
+  } cases[] = {
+      {"{\"src\": ", 400, "not valid JSON"},
+      {"[1, 2]", 400, "must be a JSON object, got array"},
+      {R"({"source": "x"})", 400, "unknown field \"source\""},
+      {R"({})", 400, "either \"src\""},
+      {R"({"src": "a", "inputs": ["b"]})", 400, "either \"src\""},
+      {R"({"src": 3})", 400, "\"src\" must be a string, got number"},
+      {R"({"inputs": "a"})", 400, "\"inputs\" must be a list of strings, got string"},
+      {R"({"inputs": []})", 400, "\"inputs\" is empty"},
+      {R"({"inputs": ["a", 7]})", 400, "\"inputs\"[1] must be a string"},
+      {R"({"inputs": ["a", "b", "c"]})", 400, "the limit is 2 (serve.max_inputs)"},
+      {R"({"src": "abcdef"})", 400, "\"src\" has 6 bytes; the limit is 5"},
+      {R"({"src": "a", "steps": "4"})", 400, "\"steps\" must be an integer, got string"},
+      {R"({"src": "a", "steps": 11})", 400, "\"steps\" must be in [1, 10], got 11"},
+      {R"({"src": "a", "steps": 0})", 400, "\"steps\" must be in [1, 10], got 0"},
+      {R"({"src": "a", "seed": -1})", 400, "\"seed\" must be in [0, "},
+      {R"({"src": "a", "sampler": "euler"})", 400, "\"sampler\" must be one of"},
+      {R"({"src": "a", "sampler": "ddim", "start_time": 0.5})", 400, "DPM-Solver++"},
+      {"{\"src\": \"\xff\xfe\"}", 400, "not valid JSON"},  // invalid UTF-8
+      {std::string(101, ' '), 413, "the limit is 100 (serve.max_body_bytes)"},
+  };
+  for (const auto& c : cases) {
+    const auto [status, message] = refused(c.body, small);
+    EXPECT_EQ(status, c.status) << c.body;
+    EXPECT_NE(message.find(c.says), std::string::npos) << c.body << " -> " << message;
+  }
+}
+
+TEST_F(ServeTest, ConcurrentRequestsShareOneBatchAndGetTheirOwnPredictions) {
+  ServiceLimits limits;
+  limits.batch_window_ms = 300;  // long enough for all three to arrive
+  GenerationService service(*generator_, limits);
+  GenerateOptions o = defaults_;
+  o.seed = 5;
+  const std::vector<std::vector<std::string>> requests = {
+      {"a tool to manage packages"}, {"library for parsing", "fonts for the console"}, {"a game of chess"}};
+  std::vector<std::future<std::vector<std::string>>> futures;
+  for (const auto& r : requests) futures.push_back(service.submit(r, o));
+  std::vector<std::vector<std::string>> got;
+  for (auto& f : futures) got.push_back(f.get());
+  EXPECT_EQ(service.batches_run(), 1u);
+  // The batch is one generate() call over the requests' sources in order.
+  const std::vector<std::string> all = direct({requests[0][0], requests[1][0], requests[1][1], requests[2][0]}, o);
+  EXPECT_EQ(got[0], std::vector<std::string>({all[0]}));
+  EXPECT_EQ(got[1], std::vector<std::string>({all[1], all[2]}));
+  EXPECT_EQ(got[2], std::vector<std::string>({all[3]}));
+
+  // Other sampling options are another batch.
+  GenerateOptions other = o;
+  other.sampler.steps = 3;
+  auto f1 = service.submit({"x"}, o);
+  auto f2 = service.submit({"y"}, other);
+  f1.get();
+  EXPECT_EQ(f2.get(), direct({"y"}, other));
+  EXPECT_EQ(service.batches_run(), 3u);
+}
+
+TEST_F(ServeTest, AFullQueueRefusesAtOnce) {
+  ServiceLimits limits;
+  limits.max_queue = 0;
+  GenerationService service(*generator_, limits);
+  EXPECT_THROW(service.submit({"x"}, defaults_), QueueFull);
+}
+
+TEST_F(ServeTest, ServesTheApiOnLoopback) {
+  GenerationService service(*generator_, ServiceLimits{});
+  HttpServer server(*generator_, service, ApiLimits{});
+  const int port = server.bind("127.0.0.1", 0);
+  std::thread listener([&] { server.listen(); });
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(120, 0);
+
+  auto health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(json::parse(health->body)["status"], "ok");
+
+  auto info = client.Get("/v1/info");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(json::parse(info->body)["vocab_size"], tokenizer_->vocab_size());
+
+  GenerateOptions o = defaults_;
+  o.seed = 3;
+  auto one = client.Post("/v1/generate", R"({"src": "a tool to manage packages", "seed": 3})", "application/json");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->status, 200) << one->body;
+  EXPECT_EQ(json::parse(one->body)["prediction"], direct({"a tool to manage packages"}, o).at(0));
+
+  auto many = client.Post("/v1/generate", R"({"inputs": ["fonts", "a chess game"], "seed": 3})", "application/json");
+  ASSERT_TRUE(many);
+  EXPECT_EQ(json::parse(many->body)["predictions"], json(direct({"fonts", "a chess game"}, o)));
+
+  auto broken = client.Post("/v1/generate", R"({"inputs": [1]})", "application/json");
+  ASSERT_TRUE(broken);
+  EXPECT_EQ(broken->status, 400);
+  EXPECT_NE(json::parse(broken->body)["error"].get<std::string>().find("\"inputs\"[0] must be a string"),
+            std::string::npos);
+
+  auto missing = client.Get("/nowhere");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+
+  // Still serving after the bad requests.
+  auto again = client.Get("/healthz");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+  server.stop();
+  listener.join();
+}
+
+}  // namespace
+}  // namespace mds
