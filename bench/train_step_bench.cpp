@@ -45,6 +45,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -234,68 +235,26 @@ nlohmann::json to_json(const Run& r) {
           {"profile_synced_ms", r.profile.synced_ms}};
 }
 
-Run measure(TrainState& t, const Config& c, const Options& opt, int64_t L, int64_t B, int64_t warmup, int64_t steps) {
+// `warmup` untimed steps, then up to `steps` timed ones between two device synchronisations (fewer when
+// --max-seconds runs out after 3) on the batches `next_batch` gives: fills r's timing fields, or its
+// status "oom" / "error". Gradients and cached blocks go before the next measurement.
+void time_steps(TrainState& t, const StepOptions& so, const std::function<Batch()>& next_batch, int64_t warmup,
+                int64_t steps, const Options& opt, Run& r) {
   const c10::Device device = t.runtime.device;
-  const StepOptions so = step_options_from_config(c);
-  Run r;
-  r.L = L;
-  r.B = B;
-  try {
-    const Batch batch = synthetic_batch(c, opt, B, L, opt.seed + static_cast<uint64_t>(L));
-    r.S = batch.src_region;
-    r.T = batch.trg_region;
-    bench::sync(device);
-    bench::reset_peak_memory(device);
-    std::vector<torch::Tensor> skipped;
-    for (int64_t i = 0; i < warmup; ++i) skipped.push_back(step_once(t, so, batch));
-    bench::sync(device);
-    const auto start = bench::Clock::now();
-    for (int64_t i = 0; i < steps; ++i) {
-      skipped.push_back(step_once(t, so, batch));
-      ++r.steps;
-      if (r.steps >= 3 && bench::ms_since(start) > 1000.0 * opt.max_seconds) break;
-    }
-    bench::sync(device);
-    r.seconds = bench::ms_since(start) / 1000.0;
-    r.skipped = count_true(skipped);
-    if (opt.profile) r.profile = profile_steps(t, so, batch, std::min<int64_t>(r.steps, 10));
-    r.tokens_per_s = static_cast<double>(B * L * r.steps) / std::max(1e-9, r.seconds);
-    r.step_ms = 1000.0 * r.seconds / static_cast<double>(std::max<int64_t>(1, r.steps));
-    const double peak_mib = bench::cuda_allocated_mib(device, /*peak=*/true);
-    r.peak_gib = peak_mib < 0 ? -1.0 : peak_mib / 1024.0;
-    r.status = "ok";
-  } catch (const std::exception& e) {
-    r.status = bench::is_oom(e) ? "oom" : "error";
-    r.detail = bench::first_line(e);
-  }
-  // Gradients and cached blocks of this length go before the next one is measured.
-  t.optimizer->zero_grad();
-  bench::empty_cache(device);
-  return r;
-}
-
-// Steps on a real data set's batches, drawn in the trainer's order by its batcher: the shapes and the
-// padding of the real length mix. B and L vary; tokens/s counts what the steps drew.
-Run measure_data(TrainState& t, const Config& c, data::Batcher& batcher, const Options& opt) {
-  const c10::Device device = t.runtime.device;
-  const StepOptions so = step_options_from_config(c);
   const at::Generator gen = at::detail::getDefaultCPUGenerator();
-  Run r;
-  r.batches = "data";
   try {
-    std::vector<torch::Tensor> skipped;
-    for (int64_t i = 0; i < opt.warmup; ++i)
-      skipped.push_back(train_step(t, [&] { return batcher.next(); }, so, gen).skipped);
+    std::vector<torch::Tensor> skipped;  // device flags, read after the timing
     bench::sync(device);
     bench::reset_peak_memory(device);
+    for (int64_t i = 0; i < warmup; ++i) skipped.push_back(train_step(t, next_batch, so, gen).skipped);
+    bench::sync(device);
     int64_t tokens = 0, real = 0;
     const auto start = bench::Clock::now();
-    for (int64_t i = 0; i < opt.steps; ++i) {
-      const train::StepResult s = train_step(t, [&] { return batcher.next(); }, so, gen);
+    for (int64_t i = 0; i < steps; ++i) {
+      const train::StepResult s = train_step(t, next_batch, so, gen);
       skipped.push_back(s.skipped);
       tokens += s.tokens;
       real += s.real_tokens;
-      r.L = std::max<int64_t>(r.L, s.tokens);  // the largest step, in tokens (shown as L x B below)
       ++r.steps;
       if (r.steps >= 3 && bench::ms_since(start) > 1000.0 * opt.max_seconds) break;
     }
@@ -305,8 +264,6 @@ Run measure_data(TrainState& t, const Config& c, data::Batcher& batcher, const O
     r.tokens_per_s = static_cast<double>(tokens) / std::max(1e-9, r.seconds);
     r.real_tokens_per_s = static_cast<double>(real) / std::max(1e-9, r.seconds);
     r.step_ms = 1000.0 * r.seconds / static_cast<double>(std::max<int64_t>(1, r.steps));
-    r.B = tokens / std::max<int64_t>(1, r.steps);  // mean padded tokens a step
-    r.L = 0;
     const double peak_mib = bench::cuda_allocated_mib(device, /*peak=*/true);
     r.peak_gib = peak_mib < 0 ? -1.0 : peak_mib / 1024.0;
     r.status = "ok";
@@ -316,6 +273,40 @@ Run measure_data(TrainState& t, const Config& c, data::Batcher& batcher, const O
   }
   t.optimizer->zero_grad();
   bench::empty_cache(device);
+}
+
+// Synthetic batches of B rows of length L (the same batch every step).
+Run measure(TrainState& t, const Config& c, const Options& opt, int64_t L, int64_t B, int64_t warmup, int64_t steps) {
+  const StepOptions so = step_options_from_config(c);
+  Run r;
+  r.L = L;
+  r.B = B;
+  Batch batch;
+  try {
+    batch = synthetic_batch(c, opt, B, L, opt.seed + static_cast<uint64_t>(L));
+  } catch (const std::exception& e) {
+    r.status = "error";
+    r.detail = bench::first_line(e);
+    return r;
+  }
+  r.S = batch.src_region;
+  r.T = batch.trg_region;
+  time_steps(t, so, [&] { return batch; }, warmup, steps, opt, r);
+  if (opt.profile && r.status == "ok") {
+    r.profile = profile_steps(t, so, batch, std::min<int64_t>(r.steps, 10));
+    t.optimizer->zero_grad();
+    bench::empty_cache(t.runtime.device);
+  }
+  return r;
+}
+
+// Steps on a real data set's batches, drawn in the trainer's order by its batcher: the shapes and the
+// padding of the real length mix. B is shown as the mean padded tokens a step.
+Run measure_data(TrainState& t, const Config& c, data::Batcher& batcher, const Options& opt) {
+  Run r;
+  r.batches = "data";
+  time_steps(t, step_options_from_config(c), [&] { return batcher.next(); }, opt.warmup, opt.steps, opt, r);
+  r.B = static_cast<int64_t>(r.tokens_per_s * r.seconds) / std::max<int64_t>(1, r.steps);
   return r;
 }
 
