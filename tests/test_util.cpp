@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -9,6 +11,36 @@
 #include "core/fs.h"
 
 namespace mds::test {
+
+namespace {
+
+// CTest counts a test as skipped when its output holds "[  SKIPPED ]" (gtest_discover_tests'
+// SKIP_REGULAR_EXPRESSION, which wins over the exit status). GoogleTest prints that both for
+// GTEST_SKIP() (a GPU test without a GPU) and for every test of a suite whose SetUpTestSuite failed,
+// which would hide the failure as a skip. So a failure outside any test (a suite's or the program's
+// set-up) ends the program at once, with status 1, before any such line is printed.
+// (Whether a test is running is tracked here: GoogleTest calls OnTestPartResult holding the lock that
+// UnitTest::current_test_info() takes.)
+class SetUpFailureIsFatal : public ::testing::EmptyTestEventListener {
+  bool in_test_ = false;
+  void OnTestStart(const ::testing::TestInfo&) override { in_test_ = true; }
+  void OnTestEnd(const ::testing::TestInfo&) override { in_test_ = false; }
+  void OnTestPartResult(const ::testing::TestPartResult& result) override {
+    if (!result.failed() || in_test_) return;
+    std::fprintf(stderr, "\n%s:%d: a failure outside any test (a test suite's set-up): stopping here, "
+                         "so that its tests count as failed, not skipped\n",
+                 result.file_name() != nullptr ? result.file_name() : "unknown file", result.line_number());
+    std::fflush(nullptr);
+    std::_Exit(1);
+  }
+};
+
+const bool kSetUpFailureIsFatal = [] {
+  ::testing::UnitTest::GetInstance()->listeners().Append(new SetUpFailureIsFatal);
+  return true;
+}();
+
+}  // namespace
 
 TempDir::TempDir() : path_(fs::make_temp_directory("mds-test-")) {}
 
