@@ -208,6 +208,7 @@ struct Run {
   std::string status = "not run";  // ok | oom | error
   std::string detail;
   int64_t steps = 0, skipped = 0;  // timed steps; non-finite losses among all steps
+  int64_t tokens = 0;              // padded tokens of the timed steps
   Profile profile;                 // with --profile
   std::string batches = "synthetic";  // or "data": the real set's batches, as the trainer draws them
   double real_tokens_per_s = -1.0;     // not padding (data)
@@ -261,6 +262,7 @@ void time_steps(TrainState& t, const StepOptions& so, const std::function<Batch(
     bench::sync(device);
     r.seconds = bench::ms_since(start) / 1000.0;
     r.skipped = count_true(skipped);
+    r.tokens = tokens;
     r.tokens_per_s = static_cast<double>(tokens) / std::max(1e-9, r.seconds);
     r.real_tokens_per_s = static_cast<double>(real) / std::max(1e-9, r.seconds);
     r.step_ms = 1000.0 * r.seconds / static_cast<double>(std::max<int64_t>(1, r.steps));
@@ -306,7 +308,7 @@ Run measure_data(TrainState& t, const Config& c, data::Batcher& batcher, const O
   Run r;
   r.batches = "data";
   time_steps(t, step_options_from_config(c), [&] { return batcher.next(); }, opt.warmup, opt.steps, opt, r);
-  r.B = static_cast<int64_t>(r.tokens_per_s * r.seconds) / std::max<int64_t>(1, r.steps);
+  r.B = r.tokens / std::max<int64_t>(1, r.steps);
   return r;
 }
 

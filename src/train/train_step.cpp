@@ -72,8 +72,12 @@ torch::Tensor StepResult::log_row() const {
   const auto f = [&](const torch::Tensor& t) {
     return t.defined() ? t.detach().to(loss.device(), torch::kFloat).reshape({}) : torch::zeros({}, loss.options());
   };
-  return torch::stack({f(loss), f(last.mse), f(last.rounding), f(last.prior), f(last.x0_ce), f(last.length),
-                       f(last.absorb), f(last.moe_aux), f(last.moe_z), f(grad_norm), f(skipped), f(last.dropped)});
+  std::vector<torch::Tensor> row(kNumLogFields);
+  row[kLogLoss] = f(loss), row[kLogMse] = f(last.mse), row[kLogRounding] = f(last.rounding);
+  row[kLogPrior] = f(last.prior), row[kLogX0Ce] = f(last.x0_ce), row[kLogLength] = f(last.length);
+  row[kLogAbsorb] = f(last.absorb), row[kLogMoeAux] = f(last.moe_aux), row[kLogMoeZ] = f(last.moe_z);
+  row[kLogGradNorm] = f(grad_norm), row[kLogSkipped] = f(skipped), row[kLogMoeDropped] = f(last.dropped);
+  return torch::stack(row);
 }
 
 StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, const StepOptions& o,

@@ -87,12 +87,13 @@ struct StepResult {
   int64_t real_tokens = 0;  // of which not padding
   double lr = 0.0;
 
-  // The logged values as one float32 [kLogFields] tensor on the device, in the order of kLogFields.
+  // The logged values as one float32 [kNumLogFields] tensor on the device, indexed by LogField.
   torch::Tensor log_row() const;
 };
-inline constexpr const char* kLogFields[] = {"loss", "mse", "rounding", "prior", "x0_ce", "length",
-                                             "absorb", "moe_aux", "moe_z", "grad_norm", "skipped", "moe_dropped"};
-inline constexpr int kNumLogFields = 12;
+enum LogField : int {
+  kLogLoss, kLogMse, kLogRounding, kLogPrior, kLogX0Ce, kLogLength, kLogAbsorb, kLogMoeAux, kLogMoeZ,
+  kLogGradNorm, kLogSkipped, kLogMoeDropped, kNumLogFields
+};
 
 // One optimizer step over options.grad_accum batches from `next_batch`. Advances state.step,
 // skipped or not.

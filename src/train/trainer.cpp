@@ -82,11 +82,12 @@ struct LogWindow {
   int64_t steps = 0, tokens = 0, real_tokens = 0, skipped = 0, dropped = 0;
   Clock::time_point start = Clock::now();
 
-  // One step's values, in the order of kLogFields.
+  // One step's values, indexed by LogField.
   void add(const float* v) {
-    loss += v[0], mse += v[1], rounding += v[2], prior += v[3], x0_ce += v[4], length += v[5], absorb += v[6];
-    aux += v[7], z += v[8], grad_norm += v[9];
-    dropped += static_cast<int64_t>(v[11]);
+    loss += v[kLogLoss], mse += v[kLogMse], rounding += v[kLogRounding], prior += v[kLogPrior];
+    x0_ce += v[kLogX0Ce], length += v[kLogLength], absorb += v[kLogAbsorb], aux += v[kLogMoeAux];
+    z += v[kLogMoeZ], grad_norm += v[kLogGradNorm];
+    dropped += static_cast<int64_t>(v[kLogMoeDropped]);
     ++steps;
   }
 };
@@ -249,7 +250,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     const float* v = values.data_ptr<float>();
     for (std::size_t i = 0; i < pending.steps.size(); ++i, v += kNumLogFields) {
       const int64_t step = pending.steps[i];
-      if (v[10] != 0.0f) {
+      if (v[kLogSkipped] != 0.0f) {
         ++progress.bad_in_row;
         ++window.skipped;
         result.losses.push_back(std::numeric_limits<double>::quiet_NaN());
@@ -265,7 +266,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
         continue;
       }
       progress.bad_in_row = 0;
-      result.losses.push_back(v[0]);
+      result.losses.push_back(v[kLogLoss]);
       window.add(v);
     }
     pending = PendingSteps();
