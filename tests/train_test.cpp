@@ -1,12 +1,14 @@
 // End-to-end training tests on the CPU: exact resume, and overfitting 8 real pairs until generation
 // reproduces them.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <signal.h>
 
 #include <algorithm>
 #include <csignal>
 #include <cmath>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -143,13 +145,18 @@ TEST_F(TrainTest, ASecondSignalExitsAtOnce) {
 // A run on a time budget stops when the budget is spent, with a checkpoint, and says why.
 TEST_F(TrainTest, TimeBudgetStopsTheRunWithACheckpoint) {
   // 6e-8 minutes (3.6 microseconds): spent by the first step, whatever the machine.
-  Config c = Config::load("", tiny("budget", {"train.steps=100", "train.max_minutes=6e-8"}));
+  Config c = Config::load("", tiny("budget", {"train.steps=100", "train.max_minutes=6e-8",
+                                              "data.valid=" + dir_->file("eight.jsonl"), "train.eval_every=1000"}));
   const TrainResult r = train::train(c, {});
   EXPECT_EQ(r.step, 1);
   EXPECT_NE(r.stop_reason.find("time budget of"), std::string::npos) << r.stop_reason;
   EXPECT_GT(r.train_seconds, 0.0);
   const std::string state = test::read_file(fs::join(dir_->file("budget"), "checkpoints/step_1/trainer_state.json"));
   EXPECT_NE(state.find("\"train_seconds\""), std::string::npos) << state;
+  // The last step is validated although it is not a multiple of train.eval_every: best/ weighs it.
+  const std::string metrics = test::read_file(fs::join(dir_->file("budget"), "metrics.jsonl"));
+  EXPECT_NE(metrics.find("\"valid_loss\""), std::string::npos) << metrics;
+  EXPECT_TRUE(fs::exists(fs::join(dir_->file("budget"), "best/trainer_state.json")));
 }
 
 TEST_F(TrainTest, ValidationGeneratesScoresAndStopsEarly) {
@@ -172,6 +179,45 @@ TEST_F(TrainTest, ValidationGeneratesScoresAndStopsEarly) {
   EXPECT_THROW(train::train(Config::load("", tiny("bad-metric", {"data.valid=" + dir_->file("eight.jsonl"),
                                                          "train.eval_samples=3",
                                                          "train.early_stop_metric=blue"})), {}),
+               Error);
+}
+
+// train.best_metric picks best/ by a metric of the generated samples: best/ holds the step whose
+// validation scored highest (the first of equals), and the training goes on to its last step.
+TEST_F(TrainTest, BestCheckpointIsTheHighestScoringValidation) {
+  Config c = Config::load("", tiny("best-f1", {"train.steps=8", "data.valid=" + dir_->file("eight.jsonl"),
+                                               "train.eval_every=2", "train.eval_samples=4", "sample.steps=2",
+                                               "train.best_metric=f1"}));
+  const TrainResult r = train::train(c, {});
+  EXPECT_EQ(r.step, 8);
+  int64_t best_step = -1;
+  double best = -1.0;
+  int validations = 0;
+  std::istringstream lines(test::read_file(fs::join(dir_->file("best-f1"), "metrics.jsonl")));
+  for (std::string line; std::getline(lines, line);) {
+    const auto row = nlohmann::json::parse(line);
+    if (!row.contains("valid_f1")) continue;
+    ++validations;
+    const double f1 = row.at("valid_f1").get<double>();
+    if (f1 > best) {
+      best = f1;
+      best_step = row.at("step").get<int64_t>();
+    }
+    EXPECT_DOUBLE_EQ(row.at("best_valid_f1").get<double>(), best);
+  }
+  EXPECT_EQ(validations, 4);
+  const auto state = nlohmann::json::parse(
+      test::read_file(fs::join(dir_->file("best-f1"), "best/trainer_state.json")));
+  EXPECT_EQ(state.at("step").get<int64_t>(), best_step);
+  EXPECT_DOUBLE_EQ(r.best_valid, -best);  // kept negated: lower is better inside the loop
+  // best_metric and early_stop_metric must not disagree; a count, not a quality, is refused.
+  const std::string valid = "data.valid=" + dir_->file("eight.jsonl");
+  EXPECT_THROW(train::train(Config::load("", tiny("disagree", {valid, "train.eval_samples=2",
+                                                               "train.best_metric=f1",
+                                                               "train.early_stop_metric=bleu"})), {}),
+               Error);
+  EXPECT_THROW(train::train(Config::load("", tiny("by-len", {valid, "train.eval_samples=2",
+                                                             "train.best_metric=len"})), {}),
                Error);
 }
 

@@ -121,7 +121,8 @@ std::vector<KeySpec> make_schema() {
       i("train.save_every", 1000, 0, kBig, "Steps between checkpoints; 0 = only at the end."),
       i("train.keep_last", 3, 1, kBig, "Checkpoints kept besides best/."),
       i("train.max_bad_steps", 10, 1, kBig, "Stop after this many steps in a row with a NaN or inf loss (each is skipped)."),
-      s("train.early_stop_metric", "", {}, "Validation metric for early stopping (e.g. loss, bleu); empty = off."),
+      s("train.best_metric", "loss", {}, "What picks the best/ checkpoint at each validation: loss (the validation loss), or a metric of the generated validation samples (bleu, f1, rougeL, ...; needs train.eval_samples > 0), higher is better."),
+      s("train.early_stop_metric", "", {}, "Validation metric for early stopping (e.g. loss, bleu); empty = off. It also picks best/ (train.best_metric, when given, must agree)."),
       i("train.early_stop_patience", 5, 1, kBig, "Validations without improvement before early stopping."),
       // ------------------------------------------------------------------ sample
       s("sample.sampler", "dpm++2m", {"dpm++2m", "dpm++3m", "ddim", "ancestral"}, "Sampler."),

@@ -59,6 +59,7 @@ struct LoopOptions {
   int64_t max_bad_steps = 0, early_stop_patience = 0;
   double max_seconds = 0.0;  // 0 = no time budget
   std::string early_stop_metric;  // "" = off; "loss" or a metric of the generated samples
+  std::string best_metric;        // what picks best/: "loss" or a metric of the generated samples
 };
 
 LoopOptions loop_options_from_config(const Config& c) {
@@ -72,6 +73,7 @@ LoopOptions loop_options_from_config(const Config& c) {
   o.max_bad_steps = c.get_int("train.max_bad_steps");
   o.early_stop_patience = c.get_int("train.early_stop_patience");
   o.early_stop_metric = c.get_string("train.early_stop_metric");
+  o.best_metric = c.get_string("train.best_metric");
   o.max_seconds = 60.0 * c.get_float("train.max_minutes");
   return o;
 }
@@ -121,11 +123,19 @@ struct ValidationMetrics {
 ValidationMetrics validation_metrics(const LoopOptions& o, bool has_valid) {
   ValidationMetrics v;
   const std::string& early = o.early_stop_metric;
-  if (!early.empty() && early != "loss") {
-    const auto parsed = metrics::parse_metric_list(early);  // an unknown name is an error here
-    MDS_CHECK(o.eval_samples > 0, "train.early_stop_metric = \"", early,
+  // One measure decides both best/ and early stopping, so that the run stops where best/ stopped improving.
+  MDS_CHECK(early.empty() || o.best_metric == "loss" || o.best_metric == early, "train.best_metric = \"",
+            o.best_metric, "\" and train.early_stop_metric = \"", early,
+            "\" disagree: early stopping watches the measure that picks best/; give one of them");
+  const std::string& watched = early.empty() ? o.best_metric : early;
+  const std::string key = early.empty() ? "train.best_metric" : "train.early_stop_metric";
+  if (watched != "loss") {
+    const auto parsed = metrics::parse_metric_list(watched);  // an unknown name is an error here
+    MDS_CHECK(parsed.size() == 1, key, " = \"", watched, "\" names ", parsed.size(), " metrics; give one");
+    MDS_CHECK(o.eval_samples > 0, key, " = \"", watched,
               "\" needs generated validation samples: set train.eval_samples > 0");
-    MDS_CHECK(parsed.front() != "len", "train.early_stop_metric = \"len\" is not a quality measure");
+    MDS_CHECK(parsed.front() != "len" && parsed.front() != "empty", key, " = \"", parsed.front(),
+              "\" is not a quality measure");
     if (std::find(v.sample_metrics.begin(), v.sample_metrics.end(), parsed.front()) == v.sample_metrics.end())
       v.sample_metrics.push_back(parsed.front());
     v.stop_metric = parsed.front();
@@ -271,6 +281,39 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     }
     pending = PendingSteps();
   };
+  // Scores the validation set at this step and saves best/ when it improved.
+  int64_t validated_step = -1;
+  auto validate = [&] {
+    const int64_t step = state.step;
+    validated_step = step;
+    const double loss_v = validation_loss(state, *valid_data, c);
+    nlohmann::json record = {{"step", step}, {"valid_loss", loss_v}};
+    double v = loss_v;
+    if (loop.eval_samples > 0) {
+      auto scores = validate_by_generation(state, *valid_data, c, tokenizer, run_dir, vm.sample_metrics);
+      for (const auto& [name, value] : scores) record["valid_" + name] = value;
+      std::string listed;
+      for (const auto& name : vm.sample_metrics) listed += str_cat(listed.empty() ? "" : ", ", name, " ", scores.at(name));
+      log_info("step ", step, ": generated validation samples: ", listed, " (",
+               fs::join(run_dir, "samples/step_" + std::to_string(step) + ".jsonl"), ")");
+      // Early stopping compares "higher is better" metrics through their negation.
+      if (vm.stop_metric != "loss") v = -scores.at(vm.stop_metric);
+    }
+    const bool improved = std::isnan(progress.best_valid) || v < progress.best_valid;
+    if (improved) {
+      progress.best_valid = v;
+      progress.evals_without_gain = 0;
+    } else {
+      ++progress.evals_without_gain;
+    }
+    const bool by_loss = vm.stop_metric == "loss";
+    record[by_loss ? std::string("best_valid_loss") : "best_valid_" + vm.stop_metric] =
+        by_loss ? progress.best_valid : -progress.best_valid;
+    metrics_log.write(record);
+    if (terminal) std::fprintf(stderr, "\n");
+    log_info("step ", step, ": validation loss ", loss_v, improved ? " (best so far by " + vm.stop_metric + ")" : "");
+    if (improved) save(fs::join(run_dir, "best"));
+  };
   while (state.step < total_steps) {
     if (options.stop_after >= 0 && state.step - first_step >= options.stop_after) {
       result.stop_reason = str_cat("stopped after ", options.stop_after, " steps");
@@ -326,45 +369,22 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       window = LogWindow();
     }
 
-    bool saved_this_step = false;
     if (eval_now) {
-      const double loss_v = validation_loss(state, *valid_data, c);
-      nlohmann::json record = {{"step", step}, {"valid_loss", loss_v}};
-      double v = loss_v;
-      if (loop.eval_samples > 0) {
-        auto scores = validate_by_generation(state, *valid_data, c, tokenizer, run_dir, vm.sample_metrics);
-        for (const auto& [name, value] : scores) record["valid_" + name] = value;
-        log_info("step ", step, ": generated validation samples: bleu ", scores["bleu"], ", rougeL ",
-                 scores["rougeL"], " (", fs::join(run_dir, "samples/step_" + std::to_string(step) + ".jsonl"), ")");
-        // Early stopping compares "higher is better" metrics through their negation.
-        if (vm.stop_metric != "loss") v = -scores.at(vm.stop_metric);
-      }
-      const bool improved = std::isnan(progress.best_valid) || v < progress.best_valid;
-      if (improved) {
-        progress.best_valid = v;
-        progress.evals_without_gain = 0;
-      } else {
-        ++progress.evals_without_gain;
-      }
-      const bool by_loss = vm.stop_metric == "loss";
-      record[by_loss ? std::string("best_valid_loss") : "best_valid_" + vm.stop_metric] =
-          by_loss ? progress.best_valid : -progress.best_valid;
-      metrics_log.write(record);
-      if (terminal) std::fprintf(stderr, "\n");
-      log_info("step ", step, ": validation loss ", loss_v, improved ? " (best so far by " + vm.stop_metric + ")" : "");
-      if (improved) save(fs::join(run_dir, "best"));
+      validate();
       if (!loop.early_stop_metric.empty() && progress.evals_without_gain >= loop.early_stop_patience) {
         result.stop_reason = "early stopping";
         save(step_dir());
-        saved_this_step = true;
         break;
       }
     }
-    if (!saved_this_step && save_now) {
-      save(step_dir(), prune);
-    }
+    if (save_now) save(step_dir(), prune);
   }
   flush();
+  // A run that ends on its time budget is validated at its last step too, so that best/ weighs the
+  // final weights (trained with the learning rate decayed to its end) against the earlier ones.
+  const bool budget_spent = result.stop_reason.rfind("time budget", 0) == 0;
+  if (budget_spent && valid_data && loop.eval_every > 0 && validated_step != state.step && state.step > first_step)
+    validate();
   if (terminal) std::fprintf(stderr, "\n");
   // The final state is always saved, so that --resume and generate find it; on return it is on disk.
   writer.wait();

@@ -25,7 +25,7 @@ struct TrainResult {
   // "interrupted by SIGINT" (or SIGTERM)
   std::string stop_reason;
   std::vector<double> losses;  // the training loss of every step this process ran (NaN for skipped ones)
-  double best_valid = 0.0;     // best validation loss (NaN when there was no validation)
+  double best_valid = 0.0;     // best validation value: the loss, or minus the watched metric (NaN without validation)
   double tokens_per_second = 0.0;
   double train_seconds = 0.0;  // wall-clock time of the training loop, across resumes
 };
