@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -171,6 +172,71 @@ TEST_F(ServeTest, ConcurrentRequestsShareOneBatchAndGetTheirOwnPredictions) {
   EXPECT_EQ(service.batches_run(), 3u);
 }
 
+// The steps of the denoising: every model call of every candidate reports the text of each source
+// once, in order; the last candidate's texts are what the generator reads at that step.
+TEST_F(ServeTest, GenerationReportsEveryStepOfEverySource) {
+  GenerateOptions o = defaults_;
+  o.sampler.steps = 3;
+  o.mbr = 2;
+  o.batch_size = 2;  // two batches: the updates of each batch name their rows
+  generator_->options() = o;
+  const std::vector<std::string> sources = {"a tool to manage packages", "fonts", "a chess game"};
+  std::vector<infer::StepUpdate> updates;
+  const std::vector<std::string> out = generator_->generate(sources, [&](const infer::StepUpdate& u) { updates.push_back(u); });
+  generator_->options() = defaults_;
+  EXPECT_EQ(out, direct(sources, o));  // watching changes nothing
+  ASSERT_EQ(updates.size(), 2u * 2u * 3u);  // candidates x batches x steps
+  std::vector<std::vector<int>> seen(2, std::vector<int>(3 * 3, 0));  // [candidate][step * 3 + row]
+  for (const auto& u : updates) {
+    EXPECT_EQ(u.steps, 3);
+    ASSERT_GE(u.step, 1);
+    ASSERT_LE(u.step, 3);
+    ASSERT_EQ(u.rows.size(), u.texts.size());
+    for (std::size_t r : u.rows) ++seen.at(static_cast<std::size_t>(u.candidate)).at(static_cast<std::size_t>(u.step - 1) * 3 + r);
+  }
+  for (const auto& c : seen)
+    for (int n : c) EXPECT_EQ(n, 1);
+  EXPECT_EQ(updates.front().step, 1);
+  EXPECT_EQ(updates.back().step, 3);
+  EXPECT_EQ(updates.back().candidate, 1);
+}
+
+// Streaming requests batched together each see only their own sources' steps, numbered as they
+// sent them, with the texts a lone generate() reports.
+TEST_F(ServeTest, BatchedRequestsEachSeeTheirOwnSteps) {
+  GenerateOptions o = defaults_;
+  o.seed = 4;
+  std::vector<infer::StepUpdate> alone;
+  generator_->options() = o;
+  generator_->generate({"library for parsing", "a game of chess", "fonts"}, [&](const infer::StepUpdate& u) { alone.push_back(u); });
+  generator_->options() = defaults_;
+
+  ServiceLimits limits;
+  limits.batch_window_ms = 300;
+  GenerationService service(*generator_, limits);
+  std::vector<infer::StepUpdate> first, second;
+  int done = 0;
+  auto f1 = service.submit({"library for parsing"}, o, [&](const infer::StepUpdate& u) { first.push_back(u); }, [&] { ++done; });
+  auto f2 = service.submit({"a game of chess", "fonts"}, o, [&](const infer::StepUpdate& u) { second.push_back(u); }, [&] { ++done; });
+  f1.get();
+  f2.get();
+  EXPECT_EQ(service.batches_run(), 1u);
+  ASSERT_EQ(first.size(), alone.size());
+  ASSERT_EQ(second.size(), alone.size());
+  for (std::size_t i = 0; i < alone.size(); ++i) {
+    // The batch sorts its sources by length; each update's rows map back to the request's own order.
+    std::map<std::size_t, std::string> whole;
+    for (std::size_t j = 0; j < alone[i].rows.size(); ++j) whole[alone[i].rows[j]] = alone[i].texts[j];
+    ASSERT_EQ(first[i].rows, std::vector<std::size_t>({0}));
+    EXPECT_EQ(first[i].texts.at(0), whole.at(0));
+    EXPECT_EQ(first[i].step, alone[i].step);
+    ASSERT_EQ(second[i].rows.size(), 2u);
+    for (std::size_t j = 0; j < 2; ++j) EXPECT_EQ(second[i].texts[j], whole.at(1 + second[i].rows[j]));
+  }
+  // on_done ran once each, before the worker moved on (the futures are ready by then).
+  EXPECT_EQ(done, 2);
+}
+
 TEST_F(ServeTest, AFullQueueRefusesAtOnce) {
   ServiceLimits limits;
   limits.max_queue = 0;
@@ -211,6 +277,38 @@ TEST_F(ServeTest, ServesTheApiOnLoopback) {
   EXPECT_EQ(broken->status, 400);
   EXPECT_NE(json::parse(broken->body)["error"].get<std::string>().find("\"inputs\"[0] must be a string"),
             std::string::npos);
+
+  // "stream": true: Server-Sent Events, a "step" event per solver step, then "done" with the answer.
+  auto streamed = client.Post("/v1/generate", R"({"src": "a tool to manage packages", "seed": 3, "steps": 4, "stream": true})",
+                              "application/json");
+  ASSERT_TRUE(streamed);
+  EXPECT_EQ(streamed->status, 200);
+  EXPECT_EQ(streamed->get_header_value("Content-Type"), "text/event-stream");
+  std::vector<std::pair<std::string, json>> events;
+  for (std::size_t at = 0; at < streamed->body.size();) {
+    const std::size_t end = streamed->body.find("\n\n", at);
+    ASSERT_NE(end, std::string::npos) << streamed->body;
+    const std::string e = streamed->body.substr(at, end - at);
+    const std::size_t data = e.find("\ndata: ");
+    ASSERT_EQ(e.rfind("event: ", 0), 0u) << e;
+    ASSERT_NE(data, std::string::npos) << e;
+    events.emplace_back(e.substr(7, data - 7), json::parse(e.substr(data + 7)));
+    at = end + 2;
+  }
+  ASSERT_EQ(events.size(), 5u) << streamed->body;
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(events[k].first, "step");
+    EXPECT_EQ(events[k].second["step"], k + 1);
+    EXPECT_EQ(events[k].second["steps"], 4);
+    EXPECT_TRUE(events[k].second["prediction"].is_string());
+  }
+  GenerateOptions four = o;
+  four.sampler.steps = 4;
+  EXPECT_EQ(events[4].first, "done");
+  EXPECT_EQ(events[4].second["prediction"], direct({"a tool to manage packages"}, four).at(0));
+  auto not_bool = client.Post("/v1/generate", R"({"src": "a", "stream": 1})", "application/json");
+  ASSERT_TRUE(not_bool);
+  EXPECT_EQ(not_bool->status, 400);
 
   auto missing = client.Get("/nowhere");
   ASSERT_TRUE(missing);

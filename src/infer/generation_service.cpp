@@ -25,13 +25,46 @@ GenerationService::~GenerationService() {
   }
   wake_.notify_all();
   worker_.join();
-  for (Request& r : queue_) r.done.set_exception(std::make_exception_ptr(Error("the service stopped")));
+  for (Request& r : queue_) {
+    r.done.set_exception(std::make_exception_ptr(Error("the service stopped")));
+    if (r.on_done) r.on_done();
+  }
+}
+
+StepObserver GenerationService::split_updates(std::vector<Request>& batch) {
+  bool watched = false;
+  for (const Request& r : batch) watched = watched || static_cast<bool>(r.on_step);
+  if (!watched) return {};
+  // Source i of the generate() call is source local[i] of request owner[i].
+  std::vector<std::size_t> owner, local;
+  for (std::size_t k = 0; k < batch.size(); ++k)
+    for (std::size_t i = 0; i < batch[k].sources.size(); ++i) {
+      owner.push_back(k);
+      local.push_back(i);
+    }
+  return [&batch, owner, local](const StepUpdate& u) {
+    std::vector<StepUpdate> parts(batch.size());
+    for (std::size_t j = 0; j < u.rows.size(); ++j) {
+      const std::size_t k = owner[u.rows[j]];
+      if (!batch[k].on_step) continue;
+      parts[k].rows.push_back(local[u.rows[j]]);
+      parts[k].texts.push_back(u.texts[j]);
+    }
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      if (parts[k].rows.empty()) continue;
+      parts[k].candidate = u.candidate;
+      parts[k].step = u.step;
+      parts[k].steps = u.steps;
+      batch[k].on_step(parts[k]);
+    }
+  };
 }
 
 std::future<std::vector<std::string>> GenerationService::submit(std::vector<std::string> sources,
-                                                                GenerateOptions options) {
+                                                                GenerateOptions options, StepObserver on_step,
+                                                                std::function<void()> on_done) {
   check_generate_options(options);
-  Request r{std::move(sources), std::move(options), {}};
+  Request r{std::move(sources), std::move(options), {}, std::move(on_step), std::move(on_done)};
   std::future<std::vector<std::string>> result = r.done.get_future();
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -89,7 +122,7 @@ void GenerationService::run() {
     for (const Request& r : batch) all.insert(all.end(), r.sources.begin(), r.sources.end());
     try {
       generator_.options() = batch.front().options;
-      const std::vector<std::string> predictions = generator_.generate(all);
+      const std::vector<std::string> predictions = generator_.generate(all, split_updates(batch));
       std::size_t at = 0;
       for (Request& r : batch) {
         const auto n = static_cast<std::ptrdiff_t>(r.sources.size());
@@ -100,6 +133,8 @@ void GenerationService::run() {
     } catch (...) {
       for (Request& r : batch) r.done.set_exception(std::current_exception());
     }
+    for (Request& r : batch)
+      if (r.on_done) r.on_done();
   }
 }
 

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <string>
@@ -41,8 +42,11 @@ class GenerationService {
   GenerationService& operator=(const GenerationService&) = delete;
 
   // One prediction per source, in order, generated with `options` (sample.* of the checkpoint changed
-  // by the request). Throws QueueFull when max_queue requests are waiting.
-  std::future<std::vector<std::string>> submit(std::vector<std::string> sources, GenerateOptions options);
+  // by the request). Throws QueueFull when max_queue requests are waiting. `on_step` (from the worker
+  // thread) sees every solver step of this request's sources, `rows` indexing `sources`; `on_done`
+  // is called once the future is ready.
+  std::future<std::vector<std::string>> submit(std::vector<std::string> sources, GenerateOptions options,
+                                               StepObserver on_step = {}, std::function<void()> on_done = {});
 
   std::size_t waiting() const;
   std::size_t batches_run() const;  // generate() calls so far (requests batched together count once)
@@ -52,7 +56,12 @@ class GenerationService {
     std::vector<std::string> sources;
     GenerateOptions options;
     std::promise<std::vector<std::string>> done;
+    StepObserver on_step;
+    std::function<void()> on_done;
   };
+  // The observer of one generate() call over the sources of `batch`, in order: each update goes to
+  // the requests that watch the rows it holds, their rows renumbered. Empty when none watches.
+  static StepObserver split_updates(std::vector<Request>& batch);
   void run();
 
   TextGenerator& generator_;

@@ -104,14 +104,18 @@ void TextGenerator::init_from_config() {
   pack_.mask_target_padding = false;   // a length head, if any, cuts each row (generate_ids)
 }
 
-std::vector<std::string> TextGenerator::generate(const std::vector<std::string>& sources) {
+int64_t model_calls(const SamplerOptions& o, int64_t diffusion_steps) {
+  return o.sampler == "ancestral" ? std::min(o.steps, diffusion_steps) : o.steps;
+}
+
+std::vector<std::string> TextGenerator::generate(const std::vector<std::string>& sources, const StepObserver& observe) {
   check_generate_options(options_);
   MDS_CHECK(has_tokenizer_, "TextGenerator::generate: this generator has no tokenizer");
-  if (options_.mbr == 1) return generate_once(sources, options_.seed);
+  if (options_.mbr == 1) return generate_once(sources, options_.seed, 0, observe);
   // MBR: candidates from different seeds, then the one that agrees most with the others.
   std::vector<std::vector<std::string>> candidates;
   for (int64_t k = 0; k < options_.mbr; ++k)
-    candidates.push_back(generate_once(sources, options_.seed + static_cast<uint64_t>(k)));
+    candidates.push_back(generate_once(sources, options_.seed + static_cast<uint64_t>(k), k, observe));
   std::vector<std::string> out(sources.size());
   for (std::size_t i = 0; i < sources.size(); ++i) {
     std::vector<std::string> options;
@@ -162,7 +166,8 @@ torch::Tensor source_aligned_x0(const BatchTensors& bt, const torch::Tensor& anc
   return x0_BLC;
 }
 
-torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOptions& options, at::Generator gen) {
+torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOptions& options, at::Generator gen,
+                                       const std::function<void(const torch::Tensor&)>& on_x0) {
   torch::NoGradGuard no_grad;
   SampleInputs in;
   in.anchor_BLC = model_->embed(bt.ids_BL);
@@ -170,7 +175,15 @@ torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOpti
   in.absorbing_C = model_->absorbing();
   in.embedding_VC = model_->embedding_weight();
   if (options.start_time < 1.0) in.start_x0_BLC = source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C);
-  return sample(schedule_, x0_predictor(model_, bt, in.anchor_BLC, runtime_), in, options, gen);
+  diffusion::X0Predictor predict = x0_predictor(model_, bt, in.anchor_BLC, runtime_);
+  if (on_x0) {
+    predict = [predict, on_x0](const torch::Tensor& x_BLC, const torch::Tensor& t_B) {
+      torch::Tensor x0_BLC = predict(x_BLC, t_B);
+      on_x0(x0_BLC);
+      return x0_BLC;
+    };
+  }
+  return sample(schedule_, predict, in, options, gen);
 }
 
 torch::Tensor TextGenerator::predict_lengths(const BatchTensors& bt) {
@@ -185,21 +198,27 @@ torch::Tensor TextGenerator::predict_lengths(const BatchTensors& bt) {
   return (p_BT.cumsum(-1) < 0.5).sum(-1).clamp_max(p_BT.size(1) - 1) + 1;
 }
 
-GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen) {
+GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen, const IdsObserver& observe) {
   torch::NoGradGuard no_grad;
   BatchTensors bt = to_tensors(batch, runtime_.device);
   // A length head decides each row's length: exactly that many positions (and the EOS) are denoised.
-  // They are read up to the model's own EOS, but never as an empty output (training never sees one)
-  // and never as a special token: where the rounding prefers one, the best word is read instead.
-  const bool length_head = model_->has_length_head();
   torch::Tensor length_B;
-  if (length_head) {
+  if (model_->has_length_head()) {
     length_B = predict_lengths(bt);
     bt = model::limit_target_region(bt, length_B + 1);
   }
   const int64_t first = batch.src_region + 2;  // BOS, source region, SEP
-  const torch::Tensor x0_BLC = sample_x0(bt, options_.sampler, gen);
-  const int64_t T = x0_BLC.size(1) - first;
+  int64_t step = 0;
+  std::function<void(const torch::Tensor&)> on_x0;
+  if (observe) on_x0 = [&](const torch::Tensor& x0_BLC) { observe(++step, read_ids(x0_BLC.to(torch::kFloat), first, length_B)); };
+  return read_ids(sample_x0(bt, options_.sampler, gen, on_x0), first, length_B);
+}
+
+GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B) {
+  // Read up to the model's own EOS, but with a length head never as an empty output (training never
+  // sees one) and never as a special token: where the rounding prefers one, the best word is read.
+  const bool length_head = length_B.defined();
+  const int64_t B = x0_BLC.size(0), T = x0_BLC.size(1) - first;
   torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, T));
   const torch::Tensor any_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
   torch::Tensor word_BT = any_BT;  // without a length head every id is read as the rounding says
@@ -208,11 +227,11 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
     word_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
   }
   const torch::Tensor end_B = length_head ? length_B.to(torch::kCPU, torch::kLong).contiguous()
-                                          : torch::full({batch.batch_size}, T, torch::kLong);
+                                          : torch::full({B}, T, torch::kLong);
   const int64_t *any = any_BT.data_ptr<int64_t>(), *word = word_BT.data_ptr<int64_t>(), *end = end_B.data_ptr<int64_t>();
   GeneratedBatch out;
-  out.tokens.resize(static_cast<std::size_t>(batch.batch_size));
-  for (int64_t b = 0; b < batch.batch_size; ++b) {
+  out.tokens.resize(static_cast<std::size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
     auto& row = out.tokens[static_cast<std::size_t>(b)];
     for (int64_t p = 0; p < std::min(T, end[b]); ++p) {
       const int64_t i = b * T + p;
@@ -224,7 +243,8 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
   return out;
 }
 
-std::vector<std::string> TextGenerator::generate_once(const std::vector<std::string>& sources, uint64_t seed) {
+std::vector<std::string> TextGenerator::generate_once(const std::vector<std::string>& sources, uint64_t seed,
+                                                     int64_t candidate, const StepObserver& observe) {
   InMemorySource source;
   for (const auto& s : sources) source.add(tokenizer_.encode(s), {});
   // Similar lengths together: less source padding. The output order is restored below.
@@ -240,7 +260,19 @@ std::vector<std::string> TextGenerator::generate_once(const std::vector<std::str
     const auto end = std::min(order.size(), start + batch_size);
     std::vector<std::size_t> idx(order.begin() + static_cast<std::ptrdiff_t>(start),
                                  order.begin() + static_cast<std::ptrdiff_t>(end));
-    GeneratedBatch generated = generate_ids(pack_batch(source, idx, pack_), gen);
+    IdsObserver on_ids;
+    if (observe) {
+      on_ids = [&](int64_t step, const GeneratedBatch& ids) {
+        StepUpdate u;
+        u.candidate = candidate;
+        u.step = step;
+        u.steps = model_calls(options_.sampler, schedule_.steps);
+        u.rows = idx;
+        for (const auto& row : ids.tokens) u.texts.push_back(tokenizer_.decode(row));
+        observe(u);
+      };
+    }
+    GeneratedBatch generated = generate_ids(pack_batch(source, idx, pack_), gen, on_ids);
     for (std::size_t b = 0; b < idx.size(); ++b) out[idx[b]] = tokenizer_.decode(generated.tokens[b]);
   }
   return out;

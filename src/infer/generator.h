@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,22 @@ struct GeneratedBatch {
   std::vector<std::vector<int32_t>> tokens;
 };
 
+// What the denoising looks like after a solver step: the text that the model's current x0 estimate
+// reads as, for the sources of one packed batch (`rows`: their indices in generate()'s list).
+// `candidate` counts the MBR candidates (0 without MBR); `step` runs 1 .. `steps` (model calls).
+struct StepUpdate {
+  int64_t candidate = 0, step = 0, steps = 0;
+  std::vector<std::size_t> rows;
+  std::vector<std::string> texts;
+};
+using StepObserver = std::function<void(const StepUpdate&)>;
+// The ids of one packed batch after a model call, as generate_ids reads them: (step, ids).
+using IdsObserver = std::function<void(int64_t step, const GeneratedBatch&)>;
+
+// The number of model calls a sampler makes: sample.steps, or the T diffusion steps for ancestral
+// sampling asked for more.
+int64_t model_calls(const diffusion::SamplerOptions& options, int64_t diffusion_steps);
+
 class TextGenerator {
  public:
   // Loads DIR/model.safetensors (EMA weights), DIR/config.toml and DIR/tokenizer.model; `overrides` are
@@ -68,16 +85,18 @@ class TextGenerator {
   GenerateOptions& options() { return options_; }
   const GenerateOptions& options() const { return options_; }
 
-  // One prediction per source, in order.
-  std::vector<std::string> generate(const std::vector<std::string>& sources);
+  // One prediction per source, in order. `observe`, when given, sees the text of every step.
+  std::vector<std::string> generate(const std::vector<std::string>& sources, const StepObserver& observe = {});
   // How generation packs a row: the configuration's data.* keys, with the whole target region.
   const data::PackOptions& pack_options() const { return pack_; }
   // The target ids of one packed batch (packed with pack_options()), with options().sampler;
-  // `generator` is a CPU generator (the sampling noise).
-  GeneratedBatch generate_ids(const data::Batch& batch, at::Generator generator);
+  // `generator` is a CPU generator (the sampling noise); `observe` sees the ids read from the x0
+  // estimate of every model call (a rounding each: only when asked for).
+  GeneratedBatch generate_ids(const data::Batch& batch, at::Generator generator, const IdsObserver& observe = {});
   // x0 of one packed batch (tensors on device()): float32 [B, L, C], whatever precision() the model
-  // runs in.
-  torch::Tensor sample_x0(const model::BatchTensors& batch, const diffusion::SamplerOptions& options, at::Generator generator);
+  // runs in. `on_x0` sees each model call's x0 estimate.
+  torch::Tensor sample_x0(const model::BatchTensors& batch, const diffusion::SamplerOptions& options, at::Generator generator,
+                          const std::function<void(const torch::Tensor&)>& on_x0 = {});
   // The length head's choice for each row: the number of target tokens before EOS, the median of its
   // distribution over 1 .. T-1 tokens, int64 [B].
   torch::Tensor predict_lengths(const model::BatchTensors& batch);
@@ -90,7 +109,10 @@ class TextGenerator {
 
  private:
   void init_from_config();
-  std::vector<std::string> generate_once(const std::vector<std::string>& sources, uint64_t seed);
+  std::vector<std::string> generate_once(const std::vector<std::string>& sources, uint64_t seed, int64_t candidate,
+                                         const StepObserver& observe);
+  // The target ids of x0 (as the final rounding reads them): rows end at EOS / PAD, or at length_B.
+  GeneratedBatch read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B);
 
   Config config_;
   data::Tokenizer tokenizer_;

@@ -3,6 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <memory>
+#include <mutex>
 #include <exception>
 #include <utility>
 
@@ -54,6 +59,62 @@ std::string source_field(const json& v, const std::string& where, const ApiLimit
 
 json error_body(const std::string& message) { return json{{"error", message}}; }
 
+std::string sse_event(const char* name, const json& data) { return str_cat("event: ", name, "\ndata: ", data.dump(), "\n\n"); }
+
+// The answer of one streamed request: events from the service's worker, written by the connection's
+// thread as they come.
+struct EventStream {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::string> events;
+  std::vector<std::string> current;  // the latest text of each source
+  bool single = false, done = false;
+  std::future<std::vector<std::string>> result;
+  std::chrono::steady_clock::time_point start;
+
+  json texts(const std::vector<std::string>& t) const { return single ? json{{"prediction", t.at(0)}} : json{{"predictions", t}}; }
+  void step(const StepUpdate& u) {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (std::size_t j = 0; j < u.rows.size(); ++j) current.at(u.rows[j]) = u.texts[j];
+    json data = texts(current);
+    data["step"] = u.step;
+    data["steps"] = u.steps;
+    data["candidate"] = u.candidate;
+    events.push_back(sse_event("step", data));
+    wake.notify_all();
+  }
+  void finish() {
+    std::lock_guard<std::mutex> lock(mutex);
+    done = true;
+    wake.notify_all();
+  }
+  // Writes what is there (waiting for something); false when the client has gone.
+  bool write(httplib::DataSink& sink) {
+    std::unique_lock<std::mutex> lock(mutex);
+    wake.wait(lock, [&] { return !events.empty() || done; });
+    while (!events.empty()) {
+      const std::string e = std::move(events.front());
+      events.pop_front();
+      lock.unlock();
+      if (!sink.write(e.data(), e.size())) return false;
+      lock.lock();
+    }
+    if (!done) return true;
+    lock.unlock();
+    std::string last;
+    try {
+      json data = texts(result.get());
+      data["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      last = sse_event("done", data);
+    } catch (const std::exception& e) {
+      last = sse_event("error", error_body(str_cat("generation failed: ", e.what())));
+    }
+    if (!sink.write(last.data(), last.size())) return false;
+    sink.done();
+    return true;
+  }
+};
+
 }  // namespace
 
 GenerateRequest parse_generate_request(const std::string& text, const GenerateOptions& defaults, const ApiLimits& limits) {
@@ -67,11 +128,11 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
     bad(str_cat("the body is not valid JSON: ", e.what()));
   }
   if (!body.is_object()) bad(str_cat("the body must be a JSON object, got ", body.type_name()));
-  static const char* known[] = {"src", "inputs", "steps", "sampler", "seed", "mbr", "start_time"};
+  static const char* known[] = {"src", "inputs", "steps", "sampler", "seed", "mbr", "start_time", "stream"};
   for (const auto& [key, value] : body.items()) {
     bool ok = false;
     for (const char* k : known) ok = ok || key == k;
-    if (!ok) bad(str_cat("unknown field \"", key, "\" (known: src, inputs, steps, sampler, seed, mbr, start_time)"));
+    if (!ok) bad(str_cat("unknown field \"", key, "\" (known: src, inputs, steps, sampler, seed, mbr, start_time, stream)"));
   }
   GenerateRequest r;
   const bool has_src = body.contains("src"), has_inputs = body.contains("inputs");
@@ -99,6 +160,11 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
     if (name != "dpm++2m" && name != "dpm++3m" && name != "ddim" && name != "ancestral")
       bad(str_cat("\"sampler\" must be one of dpm++2m, dpm++3m, ddim, ancestral, got \"", name, "\""));
     r.options.sampler.sampler = name;
+  }
+  if (body.contains("stream")) {
+    const json& v = body["stream"];
+    if (!v.is_boolean()) bad(str_cat("\"stream\" must be true or false, got ", v.type_name()));
+    r.stream = v.get<bool>();
   }
   if (body.contains("start_time")) {
     const json& v = body["start_time"];
@@ -152,6 +218,21 @@ HttpServer::HttpServer(TextGenerator& generator, GenerationService& service, Api
     try {
       GenerateRequest r = parse_generate_request(req.body, s.generator.options(), s.limits);
       const std::size_t n = r.sources.size();
+      if (r.stream) {
+        auto stream = std::make_shared<EventStream>();
+        stream->single = r.single;
+        stream->current.resize(n);
+        stream->start = start;
+        stream->result = s.service.submit(std::move(r.sources), r.options,
+                                          [stream](const StepUpdate& u) { stream->step(u); },
+                                          [stream] { stream->finish(); });
+        res.set_header("Cache-Control", "no-cache");
+        res.set_chunked_content_provider("text/event-stream", [stream](std::size_t, httplib::DataSink& sink) {
+          return stream->write(sink);
+        });
+        log_info("POST /v1/generate: ", n, " source(s), streamed");
+        return;
+      }
       std::vector<std::string> predictions = s.service.submit(std::move(r.sources), r.options).get();
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       json body = r.single ? json{{"prediction", predictions.at(0)}} : json{{"predictions", predictions}};

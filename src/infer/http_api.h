@@ -2,7 +2,10 @@
 //   GET  /healthz       {"status": "ok"}
 //   GET  /v1/info       the model, tokenizer, device, configuration and limits
 //   POST /v1/generate   {"src": "..."} or {"inputs": ["...", ...]}, optional "steps", "sampler",
-//                       "seed", "mbr", "start_time"; answers {"prediction": "..."} or {"predictions": [...]}
+//                       "seed", "mbr", "start_time"; answers {"prediction": "..."} or {"predictions": [...]};
+//                       with "stream": true, Server-Sent Events: an "step" event with the text of the
+//                       current x0 estimate after every solver step, then "done" with the answer
+//                       (or "error")
 // Bad JSON, a missing or mistyped field, invalid UTF-8 or a request over the limits gets a 400 that
 // says which field and why; a full queue a 503. Nothing a client sends stops the server.
 #pragma once
@@ -45,6 +48,7 @@ class ApiError : public Error {
 struct GenerateRequest {
   std::vector<std::string> sources;
   bool single = false;  // given as "src": answered as "prediction"
+  bool stream = false;  // answered as Server-Sent Events
   GenerateOptions options;
 };
 
