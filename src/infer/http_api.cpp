@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdlib>
+#include <sstream>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -11,8 +13,10 @@
 #include <exception>
 #include <utility>
 
+#include "core/fs.h"
 #include "core/log.h"
 #include "infer/httplib_abi.h"
+#include "infer/web_pages.h"
 
 namespace mds::infer {
 
@@ -179,53 +183,110 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
   return r;
 }
 
+namespace {
+
+// The metrics.jsonl records of a run, skipping a line still being written (the run goes on).
+json run_metrics(const std::string& run_dir) {
+  const std::string path = fs::join(run_dir, "metrics.jsonl");
+  json rows = json::array();
+  if (fs::exists(path)) {
+    std::istringstream lines(fs::read_file(path));
+    for (std::string line; std::getline(lines, line);) {
+      json row = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (row.is_object()) rows.push_back(std::move(row));
+    }
+  }
+  return json{{"run_dir", run_dir}, {"rows", rows}};
+}
+
+std::string default_web_dir() {
+  const char* env = std::getenv("MDS_WEB_DIR");
+  return env && *env ? std::string(env) : std::string(MDS_DEFAULT_WEB_DIR);
+}
+
+}  // namespace
+
 struct HttpServer::Impl {
-  TextGenerator& generator;
-  GenerationService& service;
+  ServeParts parts;
   ApiLimits limits;
   httplib::Server server;
   json info;
 };
 
-HttpServer::HttpServer(TextGenerator& generator, GenerationService& service, ApiLimits limits)
-    : impl_(new Impl{generator, service, limits, {}, {}}) {
+HttpServer::HttpServer(ServeParts parts, ApiLimits limits) : impl_(new Impl{std::move(parts), limits, {}, {}}) {
   Impl& s = *impl_;
-  s.info = {{"model", generator.model()->describe()},
-            {"vocab_size", generator.tokenizer().vocab_size()},
-            {"device", generator.device().str()},
-            {"precision", runtime::to_string(generator.precision())},
-            {"config", generator.config().to_toml(true)},
-            {"limits",
-             {{"max_inputs", limits.max_inputs},
-              {"max_source_bytes", limits.max_source_bytes},
-              {"max_body_bytes", limits.max_body_bytes},
-              {"max_steps", limits.max_steps},
-              {"max_mbr", limits.max_mbr}}}};
+  if (s.parts.web_dir.empty()) s.parts.web_dir = default_web_dir();
+  s.info = {{"model", nullptr}, {"run_dir", s.parts.run_dir.empty() ? json(nullptr) : json(s.parts.run_dir)}};
+  if (TextGenerator* g = s.parts.generator) {
+    s.info.update({{"model", g->model()->describe()},
+                   {"vocab_size", g->tokenizer().vocab_size()},
+                   {"device", g->device().str()},
+                   {"precision", runtime::to_string(g->precision())},
+                   {"config", g->config().to_toml(true)},
+                   {"limits",
+                    {{"max_inputs", limits.max_inputs},
+                     {"max_source_bytes", limits.max_source_bytes},
+                     {"max_body_bytes", limits.max_body_bytes},
+                     {"max_steps", limits.max_steps},
+                     {"max_mbr", limits.max_mbr}}}});
+  }
   s.server.set_payload_max_length(limits.max_body_bytes + 1);  // the parser names the limit past it
   const auto reply = [](httplib::Response& res, int status, const json& body) {
     res.status = status;
     res.set_content(body.dump() + "\n", "application/json");
   };
+  const auto page = [](const char* name) {
+    return [name](const httplib::Request&, httplib::Response& res) {
+      res.set_content(web_page(name), "text/html; charset=utf-8");
+    };
+  };
+  s.server.Get("/", page("index.html"));
+  s.server.Get("/run", page("run.html"));
+  // The charting library of the curves, from the npm package that scripts/install-deps --web puts in
+  // WEB_DIR/node_modules: only these two files, by name.
+  s.server.Get(R"(/static/(uPlot\.iife\.min\.js|uPlot\.min\.css))", [this, reply](const httplib::Request& req, httplib::Response& res) {
+    const std::string name = req.matches[1];
+    const std::string path = fs::join(impl_->parts.web_dir, "node_modules/uplot/dist/" + name);
+    if (!fs::exists(path)) {
+      reply(res, 404, error_body(str_cat(path, " does not exist: the charting library (npm uplot) is not installed; "
+                                         "run scripts/install-deps --web, or give serve --web-dir")));
+      return;
+    }
+    res.set_content(fs::read_file(path), name.size() > 3 && name.substr(name.size() - 3) == ".js" ? "text/javascript" : "text/css");
+  });
   s.server.Get("/healthz", [reply](const httplib::Request&, httplib::Response& res) {
     reply(res, 200, json{{"status", "ok"}});
   });
   s.server.Get("/v1/info", [this, reply](const httplib::Request&, httplib::Response& res) {
     reply(res, 200, impl_->info);
   });
+  s.server.Get("/v1/run/metrics", [this, reply](const httplib::Request&, httplib::Response& res) {
+    if (impl_->parts.run_dir.empty()) {
+      reply(res, 404, error_body("no run to show: start serve with --run RUN_DIR"));
+      return;
+    }
+    reply(res, 200, run_metrics(impl_->parts.run_dir));
+  });
   s.server.Post("/v1/generate", [this, reply](const httplib::Request& req, httplib::Response& res) {
     Impl& s = *impl_;
+    if (!s.parts.generator || !s.parts.service) {
+      reply(res, 404, error_body("no model to generate with: start serve with --checkpoint DIR"));
+      return;
+    }
+    TextGenerator& generator = *s.parts.generator;
+    GenerationService& service = *s.parts.service;
     const auto start = std::chrono::steady_clock::now();
     try {
-      GenerateRequest r = parse_generate_request(req.body, s.generator.options(), s.limits);
+      GenerateRequest r = parse_generate_request(req.body, generator.options(), s.limits);
       const std::size_t n = r.sources.size();
       if (r.stream) {
         auto stream = std::make_shared<EventStream>();
         stream->single = r.single;
         stream->current.resize(n);
         stream->start = start;
-        stream->result = s.service.submit(std::move(r.sources), r.options,
-                                          [stream](const StepUpdate& u) { stream->step(u); },
-                                          [stream] { stream->finish(); });
+        stream->result = service.submit(std::move(r.sources), r.options,
+                                        [stream](const StepUpdate& u) { stream->step(u); },
+                                        [stream] { stream->finish(); });
         res.set_header("Cache-Control", "no-cache");
         res.set_chunked_content_provider("text/event-stream", [stream](std::size_t, httplib::DataSink& sink) {
           return stream->write(sink);
@@ -233,7 +294,7 @@ HttpServer::HttpServer(TextGenerator& generator, GenerationService& service, Api
         log_info("POST /v1/generate: ", n, " source(s), streamed");
         return;
       }
-      std::vector<std::string> predictions = s.service.submit(std::move(r.sources), r.options).get();
+      std::vector<std::string> predictions = service.submit(std::move(r.sources), r.options).get();
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       json body = r.single ? json{{"prediction", predictions.at(0)}} : json{{"predictions", predictions}};
       body["seconds"] = seconds;

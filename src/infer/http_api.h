@@ -6,6 +6,9 @@
 //                       with "stream": true, Server-Sent Events: an "step" event with the text of the
 //                       current x0 estimate after every solver step, then "done" with the answer
 //                       (or "error")
+//   GET  /              the page: type a source, watch the target emerge step by step (web/index.html)
+//   GET  /run           the page of a run's curves (web/run.html; the npm package uplot, from WEB_DIR)
+//   GET  /v1/run/metrics  {"run_dir", "rows": [metrics.jsonl records]} of serve --run RUN_DIR
 // Bad JSON, a missing or mistyped field, invalid UTF-8 or a request over the limits gets a 400 that
 // says which field and why; a full queue a 503. Nothing a client sends stops the server.
 #pragma once
@@ -55,9 +58,19 @@ struct GenerateRequest {
 // Parses and checks a /v1/generate body; `defaults` are the checkpoint's sample.* options.
 GenerateRequest parse_generate_request(const std::string& body, const GenerateOptions& defaults, const ApiLimits& limits);
 
+// What one server serves: generation (a checkpoint), a run's curves, or both.
+struct ServeParts {
+  TextGenerator* generator = nullptr;  // with service: the generation API; null: none (404 naming --checkpoint)
+  GenerationService* service = nullptr;
+  std::string run_dir;  // "": no curves (404 naming --run)
+  std::string web_dir;  // holds node_modules/uplot; "": $MDS_WEB_DIR, else the source tree's web/
+};
+
 class HttpServer {
  public:
-  HttpServer(TextGenerator& generator, GenerationService& service, ApiLimits limits);
+  HttpServer(ServeParts parts, ApiLimits limits);
+  HttpServer(TextGenerator& generator, GenerationService& service, ApiLimits limits)
+      : HttpServer(ServeParts{&generator, &service, "", ""}, limits) {}
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
