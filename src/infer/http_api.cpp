@@ -63,7 +63,11 @@ std::string source_field(const json& v, const std::string& where, const ApiLimit
 
 json error_body(const std::string& message) { return json{{"error", message}}; }
 
-std::string sse_event(const char* name, const json& data) { return str_cat("event: ", name, "\ndata: ", data.dump(), "\n\n"); }
+// Text the model writes may hold invalid UTF-8 (a piece cut inside a character): written as U+FFFD
+// rather than failing the request.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+std::string sse_event(const char* name, const json& data) { return str_cat("event: ", name, "\ndata: ", dump(data), "\n\n"); }
 
 // The answer of one streamed request: events from the service's worker, written by the connection's
 // thread as they come.
@@ -233,7 +237,7 @@ HttpServer::HttpServer(ServeParts parts, ApiLimits limits) : impl_(new Impl{std:
   s.server.set_payload_max_length(limits.max_body_bytes + 1);  // the parser names the limit past it
   const auto reply = [](httplib::Response& res, int status, const json& body) {
     res.status = status;
-    res.set_content(body.dump() + "\n", "application/json");
+    res.set_content(dump(body) + "\n", "application/json");
   };
   const auto page = [](const char* name) {
     return [name](const httplib::Request&, httplib::Response& res) {

@@ -1,0 +1,55 @@
+// End-to-end test of the pages of `moe-diffuseq serve` in headless Chromium (playwright-core, Debian's
+// chromium): type a source on /, see the streamed steps (one row each) and the final text, equal to
+// what the JSON API answers for the same request; then /run draws the run's curves. Screenshots go to
+// ARTEFACTS. Run by tests/serve_page_e2e.sh: node serve_page.mjs URL ARTEFACTS.
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+
+const [url, artefacts] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const steps = 6, seed = 2;
+const source = "A command line tool to convert images between formats, resize and crop them.";
+
+const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
+try {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 760 } });
+  const failures = [];
+  page.on("pageerror", (e) => failures.push(String(e)));
+
+  await page.goto(url + "/");
+  await page.waitForFunction(() => !document.getElementById("model").textContent.startsWith("loading"));
+  assert.match(await page.textContent("#model"), /layers/);
+  await page.fill("#src", source);
+  await page.fill("#steps", String(steps));
+  await page.fill("#seed", String(seed));
+  await page.click("#go");
+  await page.waitForSelector("#final", { state: "visible", timeout: 60000 });
+  const rows = await page.$$eval("tr.step-row td.step", (cells) => cells.map((c) => c.textContent));
+  assert.deepEqual(rows, Array.from({ length: steps }, (_, k) => `step ${k + 1}/${steps}`));
+  const shown = await page.textContent("#final");
+  // The JSON API, same request without streaming: the same text.
+  const answer = await (await fetch(url + "/v1/generate", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ src: source, steps, seed }),
+  })).json();
+  assert.equal(shown, answer.prediction);
+  assert.match(await page.textContent("#status"), /^done in/);
+  await page.screenshot({ path: `${artefacts}/serve_page.png`, fullPage: true });
+
+  // A bad request shows the server's error on the page.
+  await page.fill("#steps", "100000");
+  await page.click("#go");
+  await page.waitForSelector("#status.error");
+  assert.match(await page.textContent("#status"), /"steps" must be in/);
+
+  await page.goto(url + "/run");
+  await page.waitForSelector(".chart canvas", { timeout: 20000 });
+  const titles = await page.$$eval(".chart .u-title", (t) => t.map((e) => e.textContent));
+  for (const t of ["loss terms", "learning rate", "tokens per second"]) assert.ok(titles.includes(t), `no chart "${t}" in ${titles}`);
+  assert.match(await page.textContent("#status"), /records, step \d+/);
+  await page.screenshot({ path: `${artefacts}/serve_run_page.png`, fullPage: true });
+  assert.deepEqual(failures, []);
+  console.log(`serve_page: ${steps} streamed steps, final "${shown}"; charts: ${titles.join(", ")}`);
+} finally {
+  await browser.close();
+}
