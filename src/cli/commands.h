@@ -15,5 +15,6 @@ void add_train_command(CLI::App& app);      // train
 void add_generate_command(CLI::App& app);   // generate
 void add_eval_command(CLI::App& app);       // eval: metrics of predictions
 void add_serve_command(CLI::App& app);      // serve: generation over HTTP
+void add_launch_command(CLI::App& app);     // launch: N local processes of a data-parallel run
 
 }  // namespace mds::cli

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   mds::cli::add_train_command(app);
   mds::cli::add_generate_command(app);
   mds::cli::add_serve_command(app);
+  mds::cli::add_launch_command(app);
   mds::cli::add_eval_command(app);
   mds::cli::add_info_command(app);
 

@@ -7,6 +7,7 @@
 namespace mds::train {
 
 MetricsLog::MetricsLog(const std::string& path) : path_(path) {
+  if (path.empty()) return;
   file_ = std::fopen(path.c_str(), "a");
   MDS_CHECK(file_ != nullptr, "cannot open ", path, " for writing");
 }
@@ -16,6 +17,7 @@ MetricsLog::~MetricsLog() {
 }
 
 void MetricsLog::write(const nlohmann::json& record) {
+  if (!file_) return;
   const std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   MDS_CHECK(std::fwrite(line.data(), 1, line.size(), file_) == line.size(), "cannot write to ", path_);
   std::fflush(file_);

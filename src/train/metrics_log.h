@@ -10,7 +10,9 @@ namespace mds::train {
 
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path);  // appends: a resumed run continues the file
+  // Appends: a resumed run continues the file. An empty path writes nothing (the data-parallel
+  // ranks other than 0).
+  explicit MetricsLog(const std::string& path);
   ~MetricsLog();
   void write(const nlohmann::json& record);      // one line, flushed
 

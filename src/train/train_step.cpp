@@ -45,6 +45,7 @@ TrainState make_train_state(const Config& c, int64_t vocab_size, const Runtime& 
 StepOptions step_options_from_config(const Config& c) {
   StepOptions o;
   o.grad_accum = c.get_int("train.grad_accum");
+  o.bucket_bytes = static_cast<int64_t>(c.get_float("dist.bucket_mb") * (1 << 20));
   o.grad_clip = c.get_float("train.grad_clip");
   o.lr = lr_schedule_from_config(c);
   return o;
@@ -89,6 +90,7 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
   s.optimizer->zero_grad();
   const double A = static_cast<double>(o.grad_accum);
   for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
+    if (o.before_micro) o.before_micro(micro);
     Batch batch = next_batch();
     mark("data");
     r.tokens += batch.tokens();
@@ -116,6 +118,17 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
     r.last = terms;
   }
   ++s.step;
+  if (o.collective && o.collective->active()) {
+    // Every rank sends every parameter's gradient, in one order (a parameter this rank's batches did
+    // not reach, an expert no token chose, contributes zeros), so that the buckets line up.
+    std::vector<torch::Tensor> grads;
+    for (auto p : s.params) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      grads.push_back(p.grad());
+    }
+    o.collective->all_reduce_mean(grads, o.bucket_bytes);
+    mark("all-reduce");
+  }
   r.grad_norm = clip_gradients(s.params, o.grad_clip);
   if (r.grad_norm.defined()) r.skipped = r.skipped.logical_or(r.grad_norm.isfinite().logical_not());
   mark("clip");

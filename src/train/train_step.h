@@ -5,7 +5,8 @@
 //   for each micro-batch: batch to the device, t ~ the t-sampler, forward process + denoiser + loss
 //   under the runtime's precision (autocast for bf16), backward of loss / A, the loss-aware
 //   t-sampler's update (where configured);
-//   then gradient clipping (train.grad_clip), AdamW at the schedule's learning rate, the EMA update.
+//   then (data-parallel) the gradients averaged over the ranks, gradient clipping (train.grad_clip),
+//   AdamW at the schedule's learning rate, the EMA update.
 // Nothing in a step waits for the device: whether a loss or the gradient norm was NaN or inf is a
 // device flag that AdamW and the EMA obey (the step is skipped: no weight, moment or average
 // changes), and the logged values stay on the device until the trainer writes a log line.
@@ -30,6 +31,7 @@
 #include "diffusion/schedule.h"
 #include "diffusion/t_sampler.h"
 #include "model/denoiser.h"
+#include "runtime/distributed.h"
 #include "runtime/runtime.h"
 #include "train/optim.h"
 
@@ -72,6 +74,12 @@ struct StepOptions {
   double grad_clip = 1.0;  // 0 = off
   LrSchedule lr;
   PhaseClock* clock = nullptr;  // a profile of the step's phases; null = none
+  // Data-parallel: the gradients are averaged over the ranks (buckets of bucket_bytes) before
+  // clipping, so every rank takes the same optimizer step. Null = one process.
+  runtime::Collective* collective = nullptr;
+  int64_t bucket_bytes = 25 << 20;
+  // Called before each micro-batch with its index (dist.seed_per_batch: reseeds the generators).
+  std::function<void(int64_t micro)> before_micro;
 };
 
 // train.grad_accum, train.grad_clip and the learning-rate schedule.

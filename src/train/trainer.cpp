@@ -17,6 +17,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "data/batcher.h"
+#include "runtime/distributed.h"
 #include "data/open_examples.h"
 #include "data/tokenizer.h"
 #include "io/checkpoint.h"
@@ -144,6 +145,26 @@ ValidationMetrics validation_metrics(const LoopOptions& o, bool has_valid) {
   return v;
 }
 
+// The seed of micro-batch `global` of step `step` (dist.seed_per_batch): splitmix64 over the three,
+// so that nearby steps and places get unrelated streams.
+uint64_t batch_seed(uint64_t seed, uint64_t step, uint64_t global) {
+  uint64_t x = seed;
+  for (const uint64_t v : {step, global}) {
+    x += 0x9e3779b97f4a7c15ULL + v;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+  }
+  return x;
+}
+
+// Sets the log level for a scope (the data-parallel ranks other than 0 log warnings only).
+struct LogLevelScope {
+  explicit LogLevelScope(LogLevel level) : saved(log_level()) { set_log_level(level); }
+  ~LogLevelScope() { set_log_level(saved); }
+  LogLevel saved;
+};
+
 }  // namespace
 
 TrainResult train(const Config& c, const TrainOptions& options) {
@@ -157,6 +178,12 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   if (options.resume && resume_from.empty()) log_info("no checkpoint in ", run_dir, ": starting a new run");
 
   const Runtime runtime = resolve_runtime(c);
+  // Data-parallel (RANK / WORLD_SIZE set): rank 0 logs, validates and writes; every rank trains.
+  const runtime::DistributedEnv denv = runtime::distributed_env_from_environment();
+  const bool lead = denv.rank == 0;
+  LogLevelScope quiet(lead ? log_level() : LogLevel::warn);
+  runtime::Collective dist(denv, std::chrono::milliseconds(static_cast<int64_t>(1000.0 * c.get_float("dist.timeout_s"))));
+  if (dist.active()) log_info("data-parallel: ", denv.world_size, " processes (c10d Gloo), this is rank 0");
   log_info("training on ", runtime.describe(), " (train.precision = \"", c.get_string("train.precision"),
            "\"; weights, optimizer state and losses in fp32)");
   seed_everything(static_cast<uint64_t>(c.get_int("train.seed")));
@@ -174,10 +201,27 @@ TrainResult train(const Config& c, const TrainOptions& options) {
 
   TrainState state = make_train_state(c, tokenizer.vocab_size(), runtime);
   log_info(state.model->describe());
-  const StepOptions step_options = step_options_from_config(c);
   const LoopOptions loop = loop_options_from_config(c);
   const ValidationMetrics vm = validation_metrics(loop, valid_data != nullptr);
-  Batcher batcher(*train_data, pack_options_from_config(c), batch_plan_options_from_config(c, /*shuffle=*/true));
+  data::BatchPlanOptions plan = batch_plan_options_from_config(c, /*shuffle=*/true);
+  plan.rank = denv.rank;  // rank r takes batches r, r + N, ... of the one global order
+  plan.world_size = denv.world_size;
+  Batcher batcher(*train_data, pack_options_from_config(c), plan);
+  StepOptions step_options = step_options_from_config(c);
+  step_options.collective = &dist;
+  // Each micro-batch's randomness from (seed, step, its place in the global batch): N ranks draw what
+  // one process with train.grad_accum = N draws, whatever the number of processes.
+  if (dist.active() || c.get_bool("dist.seed_per_batch")) {
+    step_options.before_micro = [&, seed = static_cast<uint64_t>(c.get_int("train.seed"))](int64_t micro) {
+      const uint64_t global = static_cast<uint64_t>(micro * denv.world_size + denv.rank);
+      const uint64_t s = batch_seed(seed, static_cast<uint64_t>(state.step), global);
+      gen.set_current_seed(s);
+      if (runtime.device.is_cuda()) {
+        at::Generator device_gen = at::globalContext().defaultGenerator(runtime.device);
+        device_gen.set_current_seed(s);
+      }
+    };
+  }
 
   // ------------------------------------------------------------------ resume
   Progress progress;
@@ -196,7 +240,14 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     }
     const auto& st = ck.trainer_state;
     state.step = st.at("step").get<int64_t>();
-    batcher.seek(st.at("epoch").get<uint64_t>(), st.at("position").get<std::size_t>());
+    // The data position in global batches (a run saved by N processes resumes on M): each rank's
+    // position is the global one over the new world size.
+    const auto saved_world = st.value("world_size", int64_t{1});
+    const auto global_position = st.value("global_position", st.at("position").get<int64_t>() * saved_world);
+    MDS_CHECK(global_position % denv.world_size == 0, resume_from, ": saved by ", saved_world,
+              " process(es) after ", global_position, " batches of its epoch, which ", denv.world_size,
+              " processes cannot split evenly; resume with a world size that divides it");
+    batcher.seek(st.at("epoch").get<uint64_t>(), static_cast<std::size_t>(global_position / denv.world_size));
     progress.bad_in_row = st.value("bad_steps_in_row", int64_t{0});
     progress.evals_without_gain = st.value("evals_without_gain", int64_t{0});
     progress.tokens = st.value("tokens", int64_t{0});
@@ -204,14 +255,18 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     if (st.contains("best_valid") && !st.at("best_valid").is_null())
       progress.best_valid = st.at("best_valid").get<double>();
     log_info("resumed from ", resume_from, " at step ", state.step);
-  } else {
+  } else if (lead) {
     fs::write_file_atomic(fs::join(run_dir, "config.toml"), c.to_toml(true));
   }
+  // Every rank starts from rank 0's weights (the same seed makes them equal already: a check that costs
+  // one broadcast).
+  dist.broadcast(state.params);
 
   // Checkpoints are copied here and written by a background thread (one at a time).
   io::CheckpointWriter writer;
   const auto prune = [run_dir, keep = loop.keep_last] { prune_checkpoints(run_dir, keep); };
   auto save = [&](const std::string& dir, std::function<void()> after = {}) {
+    if (!lead) return;  // data-parallel: the ranks hold the same weights; rank 0 writes them
     CheckpointContent ck;
     ck.raw = state_dict(*state.model);
     ck.model = state.ema ? state.ema->weights() : ck.raw;
@@ -224,6 +279,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     ck.trainer_state = {{"step", state.step},
                         {"epoch", batcher.epoch()},
                         {"position", batcher.position()},
+                        {"world_size", denv.world_size},
+                        {"global_position", static_cast<int64_t>(batcher.position()) * denv.world_size},
                         {"bad_steps_in_row", progress.bad_in_row},
                         {"evals_without_gain", progress.evals_without_gain},
                         {"tokens", progress.tokens},
@@ -238,7 +295,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   auto step_dir = [&] { return fs::join(run_dir, "checkpoints/step_" + std::to_string(state.step)); };
 
   // ------------------------------------------------------------------ loop
-  MetricsLog metrics_log(fs::join(run_dir, "metrics.jsonl"));
+  MetricsLog metrics_log(lead ? fs::join(run_dir, "metrics.jsonl") : std::string());
   const bool terminal = stderr_is_terminal();
   const int64_t total_steps = loop.total_steps;
   TrainResult result;
@@ -256,7 +313,11 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   // train.max_bad_steps in a row (found here, up to a log interval after the step, with its number).
   auto flush = [&] {
     if (pending.empty()) return;
-    const torch::Tensor values = torch::stack(pending.rows).to(torch::kCPU).contiguous();
+    torch::Tensor values = torch::stack(pending.rows).to(torch::kCPU).contiguous();
+    if (dist.active()) {  // the mean over the ranks (a step skipped anywhere is skipped everywhere)
+      dist.all_reduce_sum(values);
+      values.div_(static_cast<double>(denv.world_size));
+    }
     const float* v = values.data_ptr<float>();
     for (std::size_t i = 0; i < pending.steps.size(); ++i, v += kNumLogFields) {
       const int64_t step = pending.steps[i];
@@ -319,12 +380,14 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       result.stop_reason = str_cat("stopped after ", options.stop_after, " steps");
       break;
     }
-    if (on_budget && state.train_seconds >= loop.max_seconds) {
-      result.stop_reason = str_cat("time budget of ", loop.max_seconds / 60.0, " min reached");
-      break;
-    }
-    if (stop_signals.requested() != 0) {
-      result.stop_reason = str_cat("interrupted by ", runtime::StopSignals::name(stop_signals.requested()));
+    std::string stop;
+    if (on_budget && state.train_seconds >= loop.max_seconds)
+      stop = str_cat("time budget of ", loop.max_seconds / 60.0, " min reached");
+    else if (stop_signals.requested() != 0)
+      stop = str_cat("interrupted by ", runtime::StopSignals::name(stop_signals.requested()));
+    // Data-parallel: the ranks stop together, when any of them would (one tiny all-reduce a step).
+    if (dist.any(!stop.empty())) {
+      result.stop_reason = stop.empty() ? std::string("stopped with the other ranks") : stop;
       break;
     }
     clock_loop();
@@ -370,8 +433,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     }
 
     if (eval_now) {
-      validate();
-      if (!loop.early_stop_metric.empty() && progress.evals_without_gain >= loop.early_stop_patience) {
+      if (lead) validate();  // data-parallel: rank 0 validates (the ranks hold the same weights)
+      if (dist.any(lead && !loop.early_stop_metric.empty() && progress.evals_without_gain >= loop.early_stop_patience)) {
         result.stop_reason = "early stopping";
         save(step_dir());
         break;
@@ -383,7 +446,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   // A run that ends on its time budget is validated at its last step too, so that best/ weighs the
   // final weights (trained with the learning rate decayed to its end) against the earlier ones.
   const bool budget_spent = result.stop_reason.rfind("time budget", 0) == 0;
-  if (budget_spent && valid_data && loop.eval_every > 0 && validated_step != state.step && state.step > first_step)
+  if (lead && budget_spent && valid_data && loop.eval_every > 0 && validated_step != state.step && state.step > first_step)
     validate();
   if (terminal) std::fprintf(stderr, "\n");
   // The final state is always saved, so that --resume and generate find it; on return it is on disk.
