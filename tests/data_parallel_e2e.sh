@@ -37,6 +37,9 @@ launch() { local n=$1; shift; "$bin" launch -n "$n" -- train "${common[@]}" "$@"
 train_one --set train.out_dir=one2 --set train.steps=6 --set train.grad_accum=2 --set dist.seed_per_batch=true
 launch 2 --set train.out_dir=two --set train.steps=6
 same one2 two 6
+# Many small buckets (about 40 of 0.08 MiB), started while the backward pass runs: the same.
+launch 2 --set train.out_dir=buckets --set train.steps=6 --set dist.bucket_mb=0.08
+same one2 buckets 6
 train_one --set train.out_dir=one4 --set train.steps=4 --set train.grad_accum=4 --set dist.seed_per_batch=true
 launch 4 --set train.out_dir=four --set train.steps=4
 same one4 four 4 1e-5

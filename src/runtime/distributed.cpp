@@ -13,7 +13,6 @@
 #include <climits>
 #include <cstdlib>
 #include <exception>
-#include <map>
 
 #include "core/error.h"
 
@@ -63,6 +62,7 @@ struct Collective::Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
   std::chrono::milliseconds timeout;
+  std::vector<c10::intrusive_ptr<c10d::Work>> in_flight;  // started, not yet waited for
 };
 
 namespace {
@@ -105,47 +105,17 @@ Collective::Collective(const DistributedEnv& env, std::chrono::milliseconds time
 
 Collective::~Collective() = default;
 
-void Collective::all_reduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes) {
+void Collective::start_all_reduce_sum(const at::Tensor& tensor) {
   if (!active()) return;
-  // Buckets of one dtype and device, in order; all in flight before the first is waited for.
-  struct Bucket {
-    std::vector<at::Tensor> parts;
-    at::Tensor flat;
-    c10::intrusive_ptr<c10d::Work> work;
-  };
-  std::vector<Bucket> buckets;
-  std::map<std::pair<int, std::string>, std::size_t> open;  // (dtype, device) -> bucket being filled
-  int64_t bytes_in_open = 0;
-  for (const at::Tensor& t : tensors) {
-    if (!t.defined() || t.numel() == 0) continue;
-    const auto key = std::make_pair(static_cast<int>(t.scalar_type()), t.device().str());
-    auto it = open.find(key);
-    const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
-    if (it == open.end() || bytes_in_open + bytes > bucket_bytes) {
-      buckets.emplace_back();
-      open[key] = buckets.size() - 1;
-      it = open.find(key);
-      bytes_in_open = 0;
-    }
-    buckets[it->second].parts.push_back(t);
-    bytes_in_open += bytes;
-  }
-  for (Bucket& b : buckets) {
-    std::vector<at::Tensor> flat_parts;
-    for (const at::Tensor& p : b.parts) flat_parts.push_back(p.reshape({-1}));
-    b.flat = at::cat(flat_parts);
-    std::vector<at::Tensor> io = {b.flat};
-    b.work = group_->pg->allreduce(io);
-  }
-  for (Bucket& b : buckets) {
-    wait(b.work, "gradient all-reduce", env_.rank);
-    b.flat.div_(static_cast<double>(env_.world_size));
-    int64_t at = 0;
-    for (const at::Tensor& p : b.parts) {
-      const_cast<at::Tensor&>(p).copy_(b.flat.narrow(0, at, p.numel()).view(p.sizes()));
-      at += p.numel();
-    }
-  }
+  std::vector<at::Tensor> io = {tensor};
+  group_->in_flight.push_back(group_->pg->allreduce(io));
+}
+
+void Collective::wait_all(const char* what) {
+  if (!active()) return;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  works.swap(group_->in_flight);
+  for (auto& w : works) wait(w, what, env_.rank);
 }
 
 void Collective::all_reduce_sum(at::Tensor& tensor) {
@@ -188,7 +158,8 @@ Collective::Collective(const DistributedEnv& env, std::chrono::milliseconds) : e
             ": this build of moe-diffuseq has no c10d (its LibTorch lacks the Gloo headers): one process only");
 }
 Collective::~Collective() = default;
-void Collective::all_reduce_mean(const std::vector<at::Tensor>&, int64_t) {}
+void Collective::start_all_reduce_sum(const at::Tensor&) {}
+void Collective::wait_all(const char*) {}
 void Collective::all_reduce_sum(at::Tensor&) {}
 bool Collective::any(bool mine) { return mine; }
 void Collective::broadcast(const std::vector<at::Tensor>&, int) {}

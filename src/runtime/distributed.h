@@ -42,11 +42,12 @@ class Collective {
   int world_size() const { return env_.world_size; }
   bool active() const { return env_.active(); }
 
-  // In place, the mean over ranks of each tensor: tensors of one dtype and device are flattened into
-  // buckets of at most `bucket_bytes`, one all-reduce each (all in flight at once), then copied back.
-  void all_reduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes = 25 << 20);
   // In place: the sum over ranks.
   void all_reduce_sum(at::Tensor& tensor);
+  // Starts summing `tensor` over the ranks in place (every rank starts the same ones in the same
+  // order); wait_all() waits for every one started, naming `what` if one fails.
+  void start_all_reduce_sum(const at::Tensor& tensor);
+  void wait_all(const char* what);
   // Whether any rank says true (a stop signal seen by one, a time budget spent by one).
   bool any(bool mine);
   // Rank `root`'s tensors, in place on every rank.

@@ -45,7 +45,6 @@ TrainState make_train_state(const Config& c, int64_t vocab_size, const Runtime& 
 StepOptions step_options_from_config(const Config& c) {
   StepOptions o;
   o.grad_accum = c.get_int("train.grad_accum");
-  o.bucket_bytes = static_cast<int64_t>(c.get_float("dist.bucket_mb") * (1 << 20));
   o.grad_clip = c.get_float("train.grad_clip");
   o.lr = lr_schedule_from_config(c);
   return o;
@@ -109,6 +108,7 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
     const torch::Tensor total = terms.total.detach().to(torch::kFloat);
     const torch::Tensor bad = total.isfinite().logical_not();
     r.skipped = r.skipped.defined() ? r.skipped.logical_or(bad) : bad;
+    if (o.reducer && micro == o.grad_accum - 1) o.reducer->arm();
     (terms.total / A).backward();
     mark("backward");
     // The loss-aware sampler learns from the losses on the host (it reads them anyway); a NaN or inf
@@ -118,15 +118,8 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
     r.last = terms;
   }
   ++s.step;
-  if (o.collective && o.collective->active()) {
-    // Every rank sends every parameter's gradient, in one order (a parameter this rank's batches did
-    // not reach, an expert no token chose, contributes zeros), so that the buckets line up.
-    std::vector<torch::Tensor> grads;
-    for (auto p : s.params) {
-      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      grads.push_back(p.grad());
-    }
-    o.collective->all_reduce_mean(grads, o.bucket_bytes);
+  if (o.reducer) {
+    o.reducer->finish();
     mark("all-reduce");
   }
   r.grad_norm = clip_gradients(s.params, o.grad_clip);

@@ -31,8 +31,8 @@
 #include "diffusion/schedule.h"
 #include "diffusion/t_sampler.h"
 #include "model/denoiser.h"
-#include "runtime/distributed.h"
 #include "runtime/runtime.h"
+#include "train/grad_reducer.h"
 #include "train/optim.h"
 
 namespace mds::train {
@@ -74,10 +74,9 @@ struct StepOptions {
   double grad_clip = 1.0;  // 0 = off
   LrSchedule lr;
   PhaseClock* clock = nullptr;  // a profile of the step's phases; null = none
-  // Data-parallel: the gradients are averaged over the ranks (buckets of bucket_bytes) before
-  // clipping, so every rank takes the same optimizer step. Null = one process.
-  runtime::Collective* collective = nullptr;
-  int64_t bucket_bytes = 25 << 20;
+  // Data-parallel: the gradients are averaged over the ranks, in buckets while the last micro-batch's
+  // backward pass runs, before clipping, so every rank takes the same optimizer step. Null = one process.
+  GradientReducer* reducer = nullptr;
   // Called before each micro-batch with its index (dist.seed_per_batch: reseeds the generators).
   std::function<void(int64_t micro)> before_micro;
 };

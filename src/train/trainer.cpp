@@ -208,7 +208,13 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   plan.world_size = denv.world_size;
   Batcher batcher(*train_data, pack_options_from_config(c), plan);
   StepOptions step_options = step_options_from_config(c);
-  step_options.collective = &dist;
+  std::unique_ptr<GradientReducer> reducer;
+  if (dist.active()) {
+    reducer = std::make_unique<GradientReducer>(dist, state.params,
+                                                static_cast<int64_t>(c.get_float("dist.bucket_mb") * (1 << 20)));
+    step_options.reducer = reducer.get();
+    log_info("data-parallel: gradients in ", reducer->buckets(), " bucket(s) of at most ", c.get_float("dist.bucket_mb"), " MiB");
+  }
   // Each micro-batch's randomness from (seed, step, its place in the global batch): N ranks draw what
   // one process with train.grad_accum = N draws, whatever the number of processes.
   if (dist.active() || c.get_bool("dist.seed_per_batch")) {
