@@ -6,6 +6,10 @@
 #include <c10/core/DeviceType.h>
 #include <torch/cuda.h>
 
+#ifdef MDS_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
 #include <dlfcn.h>
 
 #include <sstream>
@@ -29,6 +33,14 @@ c10::Device resolve_device(const std::string& name) {
     return c10::Device(name);
   }
   fail("unknown device \"", name, "\": use auto, cpu, cuda or cuda:N");
+}
+
+void make_current(const c10::Device& device) {
+#ifdef MDS_WITH_CUDA
+  if (device.is_cuda() && device.has_index()) c10::cuda::set_device(device.index());
+#else
+  (void)device;
+#endif
 }
 
 void set_threads(int threads) {

@@ -14,6 +14,9 @@ c10::Device resolve_device(const std::string& name);
 bool cuda_available();
 int cuda_device_count();
 
+// A GPU device becomes the process's current one (custom kernels launch there); no-op otherwise.
+void make_current(const c10::Device& device);
+
 // 0 = all cores. Sets intra-op threads (inter-op threads stay LibTorch's default).
 void set_threads(int threads);
 void seed_everything(uint64_t seed);

@@ -177,9 +177,18 @@ TrainResult train(const Config& c, const TrainOptions& options) {
          "directory");
   if (options.resume && resume_from.empty()) log_info("no checkpoint in ", run_dir, ": starting a new run");
 
-  const Runtime runtime = resolve_runtime(c);
-  // Data-parallel (RANK / WORLD_SIZE set): rank 0 logs, validates and writes; every rank trains.
+  // Data-parallel (RANK / WORLD_SIZE set): rank 0 logs, validates and writes; every rank trains, on
+  // GPU LOCAL_RANK of its machine when there are GPUs.
   const runtime::DistributedEnv denv = runtime::distributed_env_from_environment();
+  Runtime runtime = resolve_runtime(c);
+  if (denv.active() && runtime.device.is_cuda()) {
+    const int gpus = runtime::cuda_device_count();
+    // One GPU visible (CUDA_VISIBLE_DEVICES set per process): that one; else GPU LOCAL_RANK.
+    MDS_CHECK(gpus == 1 || denv.local_rank < gpus, "LOCAL_RANK=", denv.local_rank, " but this machine shows ", gpus,
+              " GPUs: one process per GPU (or CUDA_VISIBLE_DEVICES set per process)");
+    runtime.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(gpus == 1 ? 0 : denv.local_rank));
+    runtime::make_current(runtime.device);
+  }
   const bool lead = denv.rank == 0;
   LogLevelScope quiet(lead ? log_level() : LogLevel::warn);
   runtime::Collective dist(denv, std::chrono::milliseconds(static_cast<int64_t>(1000.0 * c.get_float("dist.timeout_s"))));
