@@ -103,6 +103,7 @@ Collective::Collective(const DistributedEnv& env, std::chrono::milliseconds time
   }
 }
 
+Collective::Collective() = default;
 Collective::~Collective() = default;
 
 void Collective::start_all_reduce_sum(const at::Tensor& tensor) {
@@ -157,6 +158,7 @@ Collective::Collective(const DistributedEnv& env, std::chrono::milliseconds) : e
   MDS_CHECK(!env.active(), "WORLD_SIZE=", env.world_size,
             ": this build of moe-diffuseq has no c10d (its LibTorch lacks the Gloo headers): one process only");
 }
+Collective::Collective() = default;
 Collective::~Collective() = default;
 void Collective::start_all_reduce_sum(const at::Tensor&) {}
 void Collective::wait_all(const char*) {}

@@ -31,7 +31,7 @@ DistributedEnv distributed_env_from_environment();
 // The process group of a data-parallel run. world_size 1 needs no group: every call is the identity.
 class Collective {
  public:
-  Collective() = default;  // one process
+  Collective();  // one process
   // Joins the group (rank 0 serves the rendezvous); waits at most `timeout` for the others.
   Collective(const DistributedEnv& env, std::chrono::milliseconds timeout);
   ~Collective();
