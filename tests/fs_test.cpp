@@ -10,6 +10,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -262,6 +263,37 @@ TEST(Fs, WriteFileAtomicLeavesNoTemporary) {
   EXPECT_NE(error_of([&] { fs::write_file_atomic(dir.file("d"), "x"); }).find(dir.file("d")),
             std::string::npos);
   EXPECT_EQ(fs::list_directory(dir.path()), (Names{"d", "out.bin"}));
+}
+
+// Only regular files are replaced: a symlink's target is written (the link stays), a FIFO (as a
+// device such as /dev/null, or a shell's >(...)) is written to, never replaced by a regular file.
+TEST(Fs, WriteFileAtomicReplacesOnlyRegularFiles) {
+  test::TempDir dir;
+  fs::write_file_atomic(dir.file("target.txt"), "old");
+  ASSERT_EQ(::symlink("target.txt", dir.file("link").c_str()), 0);
+  ASSERT_EQ(::symlink("link", dir.file("link2").c_str()), 0);
+  fs::write_file_atomic(dir.file("link2"), "through two links");
+  EXPECT_EQ(test::read_file(dir.file("target.txt")), "through two links");
+  struct stat st {};
+  ASSERT_EQ(::lstat(dir.file("link").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  ASSERT_EQ(::lstat(dir.file("link2").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  // A dangling link: its target is created.
+  ASSERT_EQ(::symlink("new.txt", dir.file("dangling").c_str()), 0);
+  fs::write_file_atomic(dir.file("dangling"), "made");
+  EXPECT_EQ(test::read_file(dir.file("new.txt")), "made");
+
+  const std::string fifo = dir.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::string received;
+  std::thread reader([&] { received = test::read_file(fifo); });
+  fs::write_file_atomic(fifo, "into the pipe");
+  reader.join();
+  EXPECT_EQ(received, "into the pipe");
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));  // still a FIFO
+  EXPECT_EQ(fs::list_directory(dir.path()), (Names{"dangling", "fifo", "link", "link2", "new.txt", "target.txt"}));
 }
 
 // ------------------------------------------------------------------------------- the guard

@@ -188,20 +188,50 @@ void fsync_path(const std::string& path) {
   file.close_checked(path);
 }
 
-void write_file_atomic(const std::string& path, const std::string& bytes) {
+namespace {
+
+void write_all(int fd, const std::string& path, const std::string& bytes) {
+  const char* p = bytes.data();
+  std::size_t left = bytes.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail_errno(path, "cannot write", n < 0 ? errno : EIO);
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& given, const std::string& bytes) {
+  struct stat st {};
+  if (::stat(given.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    MDS_CHECK(!S_ISDIR(st.st_mode), given, " is a directory, not a file to write");
+    // A device, FIFO or socket (or a link to one, such as a shell's >(...)): written to in place;
+    // replacing /dev/null would break the machine.
+    Fd file{::open(given.c_str(), O_WRONLY | O_CLOEXEC)};
+    if (file.fd < 0) fail_errno(given, "cannot open for writing");
+    write_all(file.fd, given, bytes);
+    file.close_checked(given);
+    return;
+  }
+  // A symlink to a file (or a dangling one): the final target is replaced, the links stay.
+  std::string path = given;
+  for (int depth = 0; ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode); ++depth) {
+    MDS_CHECK(depth < 40, given, ": too many levels of symlinks");
+    char target[PATH_MAX];
+    const ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
+    if (n <= 0) fail_errno(path, "cannot read the symlink");
+    target[n] = '\0';
+    const std::string t = target, dir = parent_path(path);
+    path = (t[0] == '/' || dir.empty()) ? t : join(dir, t);
+  }
   const std::string tmp = str_cat(path, ".tmp-", ::getpid());
   try {
     Fd file{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
     if (file.fd < 0) fail_errno(tmp, "cannot create");
-    const char* p = bytes.data();
-    std::size_t left = bytes.size();
-    while (left > 0) {
-      const ssize_t n = ::write(file.fd, p, left);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail_errno(tmp, "cannot write", n < 0 ? errno : EIO);
-      p += n;
-      left -= static_cast<std::size_t>(n);
-    }
+    write_all(file.fd, tmp, bytes);
     if (::fsync(file.fd) != 0) fail_errno(tmp, "cannot sync");
     file.close_checked(tmp);
     rename(tmp, path);

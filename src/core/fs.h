@@ -49,7 +49,9 @@ std::string make_temp_directory(const std::string& prefix);
 // fsync a file or a directory (after a rename, so that the new entry survives a crash).
 void fsync_path(const std::string& path);
 // Writes PATH.tmp-<pid>, fsyncs it, renames it to PATH and fsyncs the directory: readers see the
-// old file or the whole new one, never half of it.
+// old file or the whole new one, never half of it. Only a regular file (or a new path) is replaced
+// so: a symlink's target is written in its place (the link stays), and anything else that exists
+// (a device such as /dev/null, a FIFO, a process substitution) is written to, never replaced.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 // The whole file's bytes; errors name the path.
 std::string read_file(const std::string& path);
