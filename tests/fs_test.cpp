@@ -296,6 +296,20 @@ TEST(Fs, WriteFileAtomicReplacesOnlyRegularFiles) {
   EXPECT_EQ(fs::list_directory(dir.path()), (Names{"dangling", "fifo", "link", "link2", "new.txt", "target.txt"}));
 }
 
+TEST(Fs, ExclusiveLockRefusesASecondHolderNamingTheFirst) {
+  test::TempDir dir;
+  const std::string path = dir.file("run.lock");
+  {
+    fs::ExclusiveLock first(path, "the run directory r");
+    const std::string message = error_of([&] { fs::ExclusiveLock second(path, "the run directory r"); });
+    EXPECT_NE(message.find("the run directory r is in use by process " + std::to_string(::getpid())), std::string::npos)
+        << message;
+  }
+  fs::ExclusiveLock again(path, "the run directory r");  // released with its holder
+  fs::ExclusiveLock moved = std::move(again);
+  EXPECT_NE(error_of([&] { fs::ExclusiveLock other(path, "x"); }), "");
+}
+
 // ------------------------------------------------------------------------------- the guard
 
 // The pip LibTorch interposes the standard file-system library (src/core/fs.h): code must use

@@ -159,6 +159,19 @@ TEST_F(TrainTest, TimeBudgetStopsTheRunWithACheckpoint) {
   EXPECT_TRUE(fs::exists(fs::join(dir_->file("budget"), "best/trainer_state.json")));
 }
 
+// Two trainings into one train.out_dir: the second is refused while the first runs.
+TEST_F(TrainTest, ASecondTrainingIntoTheRunDirectoryIsRefused) {
+  Config c = Config::load("", tiny("locked", {"train.steps=2"}));
+  fs::create_directories(dir_->file("locked"));
+  {
+    fs::ExclusiveLock running(fs::join(dir_->file("locked"), ".lock"), "another training");
+    const std::string message = test::error_of([&] { train::train(c, {}); });
+    EXPECT_NE(message.find("(train.out_dir) is in use by process"), std::string::npos) << message;
+    EXPECT_FALSE(fs::exists(fs::join(dir_->file("locked"), "checkpoints")));
+  }
+  EXPECT_EQ(train::train(c, {}).step, 2);  // once the first has ended
+}
+
 TEST_F(TrainTest, ValidationGeneratesScoresAndStopsEarly) {
   Config c = Config::load("", tiny("validated", {"train.steps=50", "data.valid=" + dir_->file("eight.jsonl"),
                                                  "train.eval_every=2", "train.eval_samples=3", "sample.steps=2",

@@ -111,4 +111,22 @@ class MappedFile {
   std::size_t size_ = 0;
 };
 
+// An exclusive advisory lock (flock) on PATH, created if missing, held until destruction; the
+// kernel drops it when the process ends, even by SIGKILL, so a stale lock never blocks. The file
+// holds the holder's pid, for the error of the next one who tries.
+class ExclusiveLock {
+ public:
+  ExclusiveLock() = default;
+  // Throws when another process holds it: "`what` is in use by process PID (PATH)".
+  ExclusiveLock(const std::string& path, const std::string& what);
+  ~ExclusiveLock();
+  ExclusiveLock(ExclusiveLock&& other) noexcept;
+  ExclusiveLock& operator=(ExclusiveLock&& other) noexcept;
+  ExclusiveLock(const ExclusiveLock&) = delete;
+  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace mds::fs

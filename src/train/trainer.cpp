@@ -171,6 +171,10 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   const auto t_start = Clock::now();
   const std::string run_dir = c.get_string("train.out_dir");
   fs::create_directories(run_dir);
+  // One training a run directory (rank 0 of a data-parallel run holds it for all).
+  fs::ExclusiveLock lock;
+  if (runtime::distributed_env_from_environment().rank == 0)
+    lock = fs::ExclusiveLock(fs::join(run_dir, ".lock"), str_cat("the run directory ", run_dir, " (train.out_dir)"));
   const std::string resume_from = options.resume ? latest_checkpoint(run_dir) : std::string();
   if (!options.resume && !latest_checkpoint(run_dir).empty())
     fail(run_dir, " already holds checkpoints: pass --resume to continue that run, or set train.out_dir to a new "
