@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <zstd.h>
+
 #include <string>
 #include <vector>
 
@@ -46,6 +48,26 @@ TEST(EvalInputs, ReadPredictions) {
   EXPECT_EQ(records[1].line, 3u);
   EXPECT_EQ(records[1].prediction, "");
   EXPECT_TRUE(records[1].refs.empty());
+}
+
+// Compressed predictions (.zst here; .gz the same reader) read as the plain file does, line numbers
+// included.
+TEST(EvalInputs, ReadPredictionsCompressed) {
+  test::TempDir dir;
+  const std::string text = "{\"id\": \"a\", \"prediction\": \"x y\"}\n\n{\"prediction\": \"z\"}\n";
+  std::string packed(ZSTD_compressBound(text.size()), '\0');
+  packed.resize(ZSTD_compress(&packed[0], packed.size(), text.data(), text.size(), 3));
+  test::write_file(dir.file("p.jsonl.zst"), packed);
+  test::write_file(dir.file("p.jsonl"), text);
+  const auto z = read_predictions(dir.file("p.jsonl.zst"));
+  const auto plain = read_predictions(dir.file("p.jsonl"));
+  ASSERT_EQ(z.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(z[i].prediction, plain[i].prediction);
+    EXPECT_EQ(z[i].id, plain[i].id);
+    EXPECT_EQ(z[i].line, plain[i].line);
+  }
+  EXPECT_EQ(z[1].line, 3u);
 }
 
 TEST(EvalInputs, ReadPredictionsErrorsNameFileLineAndField) {

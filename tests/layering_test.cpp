@@ -20,7 +20,7 @@ const std::map<std::string, std::set<std::string>>& allowed() {
     std::map<std::string, std::set<std::string>> m;
     m["core"] = {"core"};
     m["data"] = {"core", "data"};
-    m["metrics"] = {"core", "metrics"};
+    m["metrics"] = {"core", "data", "metrics"};  // data: the compressed line reader
     m["kernels"] = {"core", "kernels"};
     m["runtime"] = {"core", "runtime"};
     m["io"] = {"core", "io"};

@@ -1,12 +1,12 @@
 #include "metrics/eval_inputs.h"
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "core/error.h"
 #include "core/strings.h"
+#include "data/line_reader.h"
 
 namespace mds::metrics {
 
@@ -78,15 +78,12 @@ std::vector<std::string> merge_references(bool has_first, const std::string& fir
 }
 
 std::vector<PredictionRecord> read_predictions(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, ": cannot open the predictions file");
+  // Plain, .gz or .zst, as every jsonl the project reads (LineReader drops a BOM and '\r').
+  data::LineReader in(path);
   std::vector<PredictionRecord> out;
   std::string line;
-  std::size_t n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (n == 1 && starts_with(line, "\xEF\xBB\xBF")) line.erase(0, 3);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  while (in.next(line)) {
+    const std::size_t n = in.line_number();
     if (trim(line).empty()) continue;
     const std::size_t bad = find_invalid_utf8(line);
     if (bad != std::string::npos) fail(path, ":", n, ": invalid UTF-8 at byte ", bad + 1);
@@ -142,7 +139,6 @@ std::vector<PredictionRecord> read_predictions(const std::string& path) {
     r.refs = merge_references(has_reference, reference, refs);
     out.push_back(std::move(r));
   }
-  if (in.bad()) fail(path, ": read error");
   if (out.empty()) fail(path, ": no predictions (the file is empty)");
   return out;
 }
