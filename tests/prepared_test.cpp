@@ -167,15 +167,17 @@ TEST_F(Prepared, RefusesToReplaceADirectoryThatIsNotPreparedData) {
   EXPECT_EQ(test::read_file(out + "/notes.txt"), "important");
 }
 
-TEST_F(Prepared, EmptyInputGivesAnEmptyDataset) {
+// An input with no usable example is a mistake (an empty file, a wrong path, every line skipped):
+// an error naming the input and the skipped lines, and nothing written.
+TEST_F(Prepared, EmptyInputIsAnErrorAndLeavesNothing) {
   test::write_file(dir_.file("empty.jsonl"), "\n" + jsonl_line("", "", "x"));
   const std::string out = dir_.file("prepared");
-  const PrepareStats stats = prepare_dataset({dir_.file("empty.jsonl")}, *tok_, out);
-  EXPECT_EQ(stats.examples, 0u);
-  EXPECT_EQ(stats.skipped, 1u);
-  PreparedDataset data(out);
-  EXPECT_EQ(data.size(), 0u);
-  EXPECT_EQ(data.tokenizer_fingerprint(), tok_->fingerprint());
+  const std::string message = test::error_of([&] { prepare_dataset({dir_.file("empty.jsonl")}, *tok_, out); });
+  EXPECT_NE(message.find("no examples in"), std::string::npos) << message;
+  EXPECT_NE(message.find("empty.jsonl"), std::string::npos) << message;
+  EXPECT_NE(message.find("(all 1 skipped)"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_EQ(fs::list_directory(dir_.path()).size(), 1u);  // only the input: no temporary left
 }
 
 TEST_F(Prepared, BadInputLineIsAnErrorAndLeavesNothing) {

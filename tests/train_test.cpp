@@ -18,6 +18,7 @@
 #include "data/jsonl.h"
 #include "data/tokenizer.h"
 #include "infer/generator.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 #include "train/trainer.h"
 
@@ -249,6 +250,39 @@ TEST_F(TrainTest, NonFiniteLossesAreSkippedThenStopTheRun) {
   EXPECT_NE(message.find("no checkpoint was written"), std::string::npos) << message;
   EXPECT_FALSE(fs::exists(fs::join(dir_->file("exploding"), "checkpoints")) &&
                !fs::list_directory(fs::join(dir_->file("exploding"), "checkpoints")).empty());
+}
+
+// A checkpoint that lost a file, or whose weights hold NaN, is refused by generation with what is
+// wrong, before any text is made; so is an output directory that does not exist.
+TEST_F(TrainTest, GenerationRefusesABrokenCheckpointSayingWhy) {
+  Config c = Config::load("", tiny("broken", {"train.steps=2"}));
+  train::train(c, {});
+  const std::string good = fs::join(dir_->file("broken"), "checkpoints/step_2");
+  const auto copy_without = [&](const std::string& name, const char* file) {
+    const std::string d = dir_->file(name);
+    fs::create_directories(d);
+    for (const std::string& f : fs::list_directory(good))
+      if (f != file) test::write_file(fs::join(d, f), test::read_file(fs::join(good, f)));
+    return d;
+  };
+  const std::string no_tok = copy_without("no-tok", "tokenizer.model");
+  EXPECT_NE(test::error_of([&] { TextGenerator g(no_tok); }).find("has no tokenizer.model"), std::string::npos);
+  const std::string no_cfg = copy_without("no-cfg", "config.toml");
+  EXPECT_NE(test::error_of([&] { TextGenerator g(no_cfg); }).find("has no config.toml"), std::string::npos);
+  const std::string nan = copy_without("nan", "");
+  io::TensorMap weights = io::load_safetensors(fs::join(nan, "model.safetensors"));
+  weights.begin()->second.view({-1})[0] = std::nanf("");
+  io::save_safetensors(fs::join(nan, "model.safetensors"), weights);
+  const std::string message = test::error_of([&] { TextGenerator g(nan); });
+  EXPECT_NE(message.find("model.safetensors: tensor \"" + weights.begin()->first + "\" holds NaN or inf"),
+            std::string::npos) << message;
+
+  TextGenerator generator(good);
+  test::write_file(dir_->file("in.jsonl"), "{\"src\": \"a tool\"}\n");
+  const std::string out = dir_->file("missing-dir/out.jsonl");
+  EXPECT_NE(test::error_of([&] { infer::generate_file(generator, dir_->file("in.jsonl"), out); })
+                .find("--output " + out + ": the directory " + dir_->file("missing-dir") + " does not exist"),
+            std::string::npos);
 }
 
 TEST_F(TrainTest, OverfitsEightRealPairs) {

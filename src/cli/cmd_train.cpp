@@ -17,7 +17,9 @@ void add_train_command(CLI::App& app) {
   auto options = std::make_shared<TrainOptions>();
   config->add_to(cmd);
   cmd->add_flag("--resume", options->resume, "continue from the newest checkpoint of train.out_dir");
-  cmd->add_option("--stop-after", options->stop_after, "stop (with a checkpoint) after N steps of this run");
+  cmd->add_option("--stop-after", options->stop_after, "stop (with a checkpoint) after N steps of this run")
+      ->check(CLI::Validator([](std::string& v) { return v.rfind('-', 0) == 0 ? "must be 0 or more, got " + v : std::string(); },
+                             "N >= 0"));
   cmd->callback([config, options] { train::train(config->resolve(), *options); });
 }
 

@@ -162,6 +162,10 @@ PrepareStats prepare_dataset(const std::vector<std::string>& inputs, const Token
       {"inputs", inputs},
       {"skipped", stats.skipped},
   };
+  // An empty result is a mistake (an empty file, a wrong path, every line skipped), not a data set.
+  MDS_CHECK(stats.examples > 0, "data prepare: no examples in ", meta.at("inputs").dump(),
+            stats.skipped > 0 ? str_cat(" (all ", stats.skipped, " skipped)") : std::string(), "; nothing written to ",
+            out_dir);
   {
     fs::BufferedWriter meta_file(tmp_dir + "/meta.json");
     meta_file.write(meta.dump(2) + "\n");

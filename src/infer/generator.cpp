@@ -74,6 +74,16 @@ void check_generate_options(const GenerateOptions& o) {
 TextGenerator::TextGenerator(const std::string& dir, const std::vector<std::string>& overrides) {
   MDS_CHECK(fs::is_directory(dir), "checkpoint ", dir, " is not a directory");
   CheckpointContent ck = read_checkpoint(dir, /*with_training_state=*/false);
+  // Without its configuration the defaults would build another model; without its tokenizer the
+  // ids would mean nothing: a checkpoint needs both.
+  MDS_CHECK(!ck.config_toml.empty(), "checkpoint ", dir, " has no config.toml (every checkpoint holds the "
+            "configuration it was trained with: copy the whole directory)");
+  MDS_CHECK(!ck.tokenizer_model.empty(), "checkpoint ", dir, " has no tokenizer.model (every checkpoint holds "
+            "its tokenizer: copy the whole directory)");
+  // Weights holding NaN or inf would generate nothing but empty text.
+  for (const auto& [name, t] : ck.model)
+    MDS_CHECK(!t.is_floating_point() || t.isfinite().all().item<bool>(), dir, "/model.safetensors: tensor \"", name,
+              "\" holds NaN or inf values: the run diverged before this checkpoint; use an earlier one");
   config_.merge_toml(ck.config_toml, dir + "/config.toml");
   for (const auto& o : overrides) config_.set(o);
   config_.validate();
@@ -285,6 +295,10 @@ GenerateFileStats generate_file(TextGenerator& generator, const std::string& inp
   JsonlStats js;
   std::vector<Example> examples = read_jsonl(input, jo, &js);
   MDS_CHECK(!examples.empty(), input, ": no examples to generate from");
+  // Found now, not after the whole generation ran.
+  const std::string out_dir = fs::parent_path(output);
+  MDS_CHECK(output == "-" || out_dir.empty() || fs::is_directory(out_dir), "--output ", output, ": the directory ",
+            out_dir, " does not exist");
   std::vector<std::string> sources;
   for (const auto& e : examples) sources.push_back(e.src);
   const auto start = std::chrono::steady_clock::now();
