@@ -191,9 +191,8 @@ void fsync_path(const std::string& path) {
 
 namespace {
 
-void write_all(int fd, const std::string& path, const std::string& bytes) {
-  const char* p = bytes.data();
-  std::size_t left = bytes.size();
+// Every byte, through short writes and signals; errors name `path`.
+void write_all(int fd, const std::string& path, const char* p, std::size_t left) {
   while (left > 0) {
     const ssize_t n = ::write(fd, p, left);
     if (n < 0 && errno == EINTR) continue;
@@ -213,7 +212,7 @@ void write_file_atomic(const std::string& given, const std::string& bytes) {
     // replacing /dev/null would break the machine.
     Fd file{::open(given.c_str(), O_WRONLY | O_CLOEXEC)};
     if (file.fd < 0) fail_errno(given, "cannot open for writing");
-    write_all(file.fd, given, bytes);
+    write_all(file.fd, given, bytes.data(), bytes.size());
     file.close_checked(given);
     return;
   }
@@ -232,7 +231,7 @@ void write_file_atomic(const std::string& given, const std::string& bytes) {
   try {
     Fd file{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
     if (file.fd < 0) fail_errno(tmp, "cannot create");
-    write_all(file.fd, tmp, bytes);
+    write_all(file.fd, tmp, bytes.data(), bytes.size());
     if (::fsync(file.fd) != 0) fail_errno(tmp, "cannot sync");
     file.close_checked(tmp);
     rename(tmp, path);
@@ -324,13 +323,7 @@ void BufferedWriter::flush() {
 }
 
 void BufferedWriter::write_all(const char* p, std::size_t n) {
-  while (n > 0) {
-    const ssize_t got = ::write(fd_, p, n);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) fail_errno(path_, "cannot write", got < 0 ? errno : EIO);
-    p += got;
-    n -= static_cast<std::size_t>(got);
-  }
+  fs::write_all(fd_, path_, p, n);
 }
 
 // ---------------------------------------------------------------------------- MappedFile
