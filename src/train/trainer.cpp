@@ -2,7 +2,9 @@
 // (logging, validation, early stopping, checkpoints, non-finite steps). One step is train_step();
 // validation is validation.cpp. Every random draw (t, noise, dropout, jitter) comes from LibTorch's
 // default CPU generator, whose state is saved in each checkpoint together with the data position, so
-// a resumed run repeats exactly what an uninterrupted one would do.
+// a resumed run repeats exactly what an uninterrupted one would do; in a data-parallel run (or with
+// dist.seed_per_batch) it is reseeded for every micro-batch from (seed, step, place in the global
+// batch), so that the run does not depend on the number of processes.
 #include "train/trainer.h"
 
 #include <torch/torch.h>
@@ -17,7 +19,6 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "data/batcher.h"
-#include "runtime/distributed.h"
 #include "data/open_examples.h"
 #include "data/tokenizer.h"
 #include "io/checkpoint.h"
@@ -25,6 +26,7 @@
 #include "metrics/eval_report.h"
 #include "model/state_dict.h"
 #include "runtime/device.h"
+#include "runtime/distributed.h"
 #include "runtime/stop_signal.h"
 #include "train/metrics_log.h"
 #include "train/train_step.h"
