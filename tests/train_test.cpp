@@ -233,6 +233,10 @@ TEST_F(TrainTest, BestCheckpointIsTheHighestScoringValidation) {
   EXPECT_THROW(train::train(Config::load("", tiny("by-len", {valid, "train.eval_samples=2",
                                                              "train.best_metric=len"})), {}),
                Error);
+  EXPECT_NE(test::error_of([&] {
+              train::train(Config::load("", tiny("no-valid", {"train.eval_samples=2", "train.best_metric=f1"})), {});
+            }).find("train.best_metric = \"f1\" needs data.valid"),
+            std::string::npos);
 }
 
 TEST_F(TrainTest, NonFiniteLossesAreSkippedThenStopTheRun) {

@@ -20,7 +20,8 @@ void add_launch_command(CLI::App& app) {
   cmd->add_option("-n,--processes", o->processes, "processes (one per GPU, or CPU processes)")->required()->check(CLI::Range(1, 1024));
   cmd->add_option("--master-addr", o->master_addr, "address of rank 0 (the rendezvous)");
   cmd->add_option("--master-port", o->master_port, "its port (default: a free one)")->check(CLI::Range(0, 65535));
-  cmd->add_option("--grace", o->grace_seconds, "seconds the others get to stop after one fails");
+  cmd->add_option("--grace", o->grace_seconds, "seconds the others get to stop after one fails")
+      ->check(CLI::Range(0.0, 86400.0));
   cmd->add_option("command", *args, "the command and its arguments, after --, e.g. -- train --config my.toml")->required();
   cmd->callback([o, args] {
     char self[4096];

@@ -144,6 +144,7 @@ ValidationMetrics validation_metrics(const LoopOptions& o, bool has_valid) {
     v.stop_metric = parsed.front();
   }
   MDS_CHECK(early.empty() || has_valid, "train.early_stop_metric needs data.valid");
+  MDS_CHECK(o.best_metric == "loss" || has_valid, "train.best_metric = \"", o.best_metric, "\" needs data.valid");
   return v;
 }
 
