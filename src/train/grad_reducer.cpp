@@ -6,21 +6,24 @@ namespace mds::train {
 
 GradientReducer::GradientReducer(runtime::Collective& collective, std::vector<torch::Tensor> params, int64_t bucket_bytes)
     : collective_(collective), params_(std::move(params)), slots_(params_.size()) {
+  // The buckets' members and offsets first, then one buffer each.
+  std::vector<int64_t> sizes;
   for (std::size_t k = params_.size(); k-- > 0;) {
     const torch::Tensor& p = params_[k];
-    const int64_t bytes = p.numel() * static_cast<int64_t>(p.element_size());
-    const bool fits = !buckets_.empty() && buckets_.back().flat.scalar_type() == p.scalar_type() &&
-                      buckets_.back().flat.device() == p.device() &&
-                      (buckets_.back().flat.numel() * static_cast<int64_t>(p.element_size()) + bytes <= bucket_bytes);
+    const auto element = static_cast<int64_t>(p.element_size());
+    const bool fits = !buckets_.empty() && params_[buckets_.back().params.front()].scalar_type() == p.scalar_type() &&
+                      params_[buckets_.back().params.front()].device() == p.device() &&
+                      (sizes.back() + p.numel()) * element <= bucket_bytes;
     if (!fits) {
       buckets_.emplace_back();
-      buckets_.back().flat = torch::zeros({0}, p.options().requires_grad(false));
+      sizes.push_back(0);
     }
-    Bucket& b = buckets_.back();
-    slots_[k] = Slot{buckets_.size() - 1, b.flat.numel(), false};
-    b.params.push_back(k);
-    b.flat = torch::zeros({b.flat.numel() + p.numel()}, b.flat.options());
+    slots_[k] = Slot{buckets_.size() - 1, sizes.back(), false};
+    buckets_.back().params.push_back(k);
+    sizes.back() += p.numel();
   }
+  for (std::size_t b = 0; b < buckets_.size(); ++b)
+    buckets_[b].flat = torch::zeros({sizes[b]}, params_[buckets_[b].params.front()].options().requires_grad(false));
   for (std::size_t k = 0; k < params_.size(); ++k) {
     if (!params_[k].requires_grad()) continue;
     hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) { on_grad(k, grad); }));
@@ -44,15 +47,17 @@ void GradientReducer::on_grad(std::size_t i, const torch::Tensor& grad) {
   if (!armed_ || slots_[i].ready) return;
   // The hook runs before autograd adds `grad` to .grad: what the step's earlier micro-batches left
   // there is added here.
-  const torch::Tensor& held = params_[i].grad();
-  put(i, held.defined() ? held + grad : grad);
+  put(i, grad, params_[i].grad());
   start_ready_buckets();
 }
 
-void GradientReducer::put(std::size_t i, const torch::Tensor& full) {
+void GradientReducer::put(std::size_t i, const torch::Tensor& grad, const torch::Tensor& held) {
   Slot& s = slots_[i];
   Bucket& b = buckets_[s.bucket];
-  b.flat.narrow(0, s.offset, params_[i].numel()).copy_(full.reshape({-1}));
+  torch::Tensor slice = b.flat.narrow(0, s.offset, params_[i].numel());
+  if (grad.defined()) slice.copy_(grad.reshape({-1}));
+  else slice.zero_();
+  if (held.defined()) slice.add_(held.reshape({-1}));
   s.ready = true;
   ++b.ready;
 }
@@ -69,9 +74,7 @@ void GradientReducer::finish() {
   armed_ = false;
   torch::NoGradGuard no_grad;
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    if (slots_[i].ready) continue;
-    const torch::Tensor& held = params_[i].grad();
-    put(i, held.defined() ? held : torch::zeros_like(params_[i]));
+    if (!slots_[i].ready) put(i, torch::Tensor(), params_[i].grad());
   }
   start_ready_buckets();
   collective_.wait_all("gradient all-reduce");

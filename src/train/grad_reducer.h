@@ -44,7 +44,8 @@ class GradientReducer {
     std::size_t ready = 0;
   };
   void on_grad(std::size_t i, const torch::Tensor& grad);
-  void put(std::size_t i, const torch::Tensor& full);
+  // Bucket slot of parameter i = grad + held (either may be undefined: zeros).
+  void put(std::size_t i, const torch::Tensor& grad, const torch::Tensor& held);
   void start_ready_buckets();
 
   runtime::Collective& collective_;

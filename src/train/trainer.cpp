@@ -174,9 +174,12 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   const auto t_start = Clock::now();
   const std::string run_dir = c.get_string("train.out_dir");
   fs::create_directories(run_dir);
+  // Data-parallel (RANK / WORLD_SIZE set): rank 0 logs, validates and writes; every rank trains, on
+  // GPU LOCAL_RANK of its machine when there are GPUs.
+  const runtime::DistributedEnv denv = runtime::distributed_env_from_environment();
   // One training a run directory (rank 0 of a data-parallel run holds it for all).
   fs::ExclusiveLock lock;
-  if (runtime::distributed_env_from_environment().rank == 0)
+  if (denv.rank == 0)
     lock = fs::ExclusiveLock(fs::join(run_dir, ".lock"), str_cat("the run directory ", run_dir, " (train.out_dir)"));
   const std::string resume_from = options.resume ? latest_checkpoint(run_dir) : std::string();
   if (!options.resume && !latest_checkpoint(run_dir).empty())
@@ -184,9 +187,6 @@ TrainResult train(const Config& c, const TrainOptions& options) {
          "directory");
   if (options.resume && resume_from.empty()) log_info("no checkpoint in ", run_dir, ": starting a new run");
 
-  // Data-parallel (RANK / WORLD_SIZE set): rank 0 logs, validates and writes; every rank trains, on
-  // GPU LOCAL_RANK of its machine when there are GPUs.
-  const runtime::DistributedEnv denv = runtime::distributed_env_from_environment();
   Runtime runtime = resolve_runtime(c);
   if (denv.active() && runtime.device.is_cuda()) {
     const int gpus = runtime::cuda_device_count();
