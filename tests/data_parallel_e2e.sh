@@ -15,8 +15,10 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"
 fixture=$src/tests/fixtures/debian-descriptions-240.jsonl
-"$bin" tokenizer train --input "$fixture" --vocab-size 400 --out tok >/dev/null 2>&1
-"$bin" data prepare --input "$fixture" --tokenizer tok --out prep >/dev/null 2>&1
+# A command that fails shows its output (set -e would otherwise end the test without a word).
+quiet() { "$@" > run.log 2>&1 || { local rc=$?; echo "FAIL ($rc): $*"; tail -n 30 run.log; return "$rc"; }; }
+quiet "$bin" tokenizer train --input "$fixture" --vocab-size 400 --out tok
+quiet "$bin" data prepare --input "$fixture" --tokenizer tok --out prep
 common=(--config "$src/configs/tiny-cpu.toml" --set data.train=prep --set data.tokenizer=tok --set train.log_every=2
         --set train.eval_every=0 --set train.save_every=0 --set data.batch_tokens=1024 --set diffusion.t_sampler=uniform
         --set dist.timeout_s=60)
@@ -30,8 +32,8 @@ same() {
     echo "FAIL: $1 and $2 differ at step $3:"; cat compare.log; failures=$((failures + 1))
   fi
 }
-train_one() { "$bin" train "${common[@]}" "$@" > /dev/null 2>&1; }
-launch() { local n=$1; shift; "$bin" launch -n "$n" -- train "${common[@]}" "$@" > /dev/null 2>&1; }
+train_one() { quiet "$bin" train "${common[@]}" "$@"; }
+launch() { local n=$1; shift; quiet "$bin" launch -n "$n" -- train "${common[@]}" "$@"; }
 
 # 1. equality with one process
 train_one --set train.out_dir=one2 --set train.steps=6 --set train.grad_accum=2 --set dist.seed_per_batch=true

@@ -62,6 +62,6 @@ for label in "${labels[@]}"; do
   grep -E "^quality race:" "$work/$label/race.log" 2>/dev/null || true
   sed -n '/^system/,$p' "$work/$label/scores.txt" 2>/dev/null | head -8
 done | tee "$out/quality.txt"
-tar -C "$work" --exclude='checkpoints' --exclude='prepared' --exclude='tokenizer' -czf "$out/quality.tar.gz" .
+tar -C "$work" --exclude='checkpoints' --exclude='prepared' --exclude='tokenizer' --exclude='best' -czf "$out/quality.tar.gz" .
 echo "quality.sh: $(( $(date +%s) - start )) s in all"
 exit "$failed"
