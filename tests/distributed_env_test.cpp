@@ -3,11 +3,13 @@
 // themselves are tests/data_parallel_e2e.sh.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
 #include "core/error.h"
 #include "runtime/distributed.h"
+#include "runtime/launch.h"
 #include "test_util.h"
 
 namespace mds {
@@ -26,8 +28,10 @@ void set_env(const char* rank, const char* world, const char* local, const char*
 TEST(DistributedEnv, ReadsTorchrunsVariables) {
   set_env(nullptr, nullptr, nullptr, nullptr, nullptr);
   EXPECT_FALSE(runtime::distributed_env_from_environment().active());
+  // WORLD_SIZE set, even to 1: a group of one (torchrun --nproc-per-node 1 does the same).
   set_env("0", "1", nullptr, nullptr, nullptr);
-  EXPECT_FALSE(runtime::distributed_env_from_environment().active());
+  EXPECT_TRUE(runtime::distributed_env_from_environment().active());
+  EXPECT_EQ(runtime::distributed_env_from_environment().world_size, 1);
 
   set_env("3", "4", "1", "10.0.0.2", "29600");
   const runtime::DistributedEnv e = runtime::distributed_env_from_environment();
@@ -76,6 +80,32 @@ TEST(DistributedEnv, OneProcessNeedsNoGroup) {
   at::Tensor t = at::ones({3});
   one.all_reduce_sum(t);  // the identity
   EXPECT_TRUE(t.equal(at::ones({3})));
+}
+
+
+// A group of one over Gloo on loopback: the collectives are the identity, and a backend the build or
+// the device cannot serve is refused naming dist.backend.
+TEST(DistributedEnv, AGroupOfOneOverGloo) {
+  if (runtime::available_backends().find("gloo") == std::string::npos) GTEST_SKIP() << "no Gloo in this build";
+  runtime::DistributedEnv env;
+  env.launched = true;
+  env.master_port = runtime::free_port();
+  runtime::Collective one(env, std::chrono::milliseconds(20000), "auto", c10::Device(c10::kCPU));
+  ASSERT_TRUE(one.active());
+  EXPECT_EQ(one.backend(), "gloo");
+  at::Tensor t = at::arange(4, at::kFloat);
+  one.all_reduce_sum(t);
+  EXPECT_TRUE(t.equal(at::arange(4, at::kFloat)));
+  one.start_all_reduce_sum(t);
+  one.wait_all("test");
+  EXPECT_TRUE(t.equal(at::arange(4, at::kFloat)));
+  EXPECT_TRUE(one.any(true));
+  EXPECT_FALSE(one.any(false));
+
+  const std::string nccl_on_cpu = test::error_of([&] {
+    runtime::Collective c(env, std::chrono::milliseconds(1000), "nccl", c10::Device(c10::kCPU));
+  });
+  EXPECT_NE(nccl_on_cpu.find("dist.backend = \"nccl\""), std::string::npos) << nccl_on_cpu;
 }
 
 }  // namespace

@@ -146,6 +146,7 @@ std::vector<KeySpec> make_schema() {
       i("serve.max_steps", 200, 1, 1 << 20, "The most sampling steps a request may ask for."),
       i("serve.max_mbr", 16, 1, 1024, "The most MBR candidates a request may ask for."),
       // ------------------------------------------------------------------ dist
+      s("dist.backend", "auto", {"auto", "nccl", "gloo"}, "Data-parallel runs: the c10d backend of the collectives; auto: NCCL for GPU training where the build has it, Gloo otherwise (CPU training; GPU tensors through the host)."),
       f("dist.timeout_s", 600.0, 1.0, 1e6, "Data-parallel runs (RANK / WORLD_SIZE set): how long a collective or the rendezvous waits for the other ranks before failing with an error (a rank that died); longer than a validation."),
       f("dist.bucket_mb", 25.0, 0.001, 1e6, "Data-parallel runs: gradients are all-reduced in buckets of at most this many MiB."),
       b("dist.seed_per_batch", false, "Draw each micro-batch's randomness (t, noise, dropout) from a generator seeded by (train.seed, step, the micro-batch's place in the global batch): what a data-parallel run does (always on there), so that one process with train.grad_accum = N trains as N processes do."),

@@ -23,6 +23,9 @@
 // at::_fused_adamw_ (CUDA, found_inf) and the _foreach_ ops that take a 0-dim tensor as their scalar
 // (_foreach_mul_(list, Tensor)) and _foreach_norm: 2.1 and later (the optimizer's device path).
 #define MDS_TORCH_HAS_FUSED_ADAMW (MDS_TORCH_VERSION >= 201)
+// c10d: Gloo and NCCL process groups derive from c10d::Backend from 2.0 on, from c10d::ProcessGroup
+// before (src/runtime/distributed.cpp holds one of either).
+#define MDS_TORCH_C10D_BACKEND (MDS_TORCH_VERSION >= 200)
 
 namespace mds::compat {
 

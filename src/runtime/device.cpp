@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/torch_compat.h"
+#include "runtime/distributed.h"
 
 namespace mds::runtime {
 
@@ -65,6 +66,7 @@ std::string runtime_description(bool with_build_config) {
   os << "CUDA in this build: " << (at::hasCUDA() ? "yes" : "no") << "\n";
   os << "GPUs visible: " << cuda_device_count() << "\n";
   os << "CPU threads: " << at::get_num_threads() << " of " << std::thread::hardware_concurrency() << " cores\n";
+  os << "data-parallel backends: " << available_backends() << "\n";
   if (with_build_config) os << "\n" << at::show_config();
   return os.str();
 }

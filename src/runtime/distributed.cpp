@@ -2,11 +2,23 @@
 
 #include <ATen/ATen.h>
 
-#if __has_include(<torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>) && __has_include(<gloo/algorithm.h>)
-#define MDS_HAS_C10D_GLOO 1
+#include "core/torch_compat.h"
+
+// What this LibTorch brings: the c10d store always (both builds), Gloo where its headers are installed
+// (Debian's libgloo-dev on the CPU; the GPU machine's PyTorch ships none), NCCL in CUDA builds that
+// found nccl.h (CMake defines MDS_WITH_NCCL and USE_C10D_NCCL, which the header needs).
+#if __has_include(<torch/csrc/distributed/c10d/TCPStore.hpp>)
+#define MDS_HAS_C10D 1
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if __has_include(<torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>) && __has_include(<gloo/algorithm.h>)
+#define MDS_HAS_GLOO 1
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#if defined(MDS_WITH_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
+#define MDS_HAS_NCCL 1
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 #endif
 
 #include <cerrno>
@@ -34,7 +46,7 @@ int env_int(const char* name, int fallback, int lo, int hi) {
 }
 
 // LibTorch's messages carry a C++ backtrace after the first line.
-std::string first_line(const char* what) {
+[[maybe_unused]] std::string first_line(const char* what) {
   const std::string s = what;
   return s.substr(0, s.find('\n'));
 }
@@ -43,8 +55,10 @@ std::string first_line(const char* what) {
 
 DistributedEnv distributed_env_from_environment() {
   DistributedEnv e;
+  const char* world = std::getenv("WORLD_SIZE");
+  if (world == nullptr || *world == '\0') return e;
+  e.launched = true;
   e.world_size = env_int("WORLD_SIZE", 1, 1, 1 << 16);
-  if (e.world_size == 1) return e;
   MDS_CHECK(std::getenv("RANK") != nullptr, "WORLD_SIZE=", e.world_size,
             " but RANK is not set: launch each process with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT "
             "(moe-diffuseq launch -n N -- train ... sets them)");
@@ -56,12 +70,59 @@ DistributedEnv distributed_env_from_environment() {
   return e;
 }
 
-#ifdef MDS_HAS_C10D_GLOO
+std::string available_backends() {
+  std::string out;
+#ifdef MDS_HAS_GLOO
+  out += "gloo";
+#endif
+#ifdef MDS_HAS_NCCL
+  out += out.empty() ? "nccl" : ", nccl";
+#endif
+  return out.empty() ? "none" : out;
+}
+
+namespace {
+
+// dist.backend resolved for `device`, or an error that says what this build lacks.
+std::string choose_backend(const std::string& wanted, c10::Device device) {
+#ifdef MDS_HAS_NCCL
+  constexpr bool nccl = true;
+#else
+  constexpr bool nccl = false;
+#endif
+#ifdef MDS_HAS_GLOO
+  constexpr bool gloo = true;
+#else
+  constexpr bool gloo = false;
+#endif
+  const std::string b = wanted == "auto" ? (device.is_cuda() && nccl ? "nccl" : "gloo") : wanted;
+  MDS_CHECK(b == "gloo" || b == "nccl", "dist.backend = \"", wanted, "\": one of \"auto\", \"nccl\", \"gloo\"");
+  if (b == "nccl") {
+    MDS_CHECK(nccl, "dist.backend = \"nccl\": this build of moe-diffuseq has no NCCL (a CUDA build finds it beside "
+              "LibTorch); it has: ", available_backends());
+    MDS_CHECK(device.is_cuda(), "dist.backend = \"nccl\" needs GPU training; train.device is ", device.str(),
+              ": use \"gloo\" (or \"auto\")");
+  } else {
+    MDS_CHECK(gloo, "data-parallel training on ", device.str(), " needs Gloo, which this build lacks (its LibTorch "
+              "ships no Gloo headers)", nccl ? ": train on GPUs with dist.backend = \"nccl\"" : ": one process only");
+  }
+  return b;
+}
+
+}  // namespace
+
+#if defined(MDS_HAS_GLOO) || defined(MDS_HAS_NCCL)
+
+#if MDS_TORCH_C10D_BACKEND
+using ProcessGroupBase = c10d::Backend;
+#else
+using ProcessGroupBase = c10d::ProcessGroup;
+#endif
 
 struct Collective::Group {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
-  std::chrono::milliseconds timeout;
+  c10::intrusive_ptr<ProcessGroupBase> pg;
+  c10::Device device{c10::kCPU};  // where the backend's tensors live
   std::vector<c10::intrusive_ptr<c10d::Work>> in_flight;  // started, not yet waited for
 };
 
@@ -79,10 +140,13 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what, int rank
 
 }  // namespace
 
-Collective::Collective(const DistributedEnv& env, std::chrono::milliseconds timeout) : env_(env) {
+Collective::Collective(const DistributedEnv& env, std::chrono::milliseconds timeout, const std::string& backend,
+                       c10::Device device)
+    : env_(env) {
   if (!env.active()) return;
+  backend_ = choose_backend(backend, device);
   group_ = std::make_unique<Group>();
-  group_->timeout = timeout;
+  group_->device = backend_ == "nccl" ? device : c10::Device(c10::kCPU);
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(env.master_port);
@@ -92,14 +156,25 @@ Collective::Collective(const DistributedEnv& env, std::chrono::milliseconds time
     so.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
     group_->store = c10::make_intrusive<c10d::PrefixStore>("mds", tcp);
-    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    group_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(group_->store, env.rank, env.world_size, options);
+#ifdef MDS_HAS_NCCL
+    if (backend_ == "nccl") {
+      auto options = c10d::ProcessGroupNCCL::Options::create();
+      options->timeout = timeout;
+      group_->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(group_->store, env.rank, env.world_size, options);
+    }
+#endif
+#ifdef MDS_HAS_GLOO
+    if (backend_ == "gloo") {
+      auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      group_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(group_->store, env.rank, env.world_size, options);
+    }
+#endif
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    fail("data-parallel set-up failed on rank ", env.rank, " of ", env.world_size, " (rendezvous at ", env.master_addr,
-         ":", env.master_port, ", MASTER_ADDR / MASTER_PORT): ", first_line(e.what()));
+    fail("data-parallel set-up (", backend_, ") failed on rank ", env.rank, " of ", env.world_size, " (rendezvous at ",
+         env.master_addr, ":", env.master_port, ", MASTER_ADDR / MASTER_PORT): ", first_line(e.what()));
   }
 }
 
@@ -108,6 +183,8 @@ Collective::~Collective() = default;
 
 void Collective::start_all_reduce_sum(const at::Tensor& tensor) {
   if (!active()) return;
+  MDS_CHECK(backend_ != "nccl" || tensor.device() == group_->device, "NCCL all-reduce of a tensor on ",
+            tensor.device().str(), ", not ", group_->device.str());
   std::vector<at::Tensor> io = {tensor};
   group_->in_flight.push_back(group_->pg->allreduce(io));
 }
@@ -121,42 +198,42 @@ void Collective::wait_all(const char* what) {
 
 void Collective::all_reduce_sum(at::Tensor& tensor) {
   if (!active()) return;
-  std::vector<at::Tensor> io = {tensor};
+  // NCCL reduces GPU tensors only: a host tensor (the logged losses) travels through the GPU.
+  const bool staged = backend_ == "nccl" && tensor.device() != group_->device;
+  std::vector<at::Tensor> io = {staged ? tensor.to(group_->device) : tensor};
   wait(group_->pg->allreduce(io), "all-reduce", env_.rank);
+  if (staged) tensor.copy_(io[0]);
 }
 
 bool Collective::any(bool mine) {
   if (!active()) return mine;
-  at::Tensor flag = at::full({1}, mine ? 1 : 0, at::kInt);
-  std::vector<at::Tensor> io = {flag};
+  std::vector<at::Tensor> io = {at::full({1}, mine ? 1 : 0, at::TensorOptions(at::kInt).device(group_->device))};
   c10d::AllreduceOptions o;
   o.reduceOp = c10d::ReduceOp::MAX;
   wait(group_->pg->allreduce(io, o), "agreement on stopping", env_.rank);
-  return flag.item<int>() != 0;
+  return io[0].item<int>() != 0;
 }
 
 void Collective::broadcast(const std::vector<at::Tensor>& tensors, int root) {
   if (!active()) return;
   for (const at::Tensor& t : tensors) {
-    std::vector<at::Tensor> io = {t};
+    const bool staged = backend_ == "nccl" && t.device() != group_->device;
+    std::vector<at::Tensor> io = {staged ? t.to(group_->device) : t};
     c10d::BroadcastOptions o;
     o.rootRank = root;
     wait(group_->pg->broadcast(io, o), "broadcast", env_.rank);
+    if (staged) const_cast<at::Tensor&>(t).copy_(io[0]);
   }
 }
 
-void Collective::barrier() {
-  if (!active()) return;
-  wait(group_->pg->barrier(), "barrier", env_.rank);
-}
-
-#else  // a LibTorch without c10d / Gloo headers: one process only
+#else  // a LibTorch without Gloo or NCCL headers: one process only
 
 struct Collective::Group {};
 
-Collective::Collective(const DistributedEnv& env, std::chrono::milliseconds) : env_(env) {
-  MDS_CHECK(!env.active(), "WORLD_SIZE=", env.world_size,
-            ": this build of moe-diffuseq has no c10d (its LibTorch lacks the Gloo headers): one process only");
+Collective::Collective(const DistributedEnv& env, std::chrono::milliseconds, const std::string& backend,
+                       c10::Device device)
+    : env_(env) {
+  if (env.active()) choose_backend(backend, device);  // says what is missing
 }
 Collective::Collective() = default;
 Collective::~Collective() = default;
@@ -165,7 +242,6 @@ void Collective::wait_all(const char*) {}
 void Collective::all_reduce_sum(at::Tensor&) {}
 bool Collective::any(bool mine) { return mine; }
 void Collective::broadcast(const std::vector<at::Tensor>&, int) {}
-void Collective::barrier() {}
 
 #endif
 

@@ -1,11 +1,13 @@
 // Data-parallel training across processes, through LibTorch's c10d process groups: launched the way
 // torchrun launches (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), one process per device,
-// rank 0 hosting the rendezvous (a c10d TCPStore). Gloo carries the collectives (CPU tensors; CUDA
-// tensors through the host). A peer that dies or stops answering makes every collective fail within
-// dist.timeout_s with an error naming the operation, never a hang.
+// rank 0 hosting the rendezvous (a c10d TCPStore). NCCL carries the collectives of GPU training, Gloo
+// those of CPU training (dist.backend). A peer that dies or stops answering makes every collective fail
+// within dist.timeout_s (Gloo: an error naming the operation; NCCL: its watchdog ends the process), never
+// a hang.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <chrono>
 #include <cstdint>
@@ -21,19 +23,26 @@ struct DistributedEnv {
   int rank = 0, world_size = 1, local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
-  bool active() const { return world_size > 1; }
+  bool launched = false;  // WORLD_SIZE was set: a process group, even of one (as under torchrun)
+  bool active() const { return launched; }
 };
 
-// From the environment: WORLD_SIZE unset (or 1) is a single process; otherwise every variable is
-// checked (an integer in range, RANK < WORLD_SIZE), and a bad one is an error naming it.
+// From the environment: WORLD_SIZE unset is a single process without a group; set (1 included), every
+// variable is checked (an integer in range, RANK < WORLD_SIZE), and a bad one is an error naming it.
 DistributedEnv distributed_env_from_environment();
+
+// The backends this build can use, e.g. "gloo, nccl" ("none": one process only).
+std::string available_backends();
 
 // The process group of a data-parallel run. world_size 1 needs no group: every call is the identity.
 class Collective {
  public:
   Collective();  // one process
-  // Joins the group (rank 0 serves the rendezvous); waits at most `timeout` for the others.
-  Collective(const DistributedEnv& env, std::chrono::milliseconds timeout);
+  // Joins the group (rank 0 serves the rendezvous); waits at most `timeout` for the others. `backend`
+  // is dist.backend: "nccl", "gloo" or "auto" (NCCL where `device` is a GPU and the build has it).
+  // Tensors given on another device than the backend's travel through it.
+  Collective(const DistributedEnv& env, std::chrono::milliseconds timeout, const std::string& backend,
+             c10::Device device);
   ~Collective();
   Collective(const Collective&) = delete;
   Collective& operator=(const Collective&) = delete;
@@ -41,22 +50,24 @@ class Collective {
   int rank() const { return env_.rank; }
   int world_size() const { return env_.world_size; }
   bool active() const { return env_.active(); }
+  const std::string& backend() const { return backend_; }  // "nccl" or "gloo"; "" without a group
 
   // In place: the sum over ranks.
   void all_reduce_sum(at::Tensor& tensor);
-  // Starts summing `tensor` over the ranks in place (every rank starts the same ones in the same
-  // order); wait_all() waits for every one started, naming `what` if one fails.
+  // Starts summing `tensor` (on the backend's device) over the ranks in place (every rank starts the
+  // same ones in the same order); wait_all() waits for every one started, naming `what` if one fails
+  // (with NCCL: the current stream waits, the host does not).
   void start_all_reduce_sum(const at::Tensor& tensor);
   void wait_all(const char* what);
   // Whether any rank says true (a stop signal seen by one, a time budget spent by one).
   bool any(bool mine);
   // Rank `root`'s tensors, in place on every rank.
   void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
-  void barrier();
 
  private:
   struct Group;
   DistributedEnv env_;
+  std::string backend_;
   std::unique_ptr<Group> group_;
 };
 

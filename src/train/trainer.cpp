@@ -198,8 +198,9 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   }
   const bool lead = denv.rank == 0;
   LogLevelScope quiet(lead ? log_level() : LogLevel::warn);
-  runtime::Collective dist(denv, std::chrono::milliseconds(static_cast<int64_t>(1000.0 * c.get_float("dist.timeout_s"))));
-  if (dist.active()) log_info("data-parallel: ", denv.world_size, " processes (c10d Gloo), this is rank 0");
+  runtime::Collective dist(denv, std::chrono::milliseconds(static_cast<int64_t>(1000.0 * c.get_float("dist.timeout_s"))),
+                           c.get_string("dist.backend"), runtime.device);
+  if (dist.active()) log_info("data-parallel: ", denv.world_size, " process(es) (c10d ", dist.backend(), "), this is rank 0");
   log_info("training on ", runtime.describe(), " (train.precision = \"", c.get_string("train.precision"),
            "\"; weights, optimizer state and losses in fp32)");
   seed_everything(static_cast<uint64_t>(c.get_int("train.seed")));
