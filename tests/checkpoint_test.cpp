@@ -24,6 +24,7 @@ using io::latest_checkpoint;
 using io::list_checkpoints;
 using io::prune_checkpoints;
 using io::read_checkpoint;
+using io::remove_checkpoint_leftovers;
 using io::write_checkpoint;
 
 namespace {
@@ -264,6 +265,33 @@ TEST(Checkpoint, ListPruneLatest) {
   prune_checkpoints(run, 0);
   EXPECT_TRUE(list_checkpoints(run).empty());
   EXPECT_EQ(latest_checkpoint(run), "");
+}
+
+// What interrupted saves leave: unfinished step_N.tmp-P and best.tmp-P go, so does step_N.old-P beside
+// a complete step_N; a stranded step_N.old-P (step_N missing) is the checkpoint and stays, and so
+// does everything else. An unfinished directory given to a reader gets an error that says what it is.
+TEST(Checkpoint, LeftoversOfInterruptedSavesAreRemovedAndNamed) {
+  TempDir tmp;
+  const std::string run = tmp.file("run");
+  const std::string root = fs::join(run, "checkpoints");
+  write_checkpoint(fs::join(root, "step_2"), small_content(2));
+  write_checkpoint(fs::join(root, "step_2.old-77"), small_content(2));
+  write_checkpoint(fs::join(root, "step_4.old-78"), small_content(4));
+  fs::create_directories(fs::join(root, "step_6.tmp-79"));
+  test::write_file(fs::join(root, "step_6.tmp-79/model.safetensors"), "partial");
+  fs::create_directories(fs::join(run, "best.tmp-80"));
+  fs::create_directories(fs::join(root, "notes.tmp-x"));
+
+  const std::string message = test::error_of([&] { read_checkpoint(fs::join(root, "step_6.tmp-79"), false); });
+  EXPECT_NE(message.find("step_6.tmp-79 is an unfinished checkpoint (the run stopped while saving it)"),
+            std::string::npos) << message;
+
+  const std::vector<std::string> removed = remove_checkpoint_leftovers(run);
+  EXPECT_EQ(removed, (std::vector<std::string>{fs::join(root, "step_2.old-77"), fs::join(root, "step_6.tmp-79"),
+                                               fs::join(run, "best.tmp-80")}));
+  EXPECT_EQ(fs::list_directory(root), (Names{"notes.tmp-x", "step_2", "step_4.old-78"}));
+  EXPECT_EQ(latest_checkpoint(run), fs::join(root, "step_4.old-78"));
+  EXPECT_TRUE(remove_checkpoint_leftovers(run).empty());
 }
 
 // The background writer writes what the tensors held when write() returned (the caller goes on

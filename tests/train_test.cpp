@@ -20,6 +20,7 @@
 #include "infer/generator.h"
 #include "io/safetensors.h"
 #include "test_util.h"
+#include "train/metrics_log.h"
 #include "train/trainer.h"
 
 namespace mds {
@@ -309,6 +310,29 @@ TEST_F(TrainTest, OverfitsEightRealPairs) {
     std::printf("  want: %s\n  got:  %s\n", pairs[i].trg.c_str(), predictions[i].c_str());
   }
   EXPECT_GE(exact, 7);
+}
+
+// metrics.jsonl of a run that resumes at step 4: the records of later steps (written before a kill
+// lost their checkpoint) and a line cut short go; earlier ones stay, and new records follow them.
+TEST(MetricsLogTest, ResumingDropsTheRecordsItWillWriteAgain) {
+  test::TempDir tmp;
+  const std::string path = tmp.file("metrics.jsonl");
+  test::write_file(path,
+                   "{\"step\":2,\"loss\":3.0}\n{\"step\":4,\"valid_loss\":2.5}\n{\"step\":6,\"loss\":2.0}\n"
+                   "{\"step\":8,\"lo");
+  {
+    train::MetricsLog log(path, 4);
+    log.write({{"step", 5}, {"loss", 1.5}});
+  }
+  EXPECT_EQ(test::read_file(path), "{\"step\":2,\"loss\":3.0}\n{\"step\":4,\"valid_loss\":2.5}\n{\"loss\":1.5,\"step\":5}\n");
+  {
+    train::MetricsLog nothing_later(path, 5);  // nothing to drop: the file is left as it is
+  }
+  EXPECT_EQ(test::read_file(path), "{\"step\":2,\"loss\":3.0}\n{\"step\":4,\"valid_loss\":2.5}\n{\"loss\":1.5,\"step\":5}\n");
+  {
+    train::MetricsLog fresh(path, 0);  // a new run (no checkpoint): the records of a run killed before one
+  }
+  EXPECT_EQ(test::read_file(path), "");
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 
 #include <map>
 
+#include "core/crash_point.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -63,6 +64,13 @@ bool parse_step_name(const std::string& name, int64_t* step, bool* old) {
   return parse_number(rest.substr(0, dot), step);
 }
 
+// "NAME.tmp-P": a checkpoint being written, or left by a process that stopped while writing it.
+bool is_unfinished_name(const std::string& name) {
+  const std::size_t dot = name.rfind(".tmp-");
+  int64_t pid = 0;
+  return dot != std::string::npos && dot > 0 && parse_number(name.substr(dot + 5), &pid);
+}
+
 // DIR when it is complete, else a complete DIR.old-<pid> (a replacement cut short), else DIR.
 std::string readable_dir(const std::string& dir) {
   if (is_complete(dir)) return dir;
@@ -103,6 +111,7 @@ void write_contents(const std::string& dir, const CheckpointContent& content) {
     fs::write_file_atomic(fs::join(dir, kTokenizer), content.tokenizer_model);
   if (!content.config_toml.empty())
     fs::write_file_atomic(fs::join(dir, kConfig), content.config_toml);
+  crash_point("checkpoint.write");
   std::string state;
   try {
     state = content.trainer_state.dump(2) + "\n";
@@ -145,7 +154,11 @@ void write_checkpoint(const std::string& dir_arg, const CheckpointContent& conte
 }
 
 CheckpointContent read_checkpoint(const std::string& dir_arg, bool with_training_state) {
-  const std::string dir = readable_dir(fs::strip_trailing_slashes(dir_arg));
+  const std::string given = fs::strip_trailing_slashes(dir_arg);
+  MDS_CHECK(!is_unfinished_name(fs::filename(given)), given,
+            " is an unfinished checkpoint (the run stopped while saving it); use a step_N directory beside it "
+            "(the next training run removes this one)");
+  const std::string dir = readable_dir(given);
   MDS_CHECK(fs::is_directory(dir), dir, ": no such checkpoint directory");
   const auto file = [&](const char* name) { return fs::join(dir, name); };
   const auto present = [&](const char* name) { return fs::is_regular_file(file(name)); };
@@ -203,6 +216,28 @@ void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
     if (parse_step_name(name, &step, &old) && old && step <= checkpoints[excess - 1].first)
       fs::remove_all(fs::join(root, name));
   }
+}
+
+std::vector<std::string> remove_checkpoint_leftovers(const std::string& run_dir) {
+  std::vector<std::string> removed;
+  auto sweep = [&](const std::string& root, bool steps) {
+    if (!fs::is_directory(root)) return;
+    for (const std::string& name : fs::list_directory(root)) {
+      const std::string path = fs::join(root, name);
+      bool leftover = is_unfinished_name(name) && (steps ? name.rfind("step_", 0) == 0 : name.rfind("best.tmp-", 0) == 0);
+      int64_t step = 0;
+      bool old = false;
+      // step_N.old-P beside a complete step_N: the replacement finished, only the removal did not.
+      if (steps && !leftover && parse_step_name(name, &step, &old) && old)
+        leftover = is_complete(fs::join(root, "step_" + std::to_string(step)));
+      if (!leftover || !fs::is_directory(path)) continue;
+      fs::remove_all(path);
+      removed.push_back(path);
+    }
+  };
+  sweep(fs::join(run_dir, "checkpoints"), true);
+  sweep(run_dir, false);
+  return removed;
 }
 
 std::string latest_checkpoint(const std::string& run_dir) {

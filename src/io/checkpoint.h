@@ -37,6 +37,10 @@ CheckpointContent read_checkpoint(const std::string& dir, bool with_training_sta
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& run_dir);
 // Removes all but the newest `keep_last`.
 void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
+// Removes what interrupted saves left in a run directory: checkpoints/step_N.tmp-P and best.tmp-P
+// (unfinished), and step_N.old-P beside a complete step_N. Only while no process writes into the run
+// (training holds its lock). Returns the paths removed.
+std::vector<std::string> remove_checkpoint_leftovers(const std::string& run_dir);
 // The newest complete checkpoint of a run, or "" when none.
 std::string latest_checkpoint(const std::string& run_dir);
 

@@ -2,12 +2,39 @@
 
 #include <cmath>
 
+#include "core/crash_point.h"
 #include "core/error.h"
+#include "core/fs.h"
+#include "core/log.h"
 
 namespace mds::train {
 
-MetricsLog::MetricsLog(const std::string& path) : path_(path) {
+MetricsLog::MetricsLog(const std::string& path, int64_t from_step) : path_(path) {
   if (path.empty()) return;
+  if (fs::is_regular_file(path)) {
+    const std::string text = fs::read_file(path);
+    std::string kept;
+    int64_t dropped = 0;
+    for (std::size_t at = 0; at < text.size();) {
+      const std::size_t end = text.find('\n', at);
+      if (end == std::string::npos) {  // cut short by a kill mid-write
+        ++dropped;
+        break;
+      }
+      const std::string line = text.substr(at, end - at);
+      at = end + 1;
+      const nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      const bool later = record.is_object() && record.contains("step") && record["step"].is_number_integer() &&
+                         record["step"].get<int64_t>() > from_step;
+      if (later || record.is_discarded()) ++dropped;
+      else kept += line + "\n";
+    }
+    if (dropped > 0) {
+      fs::write_file_atomic(path, kept);
+      log_info(path, ": ", dropped, " record(s) after step ", from_step,
+               " dropped (written before the run stopped without their checkpoint; they are written again)");
+    }
+  }
   file_ = std::fopen(path.c_str(), "a");
   MDS_CHECK(file_ != nullptr, "cannot open ", path, " for writing");
 }
@@ -19,7 +46,13 @@ MetricsLog::~MetricsLog() {
 void MetricsLog::write(const nlohmann::json& record) {
   if (!file_) return;
   const std::string line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  MDS_CHECK(std::fwrite(line.data(), 1, line.size(), file_) == line.size(), "cannot write to ", path_);
+  // In two halves, so that the kill test can stop the process between them (a torn line).
+  const std::size_t half = line.size() / 2;
+  MDS_CHECK(std::fwrite(line.data(), 1, half, file_) == half, "cannot write to ", path_);
+  std::fflush(file_);
+  crash_point("metrics.write");
+  MDS_CHECK(std::fwrite(line.data() + half, 1, line.size() - half, file_) == line.size() - half, "cannot write to ",
+            path_);
   std::fflush(file_);
 }
 

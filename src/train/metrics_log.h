@@ -1,6 +1,7 @@
 // metrics.jsonl (one JSON object per logged step and per validation) and the progress line.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -10,9 +11,11 @@ namespace mds::train {
 
 class MetricsLog {
  public:
-  // Appends: a resumed run continues the file. An empty path writes nothing (the data-parallel
+  // Appends to the records of steps up to `from_step` (where the run starts or resumes); those of
+  // later steps, written before a kill or crash that lost their checkpoint, and a line cut short
+  // are dropped, since the run writes them again. An empty path writes nothing (the data-parallel
   // ranks other than 0).
-  explicit MetricsLog(const std::string& path);
+  MetricsLog(const std::string& path, int64_t from_step);
   ~MetricsLog();
   void write(const nlohmann::json& record);      // one line, flushed
 

@@ -15,6 +15,7 @@
 #include <functional>
 #include <limits>
 
+#include "core/crash_point.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -181,6 +182,9 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   fs::ExclusiveLock lock;
   if (denv.rank == 0)
     lock = fs::ExclusiveLock(fs::join(run_dir, ".lock"), str_cat("the run directory ", run_dir, " (train.out_dir)"));
+  if (denv.rank == 0)
+    for (const std::string& path : io::remove_checkpoint_leftovers(run_dir))
+      log_info("removed ", path, ", left by a run that stopped while saving");
   const std::string resume_from = options.resume ? latest_checkpoint(run_dir) : std::string();
   if (!options.resume && !latest_checkpoint(run_dir).empty())
     fail(run_dir, " already holds checkpoints: pass --resume to continue that run, or set train.out_dir to a new "
@@ -318,7 +322,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   auto step_dir = [&] { return fs::join(run_dir, "checkpoints/step_" + std::to_string(state.step)); };
 
   // ------------------------------------------------------------------ loop
-  MetricsLog metrics_log(lead ? fs::join(run_dir, "metrics.jsonl") : std::string());
+  MetricsLog metrics_log(lead ? fs::join(run_dir, "metrics.jsonl") : std::string(), state.step);
   const bool terminal = stderr_is_terminal();
   const int64_t total_steps = loop.total_steps;
   TrainResult result;
@@ -371,6 +375,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     const int64_t step = state.step;
     validated_step = step;
     const double loss_v = validation_loss(state, *valid_data, c);
+    crash_point("train.validation");
     nlohmann::json record = {{"step", step}, {"valid_loss", loss_v}};
     double v = loss_v;
     if (loop.eval_samples > 0) {
@@ -415,6 +420,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     }
     clock_loop();
     const StepResult r = train_step(state, [&] { return batcher.next(); }, step_options, gen);
+    crash_point("train.step");
     clock_loop();
     if (options.on_step) options.on_step(state.step);
     const int64_t step = state.step;
