@@ -203,6 +203,42 @@ TEST(Checkpoint, ErrorsNameTheDirectoryAndTheFile) {
   expect_in(message, fs::join(dir, "trainer_state.json"));
 }
 
+// Every file of a checkpoint cut short or with one bit flipped: an error naming the file and what is
+// wrong, for generation's reading (model, tokenizer, config) and for resuming's (all of them).
+TEST(Checkpoint, DamagedFilesAreFoundByTheirSizeAndChecksum) {
+  TempDir tmp;
+  const std::string dir = tmp.file("ckpt");
+  const std::vector<std::string> files = {"model.safetensors", "raw.safetensors", "optimizer.safetensors",
+                                          "sampler.safetensors", "tokenizer.model", "config.toml"};
+  for (const std::string& name : files) {
+    const bool for_generation = name == "model.safetensors" || name == "tokenizer.model" || name == "config.toml";
+    const std::string path = fs::join(dir, name);
+    // Cut short by one byte.
+    write_checkpoint(dir, full_content(1.0f));
+    std::string bytes = test::read_file(path);
+    test::write_file(path, bytes.substr(0, bytes.size() - 1));
+    std::string message = error_of([&] { read_checkpoint(dir); });
+    expect_in(message, path + " is " + std::to_string(bytes.size() - 1) + " bytes, but the save wrote " +
+                           std::to_string(bytes.size()));
+    if (for_generation) expect_in(error_of([&] { read_checkpoint(dir, false); }), path);
+    // One bit flipped in the last byte (tensor data, not the header a reader would check anyway).
+    write_checkpoint(dir, full_content(1.0f));
+    bytes.back() = static_cast<char>(bytes.back() ^ 0x10);
+    test::write_file(path, bytes);
+    message = error_of([&] { read_checkpoint(dir); });
+    expect_in(message, path + ": its checksum (crc32 ");
+    expect_in(message, "the file is damaged");
+  }
+  // A file the save wrote, gone.
+  write_checkpoint(dir, full_content(1.0f));
+  fs::remove_file(fs::join(dir, "sampler.safetensors"));
+  expect_in(error_of([&] { read_checkpoint(dir); }), "sampler.safetensors is missing, but the save wrote it");
+  // The sums stay inside the checkpoint: the trainer state read back is the one given.
+  write_checkpoint(dir, full_content(1.0f));
+  EXPECT_EQ(read_checkpoint(dir).trainer_state, full_content(1.0f).trainer_state);
+  EXPECT_NE(test::read_file(fs::join(dir, "trainer_state.json")).find("\"crc32\""), std::string::npos);
+}
+
 TEST(Checkpoint, ReadsTheCopyAnInterruptedReplacementLeft) {
   TempDir tmp;
   const std::string run = tmp.path();

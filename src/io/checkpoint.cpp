@@ -11,13 +11,20 @@
 // *.old-* next to a complete DIR) are ignored, never read; prune_checkpoints removes the *.old-*
 // of the steps it prunes.
 //
-// "Complete" means trainer_state.json exists: it is written last.
+// "Complete" means trainer_state.json exists: it is written last. It also holds the size and crc32 of
+// every other file ("files"), checked when they are read: a truncated or damaged file is an error
+// naming it, never weights silently different from those saved.
 #include "io/checkpoint.h"
 
 #include <ATen/ATen.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <map>
+#include <utility>
 
 #include "core/crash_point.h"
 #include "core/error.h"
@@ -34,6 +41,40 @@ constexpr const char* kSampler = "sampler.safetensors";
 constexpr const char* kTrainerState = "trainer_state.json";
 constexpr const char* kTokenizer = "tokenizer.model";
 constexpr const char* kConfig = "config.toml";
+
+constexpr const char* kFiles = "files";  // trainer_state.json's sizes and checksums
+
+// Size and zlib crc32 of a file's bytes.
+std::pair<uint64_t, std::string> file_sum(const std::string& path) {
+  const fs::MappedFile map(path);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto* p = static_cast<const Bytef*>(map.data());
+  for (std::size_t left = map.size(); left > 0;) {
+    const uInt n = static_cast<uInt>(std::min<std::size_t>(left, std::size_t{1} << 30));
+    crc = crc32(crc, p, n);
+    p += n;
+    left -= n;
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08lx", static_cast<unsigned long>(crc));
+  return {map.size(), hex};
+}
+
+// Checks a file against what the save recorded for it (nothing recorded: a checkpoint from before
+// the checksums, taken as it is).
+void verify_file(const std::string& dir, const char* name, const nlohmann::json& files) {
+  if (!files.is_object() || !files.contains(name)) return;
+  const std::string path = fs::join(dir, name);
+  MDS_CHECK(fs::is_regular_file(path), path, " is missing, but the save wrote it: the checkpoint is damaged");
+  const nlohmann::json& want = files.at(name);
+  const auto [bytes, crc] = file_sum(path);
+  const uint64_t want_bytes = want.value("bytes", uint64_t{0});
+  MDS_CHECK(bytes == want_bytes, path, " is ", bytes, " bytes, but the save wrote ", want_bytes,
+            ": the file was cut short or replaced after the checkpoint was written");
+  const std::string want_crc = want.value("crc32", std::string());
+  MDS_CHECK(crc == want_crc, path, ": its checksum (crc32 ", crc, ") is not the one saved with it (", want_crc,
+            "): the file is damaged (changed bytes, a bad copy)");
+}
 
 bool is_complete(const std::string& dir) {
   return fs::is_regular_file(fs::join(dir, kTrainerState));
@@ -112,9 +153,16 @@ void write_contents(const std::string& dir, const CheckpointContent& content) {
   if (!content.config_toml.empty())
     fs::write_file_atomic(fs::join(dir, kConfig), content.config_toml);
   crash_point("checkpoint.write");
+  nlohmann::json with_sums = content.trainer_state;
+  nlohmann::json& files = with_sums[kFiles] = nlohmann::json::object();
+  for (const char* name : {kModel, kRaw, kOptimizer, kSampler, kTokenizer, kConfig}) {
+    if (!fs::is_regular_file(fs::join(dir, name))) continue;
+    const auto [bytes, crc] = file_sum(fs::join(dir, name));
+    files[name] = {{"bytes", bytes}, {"crc32", crc}};
+  }
   std::string state;
   try {
-    state = content.trainer_state.dump(2) + "\n";
+    state = with_sums.dump(2) + "\n";
   } catch (const nlohmann::json::exception& e) {  // strings that are not UTF-8
     fail(fs::join(dir, kTrainerState), ": cannot write: ", e.what());
   }
@@ -167,20 +215,34 @@ CheckpointContent read_checkpoint(const std::string& dir_arg, bool with_training
   if (with_training_state)
     MDS_CHECK(present(kTrainerState), dir, ": ", kTrainerState,
               " is missing: the checkpoint is incomplete (an interrupted save?)");
-  MDS_CHECK(present(kModel), dir, ": ", kModel, " is missing");
-  content.model = load_safetensors(file(kModel));
-  if (present(kConfig)) content.config_toml = fs::read_file(file(kConfig));
-  if (present(kTokenizer)) content.tokenizer_model = fs::read_file(file(kTokenizer));
-  if (!with_training_state) return content;
-
-  if (present(kRaw)) content.raw = load_safetensors(file(kRaw));
-  if (present(kOptimizer)) content.optimizer = load_safetensors(file(kOptimizer));
-  if (present(kSampler)) content.sampler = load_safetensors(file(kSampler));
-  try {
-    content.trainer_state = nlohmann::json::parse(fs::read_file(file(kTrainerState)));
-  } catch (const nlohmann::json::exception& e) {
-    fail(file(kTrainerState), ": not valid JSON: ", e.what());
+  if (present(kTrainerState)) {
+    try {
+      content.trainer_state = nlohmann::json::parse(fs::read_file(file(kTrainerState)));
+    } catch (const nlohmann::json::exception& e) {
+      fail(file(kTrainerState), ": not valid JSON (damaged?): ", e.what());
+    }
+    MDS_CHECK(content.trainer_state.is_object(), file(kTrainerState), ": not a JSON object (damaged?)");
   }
+  nlohmann::json files;
+  if (content.trainer_state.contains(kFiles)) {
+    files = content.trainer_state[kFiles];
+    content.trainer_state.erase(kFiles);
+  }
+  const auto read_part = [&](const char* name) {
+    verify_file(dir, name, files);
+    return present(name);
+  };
+  MDS_CHECK(present(kModel), dir, ": ", kModel, " is missing");
+  if (read_part(kModel)) content.model = load_safetensors(file(kModel));
+  if (read_part(kConfig)) content.config_toml = fs::read_file(file(kConfig));
+  if (read_part(kTokenizer)) content.tokenizer_model = fs::read_file(file(kTokenizer));
+  if (!with_training_state) {
+    content.trainer_state = nlohmann::json();
+    return content;
+  }
+  if (read_part(kRaw)) content.raw = load_safetensors(file(kRaw));
+  if (read_part(kOptimizer)) content.optimizer = load_safetensors(file(kOptimizer));
+  if (read_part(kSampler)) content.sampler = load_safetensors(file(kSampler));
   return content;
 }
 

@@ -4,6 +4,7 @@
 //                             raw.safetensors        the raw (non-EMA) weights, for resuming
 //                             optimizer.safetensors  AdamW state (exp_avg, exp_avg_sq, step per parameter)
 //                             trainer_state.json     step, epoch, data position, RNG states, t-sampler,
+//                                                    the size and crc32 of every other file,
 //                                                    best validation value, counters
 //                             sampler.safetensors    t-sampler history
 //                             tokenizer.model, config.toml
