@@ -16,7 +16,12 @@ namespace mds::data {
 
 namespace {
 
-constexpr std::size_t kChunk = 1 << 20;  // bytes read (and decompressed) per step
+// Bytes read (and decompressed) per step. The fuzz build makes it small and odd, so that lines,
+// multi-byte characters and compressed frames cross chunk boundaries everywhere.
+#ifndef MDS_LINE_READER_CHUNK
+#define MDS_LINE_READER_CHUNK (1 << 20)
+#endif
+constexpr std::size_t kChunk = MDS_LINE_READER_CHUNK;
 
 // Thrown by the decoders; LineReader adds the path and the line reached.
 struct CorruptData {
