@@ -224,6 +224,12 @@ TEST_F(Prepared, CorruptedFilesGiveErrorsNamingThem) {
   test::write_file(out + "/tokens.bin", tokens.substr(0, tokens.size() - 4));
   expect_error_naming(out, out + "/tokens.bin");
 
+  // A flipped high bit in a token: an id no tokenizer has.
+  std::string flipped = tokens;
+  flipped[4 * 3 + 3] = static_cast<char>(flipped[4 * 3 + 3] ^ 0x40);
+  test::write_file(out + "/tokens.bin", flipped);
+  expect_error_naming(out, out + "/tokens.bin: token 3 is ");
+
   test::write_file(out + "/tokens.bin", tokens);
   nlohmann::json wrong = nlohmann::json::parse(meta);
   wrong["examples"] = 6;
