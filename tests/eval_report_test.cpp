@@ -85,6 +85,9 @@ TEST(EvalInputs, ReadPredictionsErrorsNameFileLineAndField) {
   test::write_file(path, "{\"prediction\": \"a\"\n");
   EXPECT_NE(error_of([&] { read_predictions(path); }).find(path + ":1: malformed JSON"),
             std::string::npos);
+  test::write_file(path, "{\"prediction\": \"a\", \"score\": 1e999}\n");  // past a double
+  EXPECT_NE(error_of([&] { read_predictions(path); }).find(path + ":1: malformed JSON"),
+            std::string::npos);
   test::write_file(path, "\n\n");
   EXPECT_EQ(error_of([&] { read_predictions(path); }),
             path + ": no predictions (the file is empty)");

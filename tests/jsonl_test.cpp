@@ -252,6 +252,9 @@ TEST(Jsonl, MalformedJsonIsAnError) {
   EXPECT_TRUE(contains(msg, "file.jsonl:1: malformed JSON: ")) << msg;
   msg = jsonl_error(R"({'src': 's'})");
   EXPECT_TRUE(contains(msg, "file.jsonl:1: malformed JSON: ")) << msg;
+  // A number past the range of a double (found by jsonl_fuzz: it ended the process).
+  msg = jsonl_error(R"({"src": "s", "trg": "t", "n": 1e999})");
+  EXPECT_TRUE(contains(msg, "file.jsonl:1: malformed JSON: number overflow")) << msg;
 }
 
 TEST(Jsonl, MalformedJsonMessageStaysShort) {

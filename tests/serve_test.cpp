@@ -134,6 +134,7 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {R"({"src": "a", "sampler": "euler"})", 400, "\"sampler\" must be one of"},
       {R"({"src": "a", "sampler": "ddim", "start_time": 0.5})", 400, "DPM-Solver++"},
       {"{\"src\": \"\xff\xfe\"}", 400, "not valid JSON"},  // invalid UTF-8
+      {R"({"src": "a", "seed": 1e999})", 400, "not valid JSON"},  // past a double
       {std::string(101, ' '), 413, "the limit is 100 (serve.max_body_bytes)"},
   };
   for (const auto& c : cases) {

@@ -87,7 +87,7 @@ bool JsonlReader::next(Example& example) {
     json j;
     try {
       j = json::parse(line_);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for a number past double
       fail(path, ":", n, ": malformed JSON: ", short_parse_reason(e.what()));
     }
     if (!j.is_object()) fail(path, ":", n, ": expected a JSON object, got ", json_type_name(j));

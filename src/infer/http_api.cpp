@@ -132,7 +132,7 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
   json body;
   try {
     body = json::parse(text);  // rejects invalid UTF-8 in strings
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number past double
     bad(str_cat("the body is not valid JSON: ", e.what()));
   }
   if (!body.is_object()) bad(str_cat("the body must be a JSON object, got ", body.type_name()));

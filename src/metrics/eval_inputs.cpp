@@ -90,7 +90,7 @@ std::vector<PredictionRecord> read_predictions(const std::string& path) {
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for a number past double
       fail(path, ":", n, ": malformed JSON (", e.what(), ")");
     }
     if (!j.is_object()) fail(path, ":", n, ": expected a JSON object, got ", json_type_name(j));
