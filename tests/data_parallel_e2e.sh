@@ -12,7 +12,7 @@
 set -euo pipefail
 bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") src=$(cd "$2" && pwd)
 # A LibTorch without Gloo headers (the pip one of CUDA builds) trains data-parallel on GPUs only.
-"$bin" info | grep -q "data-parallel backends: .*gloo" || { echo "skipped: this build has no Gloo"; exit 77; }
+grep -q "data-parallel backends: .*gloo" <<< "$("$bin" info)" || { echo "skipped: this build has no Gloo"; exit 77; }
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"
