@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# A save that runs out of space (a file-size limit: ulimit -f, SIGXFSZ ignored, so writes fail with
+# EFBIG as on a full disk) fails the run with an error naming the file, leaves no partial checkpoint,
+# keeps the previous one whole, and the run then resumes from it to the result of a run never stopped.
+#   tests/full_disk_e2e.sh PROGRAM SOURCE_DIR
+set -euo pipefail
+bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") src=$(cd "$2" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+quiet() { "$@" > run.log 2>&1 || { local rc=$?; echo "FAIL ($rc): $*"; tail -n 30 run.log; return "$rc"; }; }
+fixture=$src/tests/fixtures/debian-descriptions-240.jsonl
+quiet "$bin" tokenizer train --input "$fixture" --vocab-size 400 --out tok
+quiet "$bin" data prepare --input "$fixture" --tokenizer tok --out prep
+common=(--config "$src/configs/tiny-cpu.toml" --set data.train=prep --set data.tokenizer=tok --set train.log_every=1
+        --set train.save_every=2 --set train.eval_every=0 --set data.batch_tokens=1024 --set train.steps=6)
+failures=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; failures=$((failures + 1)); fi; }
+
+quiet "$bin" train "${common[@]}" --set train.out_dir=ref
+quiet "$bin" train "${common[@]}" --set train.out_dir=run --stop-after 2
+# 2 MiB a file: less than one weights file of the tiny model (3.2 MB).
+set +e
+(trap '' XFSZ; ulimit -f 2048; exec "$bin" train "${common[@]}" --set train.out_dir=run --resume) > full.log 2>&1
+rc=$?
+set -e
+check "the run fails (status $rc) naming the file: $(grep -o 'error: .*' full.log | head -1)" \
+  "[ $rc != 0 ] && grep -q 'checkpoints/step_4.*File too large' full.log"
+check "no partial checkpoint left" "! ls -d run/checkpoints/*.tmp-* >/dev/null 2>&1 && [ ! -e run/checkpoints/step_4 ]"
+# Resuming reads step_2 whole: every file against the size and checksum saved with it.
+quiet "$bin" train "${common[@]}" --set train.out_dir=run --resume
+check "resumed from step_2" "grep -q 'resumed from run/checkpoints/step_2 at step 2' run.log"
+if "$bin" model compare ref/checkpoints/step_6 run/checkpoints/step_6 > compare.log 2>&1; then
+  echo "ok: resumed after the failed save, the same weights as a run never stopped"
+else
+  echo "FAIL: the resumed run differs:"; cat compare.log; failures=$((failures + 1))
+fi
+[ "$failures" = 0 ] || { echo "$failures check(s) failed"; exit 1; }
