@@ -6,21 +6,14 @@
 # or without NCCL in the build.
 #   tests/data_parallel_gpu_e2e.sh PROGRAM SOURCE_DIR
 set -euo pipefail
-bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") src=$(cd "$2" && pwd)
+source "$(dirname "$0")/e2e_lib.sh"
 info=$("$bin" info)
 grep -q "data-parallel backends: .*nccl" <<< "$info" || { echo "skipped: this build has no NCCL"; exit 77; }
 grep -qE "GPUs visible: [1-9]" <<< "$info" || { echo "skipped: no GPU"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-quiet() { "$@" > run.log 2>&1 || { local rc=$?; echo "FAIL ($rc): $*"; tail -n 30 run.log; return "$rc"; }; }
-fixture=$src/tests/fixtures/debian-descriptions-240.jsonl
-quiet "$bin" tokenizer train --input "$fixture" --vocab-size 400 --out tok
-quiet "$bin" data prepare --input "$fixture" --tokenizer tok --out prep
+prepare_fixture
 common=(--config "$src/configs/tiny-cpu.toml" --set data.train=prep --set data.tokenizer=tok --set train.log_every=2
         --set train.eval_every=0 --set train.save_every=0 --set data.batch_tokens=1024 --set diffusion.t_sampler=uniform
         --set train.device=cuda --set train.precision=fp32 --set train.steps=6 --set dist.timeout_s=120)
-failures=0
 quiet "$bin" train "${common[@]}" --set train.out_dir=alone --set dist.seed_per_batch=true
 quiet "$bin" launch -n 1 -- train "${common[@]}" --set train.out_dir=group --set dist.backend=nccl
 grep -h "data-parallel" run.log | head -3
@@ -40,4 +33,4 @@ if [ "$rc" = 0 ] || ! grep -q 'dist.backend = "nccl" needs GPU training' cpu.log
 else
   echo "ok: $(grep -o 'dist.backend = "nccl" needs GPU training[^:]*' cpu.log)"
 fi
-[ "$failures" = 0 ] || { echo "$failures check(s) failed"; exit 1; }
+finish

@@ -4,18 +4,10 @@
 # keeps the previous one whole, and the run then resumes from it to the result of a run never stopped.
 #   tests/full_disk_e2e.sh PROGRAM SOURCE_DIR
 set -euo pipefail
-bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") src=$(cd "$2" && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-quiet() { "$@" > run.log 2>&1 || { local rc=$?; echo "FAIL ($rc): $*"; tail -n 30 run.log; return "$rc"; }; }
-fixture=$src/tests/fixtures/debian-descriptions-240.jsonl
-quiet "$bin" tokenizer train --input "$fixture" --vocab-size 400 --out tok
-quiet "$bin" data prepare --input "$fixture" --tokenizer tok --out prep
+source "$(dirname "$0")/e2e_lib.sh"
+prepare_fixture
 common=(--config "$src/configs/tiny-cpu.toml" --set data.train=prep --set data.tokenizer=tok --set train.log_every=1
         --set train.save_every=2 --set train.eval_every=0 --set data.batch_tokens=1024 --set train.steps=6)
-failures=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; failures=$((failures + 1)); fi; }
 
 quiet "$bin" train "${common[@]}" --set train.out_dir=ref
 quiet "$bin" train "${common[@]}" --set train.out_dir=run --stop-after 2
@@ -35,4 +27,4 @@ if "$bin" model compare ref/checkpoints/step_6 run/checkpoints/step_6 > compare.
 else
   echo "FAIL: the resumed run differs:"; cat compare.log; failures=$((failures + 1))
 fi
-[ "$failures" = 0 ] || { echo "$failures check(s) failed"; exit 1; }
+finish

@@ -8,22 +8,14 @@
 # uninterrupted run, and no unfinished checkpoint is left behind.
 #   tests/kill_resume_e2e.sh PROGRAM SOURCE_DIR
 set -euo pipefail
-bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") src=$(cd "$2" && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-quiet() { "$@" > run.log 2>&1 || { local rc=$?; echo "FAIL ($rc): $*"; tail -n 30 run.log; return "$rc"; }; }
-fixture=$src/tests/fixtures/debian-descriptions-240.jsonl
+source "$(dirname "$0")/e2e_lib.sh"
 head -n 200 "$fixture" > train.jsonl
 tail -n 40 "$fixture" > valid.jsonl
-quiet "$bin" tokenizer train --input train.jsonl --vocab-size 400 --out tok
-quiet "$bin" data prepare --input train.jsonl --tokenizer tok --out prep
+prepare_fixture train.jsonl
 quiet "$bin" data prepare --input valid.jsonl --tokenizer tok --out prepv
 common=(--config "$src/configs/tiny-cpu.toml" --set data.train=prep --set data.valid=prepv --set data.tokenizer=tok
         --set train.steps=12 --set train.log_every=1 --set train.save_every=2 --set train.eval_every=4
         --set train.eval_batches=2 --set train.keep_last=20 --set data.batch_tokens=1024)
-failures=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; failures=$((failures + 1)); fi; }
 
 quiet "$bin" train "${common[@]}" --set train.out_dir=ref
 
@@ -69,4 +61,4 @@ else
   echo "FAIL: metrics.jsonl differs:"; head -20 metrics.diff; failures=$((failures + 1))
 fi
 check "no unfinished checkpoint left" "! ls -d cut/checkpoints/*.tmp-* cut/best.tmp-* >/dev/null 2>&1"
-[ "$failures" = 0 ] || { echo "$failures check(s) failed"; exit 1; }
+finish
