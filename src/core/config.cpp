@@ -85,21 +85,33 @@ namespace {
 
 // The 1-based line of the first byte >= 0x80 outside a string or a comment, or 0. TOML allows such
 // characters only there, and Debian's toml++ 3.3.0 reaches __builtin_unreachable (undefined
-// behaviour) when it checks some of them for whitespace between tokens (is_non_ascii_horizontal_
-// whitespace, found by config_fuzz), so they are refused before it sees them.
+// behaviour) when it checks some of them for whitespace (is_non_ascii_horizontal_whitespace, for
+// U+00A1-U+0499 and U+FBF6-U+FEFE; found by config_fuzz), so they are refused before it sees them.
+// Conservative where toml++ might read differently: a quote opens a string only where a string may
+// start (after = [ { , . or at a line's start), a # opens a comment only after a space, a line's
+// start or a closing quote or bracket, and after a line-ending backslash in a multi-line string the
+// next character (which toml++ tests for whitespace) must be ASCII.
 std::size_t non_ascii_outside_strings(const std::string& text) {
+  const auto ascii = [](char ch) { return static_cast<unsigned char>(ch) < 0x80; };
   std::size_t line = 1;
+  char prev = '\n';  // the last character before this one that is not a space or a tab
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
+    const bool after_space = i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n';
     if (c == '\n') {
       ++line;
-    } else if (c == '#') {  // a comment, to the end of the line
-      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
-    } else if (c == '"' || c == '\'') {
+      prev = '\n';
+      continue;
+    }
+    if (c == ' ' || c == '\t') continue;
+    if (c == '#' && (after_space || std::string("\"']}").find(prev) != std::string::npos)) {
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;  // a comment, to the end of the line
+      continue;
+    }
+    if ((c == '"' || c == '\'') && std::string("\n=[{,.").find(prev) != std::string::npos) {
       const bool multi = text.compare(i, 3, std::string(3, c)) == 0;
       const std::size_t open = multi ? 3 : 1;
-      i += open;
-      for (; i < text.size(); ++i) {
+      for (i += open; i < text.size(); ++i) {
         if (text[i] == '\n') {
           if (!multi) {  // an unterminated string: toml++ reports it
             --i;
@@ -107,18 +119,25 @@ std::size_t non_ascii_outside_strings(const std::string& text) {
           }
           ++line;
         } else if (c == '"' && text[i] == '\\') {
+          std::size_t next = i + 1;  // a line-ending backslash trims what follows: toml++ tests it
+          while (next < text.size() && (text[next] == ' ' || text[next] == '\t' || text[next] == '\n' ||
+                                        text[next] == '\r'))
+            ++next;
+          if (next < text.size() && !ascii(text[next])) return line;
           if (i + 1 < text.size() && text[i + 1] == '\n') ++line;
           ++i;  // an escape: the next character is not the closing quote
         } else if (text.compare(i, open, std::string(open, c)) == 0) {
-          // A multi-line string may end with up to two more quotes inside it ("""a"""" is a").
+          // A multi-line string may end with up to two more quotes inside it ("""a"""" is a).
           if (multi) while (i + open < text.size() && text[i + open] == c) ++i;
           i += open - 1;
           break;
         }
       }
-    } else if (static_cast<unsigned char>(c) >= 0x80) {
-      return line;
+      prev = c;
+      continue;
     }
+    if (!ascii(c)) return line;
+    prev = c;
   }
   return 0;
 }
