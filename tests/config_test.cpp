@@ -91,6 +91,11 @@ TEST(Config, NonAsciiOutsideStringsIsRefusedWithItsLine) {
             "x.toml:2: invalid TOML: a non-ASCII character outside a string or a comment");
   EXPECT_NE(error_of([&] { c.set("train.lr=1\xce\x9b-3"); }).find("a non-ASCII character outside a string"),
             std::string::npos);
+  // A quote inside a bare value opens no string (toml++ reads on through it); nor does a # there.
+  EXPECT_EQ(error_of([&] { c.merge_toml("[train]\nlr = 2e-x'a \xef\xb3\xbf'\n", "x.toml"); }),
+            "x.toml:2: invalid TOML: a non-ASCII character outside a string or a comment");
+  EXPECT_EQ(error_of([&] { c.merge_toml("[train]\nlr = 2e-x#\xd0\x96\n", "x.toml"); }),
+            "x.toml:2: invalid TOML: a non-ASCII character outside a string or a comment");
   c.set("train.out_dir=\"caf\xc3\xa9\"");
   EXPECT_EQ(c.get_string("train.out_dir"), "caf\xc3\xa9");
 }
