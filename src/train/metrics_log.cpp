@@ -31,8 +31,8 @@ MetricsLog::MetricsLog(const std::string& path, int64_t from_step) : path_(path)
     }
     if (dropped > 0) {
       fs::write_file_atomic(path, kept);
-      log_info(path, ": ", dropped, " record(s) after step ", from_step,
-               " dropped (written before the run stopped without their checkpoint; they are written again)");
+      log_info(path, ": ", dropped, " record(s) after step ", from_step, " or cut short dropped (written before ",
+               "the run stopped without their checkpoint; they are written again)");
     }
   }
   file_ = std::fopen(path.c_str(), "a");

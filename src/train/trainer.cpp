@@ -179,12 +179,13 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   // GPU LOCAL_RANK of its machine when there are GPUs.
   const runtime::DistributedEnv denv = runtime::distributed_env_from_environment();
   // One training a run directory (rank 0 of a data-parallel run holds it for all).
+  // Holding it, rank 0 also removes what an interrupted save left.
   fs::ExclusiveLock lock;
-  if (denv.rank == 0)
+  if (denv.rank == 0) {
     lock = fs::ExclusiveLock(fs::join(run_dir, ".lock"), str_cat("the run directory ", run_dir, " (train.out_dir)"));
-  if (denv.rank == 0)
     for (const std::string& path : io::remove_checkpoint_leftovers(run_dir))
       log_info("removed ", path, ", left by a run that stopped while saving");
+  }
   const std::string resume_from = options.resume ? latest_checkpoint(run_dir) : std::string();
   if (!options.resume && !latest_checkpoint(run_dir).empty())
     fail(run_dir, " already holds checkpoints: pass --resume to continue that run, or set train.out_dir to a new "
