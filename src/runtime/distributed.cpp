@@ -196,11 +196,21 @@ void Collective::wait_all(const char* what) {
   for (auto& w : works) wait(w, what, env_.rank);
 }
 
+namespace {
+
+// NCCL reduces GPU tensors only: a host tensor (the logged losses) travels through the GPU. The
+// operand to hand the backend, and whether the result must be copied back.
+std::vector<at::Tensor> operand(const at::Tensor& t, const std::string& backend, c10::Device device, bool* staged) {
+  *staged = backend == "nccl" && t.device() != device;
+  return {*staged ? t.to(device) : t};
+}
+
+}  // namespace
+
 void Collective::all_reduce_sum(at::Tensor& tensor) {
   if (!active()) return;
-  // NCCL reduces GPU tensors only: a host tensor (the logged losses) travels through the GPU.
-  const bool staged = backend_ == "nccl" && tensor.device() != group_->device;
-  std::vector<at::Tensor> io = {staged ? tensor.to(group_->device) : tensor};
+  bool staged = false;
+  std::vector<at::Tensor> io = operand(tensor, backend_, group_->device, &staged);
   wait(group_->pg->allreduce(io), "all-reduce", env_.rank);
   if (staged) tensor.copy_(io[0]);
 }
@@ -217,8 +227,8 @@ bool Collective::any(bool mine) {
 void Collective::broadcast(const std::vector<at::Tensor>& tensors, int root) {
   if (!active()) return;
   for (const at::Tensor& t : tensors) {
-    const bool staged = backend_ == "nccl" && t.device() != group_->device;
-    std::vector<at::Tensor> io = {staged ? t.to(group_->device) : t};
+    bool staged = false;
+    std::vector<at::Tensor> io = operand(t, backend_, group_->device, &staged);
     c10d::BroadcastOptions o;
     o.rootRank = root;
     wait(group_->pg->broadcast(io, o), "broadcast", env_.rank);
