@@ -236,6 +236,17 @@ TEST_F(Prepared, CorruptedFilesGiveErrorsNamingThem) {
   test::write_file(out + "/meta.json", wrong.dump());
   expect_error_naming(out, out + "/index.bin");
 
+  // Counts that are not integers of their type: converting them was undefined behaviour (found by fuzzing).
+  const std::pair<const char*, nlohmann::json> odd_values[] = {
+      {"version", 1e300}, {"examples", 1e300}, {"vocab_size", 1e300}, {"version", 2.5},
+      {"examples", -1},   {"vocab_size", 4294967296}};
+  for (const auto& [key, value] : odd_values) {
+    nlohmann::json odd = nlohmann::json::parse(meta);
+    odd[key] = value;
+    test::write_file(out + "/meta.json", odd.dump());
+    expect_error_naming(out, str_cat(out, "/meta.json: \"", key, "\" must be an integer"));
+  }
+
   test::write_file(out + "/meta.json", "{not json");
   expect_error_naming(out, out + "/meta.json");
 

@@ -135,6 +135,9 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {R"({"src": "a", "sampler": "ddim", "start_time": 0.5})", 400, "DPM-Solver++"},
       {"{\"src\": \"\xff\xfe\"}", 400, "not valid JSON"},  // invalid UTF-8
       {R"({"src": "a", "seed": 1e999})", 400, "not valid JSON"},  // past a double
+      {R"({"src": "a", "seed": 1e300})", 400, "\"seed\" must be an integer, got number"},
+      {R"({"src": "a", "steps": 18446744073709551615})", 400, "\"steps\" must be in [1, 10], got 18446744073709551615"},
+      {R"({"src": "a", "steps": -9223372036854775808})", 400, "\"steps\" must be in [1, 10], got -9223372036854775808"},
       {std::string(101, ' '), 413, "the limit is 100 (serve.max_body_bytes)"},
   };
   for (const auto& c : cases) {

@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/json_integer.h"
 #include "core/log.h"
 #include "core/strings.h"
 #include "data/baseline.h"
@@ -69,7 +70,7 @@ void run_inspect(const std::string& dir) {
 
   std::string out;
   out += str_cat("data:          ", data.dir(), "\n");
-  out += str_cat("examples:      ", data.size(), " (", meta.value("skipped", 0), " skipped)\n");
+  out += str_cat("examples:      ", data.size(), " (", json_integer_or<int64_t>(meta, "skipped", 0, data.dir() + "/meta.json"), " skipped)\n");
   out += str_cat("tokens:        ", src_tokens + trg_tokens, " (src ", src_tokens, ", trg ",
                  trg_tokens, ")\n");
   out += str_cat("src length:    ", length_summary(std::move(src_len)), "\n");

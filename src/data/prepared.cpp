@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/json_integer.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/strings.h"
@@ -200,11 +201,11 @@ PreparedDataset::PreparedDataset(const std::string& dir_arg)
   try {
     MDS_CHECK(meta.is_object() && meta.value("format", "") == kFormat, meta_path,
               ": not prepared data (\"format\" is not \"", kFormat, "\")");
-    const int version = meta.at("version").get<int>();
+    const int version = json_integer<int>(meta, "version", meta_path);
     MDS_CHECK(version == kVersion, meta_path, ": format version ", version,
               " is not supported (this build reads version ", kVersion, ")");
-    meta_count = meta.at("examples").get<uint64_t>();
-    vocab_size_ = meta.at("vocab_size").get<int32_t>();
+    meta_count = json_integer<uint64_t>(meta, "examples", meta_path);
+    vocab_size_ = json_integer<int32_t>(meta, "vocab_size", meta_path);
     fingerprint_ = meta.at("tokenizer_fingerprint").get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     fail(meta_path, ": ", e.what());

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "core/fs.h"
+#include "core/json_integer.h"
 #include "core/log.h"
 #include "infer/httplib_abi.h"
 #include "infer/web_pages.h"
@@ -45,12 +46,10 @@ namespace {
 
 int64_t integer_field(const json& body, const char* name, int64_t lo, int64_t hi) {
   const json& v = body.at(name);
-  if (!v.is_number_integer() && !v.is_number_unsigned()) bad(str_cat("\"", name, "\" must be an integer, got ", v.type_name()));
-  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi))
-    bad(str_cat("\"", name, "\" must be in [", lo, ", ", hi, "], got ", v.get<uint64_t>()));
-  const int64_t x = v.get<int64_t>();
-  if (x < lo || x > hi) bad(str_cat("\"", name, "\" must be in [", lo, ", ", hi, "], got ", x));
-  return x;
+  if (!v.is_number_integer()) bad(str_cat("\"", name, "\" must be an integer, got ", v.type_name()));
+  const std::optional<int64_t> x = json_integer<int64_t>(v);
+  if (!x || *x < lo || *x > hi) bad(str_cat("\"", name, "\" must be in [", lo, ", ", hi, "], got ", v.dump()));
+  return *x;
 }
 
 std::string source_field(const json& v, const std::string& where, const ApiLimits& limits) {

@@ -4,6 +4,7 @@
 
 #include "core/crash_point.h"
 #include "core/error.h"
+#include "core/json_integer.h"
 #include "core/fs.h"
 #include "core/log.h"
 
@@ -24,8 +25,8 @@ MetricsLog::MetricsLog(const std::string& path, int64_t from_step) : path_(path)
       const std::string line = text.substr(at, end - at);
       at = end + 1;
       const nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      const bool later = record.is_object() && record.contains("step") && record["step"].is_number_integer() &&
-                         record["step"].get<int64_t>() > from_step;
+      const bool later = record.is_object() && record.contains("step") &&
+                         json_integer<int64_t>(record["step"]).value_or(std::numeric_limits<int64_t>::min()) > from_step;
       if (later || record.is_discarded()) ++dropped;
       else kept += line + "\n";
     }

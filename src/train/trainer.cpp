@@ -17,6 +17,7 @@
 
 #include "core/crash_point.h"
 #include "core/error.h"
+#include "core/json_integer.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "data/batcher.h"
@@ -267,18 +268,22 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       device_gen.set_state(ck.sampler.at("rng.device"));
     }
     const auto& st = ck.trainer_state;
-    state.step = st.at("step").get<int64_t>();
+    const std::string state_path = resume_from + "/trainer_state.json";
+    state.step = json_integer<int64_t>(st, "step", state_path);
     // The data position in global batches (a run saved by N processes resumes on M): each rank's
     // position is the global one over the new world size.
-    const auto saved_world = st.value("world_size", int64_t{1});
-    const auto global_position = st.value("global_position", st.at("position").get<int64_t>() * saved_world);
+    const auto saved_world = json_integer_or<int64_t>(st, "world_size", 1, state_path);
+    const auto global_position = st.contains("global_position")
+                                     ? json_integer<int64_t>(st, "global_position", state_path)
+                                     : json_integer<int64_t>(st, "position", state_path) * saved_world;
     MDS_CHECK(global_position % denv.world_size == 0, resume_from, ": saved by ", saved_world,
               " process(es) after ", global_position, " batches of its epoch, which ", denv.world_size,
               " processes cannot split evenly; resume with a world size that divides it");
-    batcher.seek(st.at("epoch").get<uint64_t>(), static_cast<std::size_t>(global_position / denv.world_size));
-    progress.bad_in_row = st.value("bad_steps_in_row", int64_t{0});
-    progress.evals_without_gain = st.value("evals_without_gain", int64_t{0});
-    progress.tokens = st.value("tokens", int64_t{0});
+    batcher.seek(json_integer<uint64_t>(st, "epoch", state_path),
+                 static_cast<std::size_t>(global_position / denv.world_size));
+    progress.bad_in_row = json_integer_or<int64_t>(st, "bad_steps_in_row", 0, state_path);
+    progress.evals_without_gain = json_integer_or<int64_t>(st, "evals_without_gain", 0, state_path);
+    progress.tokens = json_integer_or<int64_t>(st, "tokens", 0, state_path);
     state.train_seconds = st.value("train_seconds", 0.0);
     if (st.contains("best_valid") && !st.at("best_valid").is_null())
       progress.best_valid = st.at("best_valid").get<double>();
