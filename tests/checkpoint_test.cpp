@@ -233,6 +233,16 @@ TEST(Checkpoint, DamagedFilesAreFoundByTheirSizeAndChecksum) {
   write_checkpoint(dir, full_content(1.0f));
   fs::remove_file(fs::join(dir, "sampler.safetensors"));
   expect_in(error_of([&] { read_checkpoint(dir); }), "sampler.safetensors is missing, but the save wrote it");
+  // A recorded size that is no integer (converting it was undefined behaviour).
+  write_checkpoint(dir, full_content(1.0f));
+  const std::string state_path = fs::join(dir, "trainer_state.json");
+  nlohmann::json state = nlohmann::json::parse(test::read_file(state_path));
+  state["files"]["model.safetensors"]["bytes"] = 1e300;
+  test::write_file(state_path, state.dump());
+  expect_in(error_of([&] { read_checkpoint(dir); }), state_path + ": \"bytes\" must be an integer");
+  state["files"]["model.safetensors"] = {{"bytes", 1}};
+  test::write_file(state_path, state.dump());
+  expect_in(error_of([&] { read_checkpoint(dir); }), state_path + ": \"files\".\"model.safetensors\" must hold");
   // The sums stay inside the checkpoint: the trainer state read back is the one given.
   write_checkpoint(dir, full_content(1.0f));
   EXPECT_EQ(read_checkpoint(dir).trainer_state, full_content(1.0f).trainer_state);

@@ -29,6 +29,7 @@
 #include "core/crash_point.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json_integer.h"
 #include "core/log.h"
 
 namespace mds::io {
@@ -68,10 +69,13 @@ void verify_file(const std::string& dir, const char* name, const nlohmann::json&
   MDS_CHECK(fs::is_regular_file(path), path, " is missing, but the save wrote it: the checkpoint is damaged");
   const nlohmann::json& want = files.at(name);
   const auto [bytes, crc] = file_sum(path);
-  const uint64_t want_bytes = want.value("bytes", uint64_t{0});
+  const std::string state_path = fs::join(dir, kTrainerState);
+  MDS_CHECK(want.is_object() && want.contains("crc32") && want.at("crc32").is_string(), state_path,
+            ": \"files\".\"", name, "\" must hold \"bytes\" and \"crc32\" (a string)");
+  const uint64_t want_bytes = json_integer<uint64_t>(want, "bytes", state_path);
   MDS_CHECK(bytes == want_bytes, path, " is ", bytes, " bytes, but the save wrote ", want_bytes,
             ": the file was cut short or replaced after the checkpoint was written");
-  const std::string want_crc = want.value("crc32", std::string());
+  const std::string want_crc = want.at("crc32").get<std::string>();
   MDS_CHECK(crc == want_crc, path, ": its checksum (crc32 ", crc, ") is not the one saved with it (", want_crc,
             "): the file is damaged (changed bytes, a bad copy)");
 }
