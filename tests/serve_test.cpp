@@ -237,7 +237,7 @@ TEST_F(ServeTest, BatchedRequestsEachSeeTheirOwnSteps) {
     ASSERT_EQ(second[i].rows.size(), 2u);
     for (std::size_t j = 0; j < 2; ++j) EXPECT_EQ(second[i].texts[j], whole.at(1 + second[i].rows[j]));
   }
-  // on_done ran once each, before the worker moved on (the futures are ready by then).
+  // on_done ran once each, before its future became ready.
   EXPECT_EQ(done, 2);
 }
 

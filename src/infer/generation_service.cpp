@@ -26,8 +26,8 @@ GenerationService::~GenerationService() {
   wake_.notify_all();
   worker_.join();
   for (Request& r : queue_) {
-    r.done.set_exception(std::make_exception_ptr(Error("the service stopped")));
     if (r.on_done) r.on_done();
+    r.done.set_exception(std::make_exception_ptr(Error("the service stopped")));
   }
 }
 
@@ -120,21 +120,26 @@ void GenerationService::run() {
     }
     std::vector<std::string> all;
     for (const Request& r : batch) all.insert(all.end(), r.sources.begin(), r.sources.end());
+    std::vector<std::string> predictions;
+    std::exception_ptr failure;
     try {
       generator_.options() = batch.front().options;
-      const std::vector<std::string> predictions = generator_.generate(all, split_updates(batch));
-      std::size_t at = 0;
-      for (Request& r : batch) {
-        const auto n = static_cast<std::ptrdiff_t>(r.sources.size());
-        r.done.set_value(std::vector<std::string>(predictions.begin() + static_cast<std::ptrdiff_t>(at),
-                                                  predictions.begin() + static_cast<std::ptrdiff_t>(at) + n));
-        at += r.sources.size();
-      }
+      predictions = generator_.generate(all, split_updates(batch));
     } catch (...) {
-      for (Request& r : batch) r.done.set_exception(std::current_exception());
+      failure = std::current_exception();
     }
-    for (Request& r : batch)
+    // on_done first: whoever holds the future knows, once it is ready, that on_done has run.
+    std::size_t at = 0;
+    for (Request& r : batch) {
       if (r.on_done) r.on_done();
+      if (failure) {
+        r.done.set_exception(failure);
+        continue;
+      }
+      const auto from = predictions.begin() + static_cast<std::ptrdiff_t>(at);
+      r.done.set_value(std::vector<std::string>(from, from + static_cast<std::ptrdiff_t>(r.sources.size())));
+      at += r.sources.size();
+    }
   }
 }
 

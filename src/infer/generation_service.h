@@ -44,7 +44,7 @@ class GenerationService {
   // One prediction per source, in order, generated with `options` (sample.* of the checkpoint changed
   // by the request). Throws QueueFull when max_queue requests are waiting. `on_step` (from the worker
   // thread) sees every solver step of this request's sources, `rows` indexing `sources`; `on_done`
-  // is called once the future is ready.
+  // is called just before the future becomes ready (so it has run once the future is).
   std::future<std::vector<std::string>> submit(std::vector<std::string> sources, GenerateOptions options,
                                                StepObserver on_step = {}, std::function<void()> on_done = {});
 
