@@ -217,20 +217,6 @@ SamplerContext make_context(const NoiseSchedule& schedule, const X0Predictor& pr
 
 }  // namespace
 
-SamplerOptions sampler_options_from_config(const Config& c) {
-  SamplerOptions o;
-  o.sampler = c.get_string("sample.sampler");
-  o.steps = c.get_int("sample.steps");
-  o.skip_type = c.get_string("sample.skip_type");
-  o.time_mapping = c.get_string("sample.time_mapping");
-  o.clamp = c.get_bool("sample.clamp");
-  o.discrete_noise = c.get_bool("sample.discrete_noise");
-  o.absorb_rate = c.get_float("diffusion.absorb_rate");
-  o.start_time = c.get_float("sample.start_time");
-  o.start_jumps = c.get_bool("sample.start_jumps");
-  return o;
-}
-
 at::Tensor clamp_to_embeddings(const at::Tensor& x_BLC, const at::Tensor& embedding_VC) {
   MDS_CHECK(x_BLC.defined() && x_BLC.dim() == 3, "clamp_to_embeddings: x must be [B, L, C]");
   MDS_CHECK(

@@ -36,7 +36,6 @@ using diffusion::NoiseSchedule;
 using diffusion::SampleInputs;
 using diffusion::SamplerOptions;
 using diffusion::sample;
-using diffusion::sampler_options_from_config;
 using io::CheckpointContent;
 using io::read_checkpoint;
 using model::BatchTensors;
@@ -47,29 +46,6 @@ using model::to_tensors;
 using runtime::PrecisionScope;
 using runtime::Runtime;
 using runtime::resolve_runtime;
-
-GenerateOptions generate_options_from_config(const Config& c) {
-  GenerateOptions o;
-  o.sampler = sampler_options_from_config(c);
-  o.seed = static_cast<uint64_t>(c.get_int("sample.seed"));
-  o.batch_size = c.get_int("sample.batch_size");
-  o.mbr = c.get_int("sample.mbr");
-  o.mbr_metric = c.get_string("sample.mbr_metric");
-  return o;
-}
-
-void check_generate_options(const GenerateOptions& o) {
-  MDS_CHECK(o.sampler.steps >= 1, "--steps must be at least 1, got ", o.sampler.steps);
-  MDS_CHECK(o.batch_size >= 1, "--batch-size must be at least 1, got ", o.batch_size);
-  MDS_CHECK(o.mbr >= 1, "--mbr must be at least 1, got ", o.mbr);
-  MDS_CHECK(o.sampler.start_time > 0.0 && o.sampler.start_time <= 1.0,
-            "--start-time (sample.start_time) must be in (0, 1], got ", o.sampler.start_time);
-  MDS_CHECK(o.sampler.start_time == 1.0 || o.sampler.sampler.rfind("dpm++", 0) == 0,
-            "--start-time (sample.start_time) below 1 needs a DPM-Solver++ sampler (dpm++2m, dpm++3m), not ",
-            o.sampler.sampler);
-  MDS_CHECK(o.mbr_metric == "bleu" || o.mbr_metric == "rouge-l", "--mbr-metric must be bleu or rouge-l, got \"",
-            o.mbr_metric, "\"");
-}
 
 TextGenerator::TextGenerator(const std::string& dir, const std::vector<std::string>& overrides) {
   MDS_CHECK(fs::is_directory(dir), "checkpoint ", dir, " is not a directory");

@@ -16,25 +16,13 @@
 #include "data/batcher.h"
 #include "data/tokenizer.h"
 #include "diffusion/sampler.h"
+#include "infer/generate_options.h"
 #include "diffusion/schedule.h"
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
 #include "runtime/runtime.h"
 
 namespace mds::infer {
-
-struct GenerateOptions {
-  diffusion::SamplerOptions sampler;
-  uint64_t seed = 0;
-  int64_t batch_size = 64;
-  int64_t mbr = 1;                  // candidates per input; 1 = no MBR
-  std::string mbr_metric = "bleu";  // bleu | rouge-l
-};
-
-// The sample.* keys (and diffusion.absorb_rate for the discrete noise).
-GenerateOptions generate_options_from_config(const Config& config);
-// Throws naming the command-line option for a value out of range (--steps, --batch-size, --mbr, ...).
-void check_generate_options(const GenerateOptions& options);
 
 // The denoiser as the sampler calls it for one packed batch: x0 for x_t at model time t, with the
 // batch's masks, in the runtime's precision (only the model call; the result is in x's dtype). With

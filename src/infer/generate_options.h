@@ -1,0 +1,26 @@
+// The options of one generation (sample.* of the configuration, or a request's fields) and their
+// checks, apart from the generator: the HTTP request parser uses them without LibTorch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/config.h"
+#include "diffusion/sampler_options.h"
+
+namespace mds::infer {
+
+struct GenerateOptions {
+  diffusion::SamplerOptions sampler;
+  uint64_t seed = 0;
+  int64_t batch_size = 64;
+  int64_t mbr = 1;                  // candidates per input; 1 = no MBR
+  std::string mbr_metric = "bleu";  // bleu | rouge-l
+};
+
+// The sample.* keys (and diffusion.absorb_rate for the discrete noise).
+GenerateOptions generate_options_from_config(const Config& config);
+// Throws naming the command-line option for a value out of range (--steps, --batch-size, --mbr, ...).
+void check_generate_options(const GenerateOptions& options);
+
+}  // namespace mds::infer
