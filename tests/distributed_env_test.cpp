@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "core/error.h"
 #include "runtime/distributed.h"
@@ -102,10 +104,48 @@ TEST(DistributedEnv, AGroupOfOneOverGloo) {
   EXPECT_TRUE(one.any(true));
   EXPECT_FALSE(one.any(false));
 
+  // Without other ranks, any_after answers `lag` calls late.
+  std::vector<bool> answers;
+  for (bool mine : {false, true, false, false, true}) answers.push_back(one.any_after(mine, 2));
+  EXPECT_EQ(answers, std::vector<bool>({false, false, false, true, false}));
+
   const std::string nccl_on_cpu = test::error_of([&] {
     runtime::Collective c(env, std::chrono::milliseconds(1000), "nccl", c10::Device(c10::kCPU));
   });
   EXPECT_NE(nccl_on_cpu.find("dist.backend = \"nccl\""), std::string::npos) << nccl_on_cpu;
+}
+
+// Two ranks (threads of this process) over Gloo: a wish of one rank reaches both on the same call,
+// `lag` calls later; a wish of the other later still, and both are answered.
+TEST(DistributedEnv, RanksAgreeOnStoppingOnTheSameCall) {
+  if (runtime::available_backends().find("gloo") == std::string::npos) GTEST_SKIP() << "no Gloo in this build";
+  const int port = runtime::free_port();
+  const std::vector<std::vector<bool>> wishes = {{false, false, true, false, false, false, false},
+                                                 {false, false, false, false, true, false, false}};
+  std::vector<std::vector<bool>> answers(2);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.emplace_back([&, rank] {
+      try {
+        runtime::DistributedEnv env;
+        env.launched = true;
+        env.rank = rank;
+        env.world_size = 2;
+        env.master_port = port;
+        runtime::Collective c(env, std::chrono::milliseconds(20000), "gloo", c10::Device(c10::kCPU));
+        for (bool mine : wishes[static_cast<std::size_t>(rank)]) answers[static_cast<std::size_t>(rank)].push_back(c.any_after(mine, 2));
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(rank)] = e.what();
+      }
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  const std::vector<bool> expected = {false, false, false, false, true, false, true};
+  for (int rank = 0; rank < 2; ++rank) {
+    EXPECT_EQ(errors[static_cast<std::size_t>(rank)], "");
+    EXPECT_EQ(answers[static_cast<std::size_t>(rank)], expected) << "rank " << rank;
+  }
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #endif
 #if defined(MDS_WITH_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
 #define MDS_HAS_NCCL 1
+#include <ATen/cuda/CUDAEvent.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #endif
@@ -124,6 +125,16 @@ struct Collective::Group {
   c10::intrusive_ptr<ProcessGroupBase> pg;
   c10::Device device{c10::kCPU};  // where the backend's tensors live
   std::vector<c10::intrusive_ptr<c10d::Work>> in_flight;  // started, not yet waited for
+  // any_after's agreements, oldest first: the flag being reduced, and with NCCL its copy on the host
+  // and the event that says the copy is there.
+  struct Agreement {
+    at::Tensor flag, host;
+    c10::intrusive_ptr<c10d::Work> work;
+#ifdef MDS_HAS_NCCL
+    std::unique_ptr<at::cuda::CUDAEvent> copied;
+#endif
+  };
+  std::deque<Agreement> agreements;
 };
 
 namespace {
@@ -179,7 +190,17 @@ Collective::Collective(const DistributedEnv& env, std::chrono::milliseconds time
 }
 
 Collective::Collective() = default;
-Collective::~Collective() = default;
+
+Collective::~Collective() {
+  // Agreements still in flight: every rank started the same ones, so they end; the group must outlive them.
+  if (group_)
+    for (Group::Agreement& a : group_->agreements) {
+      try {
+        a.work->wait();
+      } catch (const std::exception&) {
+      }
+    }
+}
 
 void Collective::start_all_reduce_sum(const at::Tensor& tensor) {
   if (!active()) return;
@@ -224,6 +245,39 @@ bool Collective::any(bool mine) {
   return io[0].item<int>() != 0;
 }
 
+bool Collective::any_after(bool mine, int lag) {
+  if (!active()) return mine;
+  Group::Agreement a;
+  a.flag = at::full({1}, mine ? 1 : 0, at::TensorOptions(at::kInt).device(group_->device));
+  std::vector<at::Tensor> io = {a.flag};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::MAX;
+  a.work = group_->pg->allreduce(io, o);
+#ifdef MDS_HAS_NCCL
+  if (backend_ == "nccl") {
+    // The current stream waits for the all-reduce and copies its answer to pinned host memory; the
+    // event marks that point of the stream, so that reading it waits for nothing queued later.
+    wait(a.work, "agreement on stopping", env_.rank);
+    a.host = at::empty({1}, at::TensorOptions(at::kInt).pinned_memory(true));
+    a.host.copy_(a.flag, /*non_blocking=*/true);
+    a.copied = std::make_unique<at::cuda::CUDAEvent>();
+    a.copied->record();
+  }
+#endif
+  group_->agreements.push_back(std::move(a));
+  if (static_cast<int>(group_->agreements.size()) <= lag) return false;
+  Group::Agreement oldest = std::move(group_->agreements.front());
+  group_->agreements.pop_front();
+#ifdef MDS_HAS_NCCL
+  if (oldest.copied) {
+    oldest.copied->synchronize();
+    return oldest.host.item<int>() != 0;
+  }
+#endif
+  wait(oldest.work, "agreement on stopping", env_.rank);
+  return oldest.flag.item<int>() != 0;
+}
+
 void Collective::broadcast(const std::vector<at::Tensor>& tensors, int root) {
   if (!active()) return;
   for (const at::Tensor& t : tensors) {
@@ -251,6 +305,7 @@ void Collective::start_all_reduce_sum(const at::Tensor&) {}
 void Collective::wait_all(const char*) {}
 void Collective::all_reduce_sum(at::Tensor&) {}
 bool Collective::any(bool mine) { return mine; }
+bool Collective::any_after(bool mine, int) { return mine; }
 void Collective::broadcast(const std::vector<at::Tensor>&, int) {}
 
 #endif

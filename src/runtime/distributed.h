@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +62,12 @@ class Collective {
   void wait_all(const char* what);
   // Whether any rank says true (a stop signal seen by one, a time budget spent by one).
   bool any(bool mine);
+  // any() `lag` calls late, without holding up the GPU: starts agreeing on `mine` and returns the
+  // agreement started `lag` calls earlier (false for the first `lag` calls). Every rank makes the same
+  // calls, so all get the same answer on the same call. With NCCL, any() must wait for everything the
+  // GPU was given before it (its answer is on the device), once a step; this waits only for the
+  // agreement of `lag` calls ago, while the steps queued since keep the GPU busy. Without a group: mine.
+  bool any_after(bool mine, int lag);
   // Rank `root`'s tensors, in place on every rank.
   void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
 

@@ -4,8 +4,8 @@
 
 #include "core/crash_point.h"
 #include "core/error.h"
-#include "core/json_integer.h"
 #include "core/fs.h"
+#include "core/json_integer.h"
 #include "core/log.h"
 
 namespace mds::train {

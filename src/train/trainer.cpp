@@ -17,8 +17,8 @@
 
 #include "core/crash_point.h"
 #include "core/error.h"
-#include "core/json_integer.h"
 #include "core/fs.h"
+#include "core/json_integer.h"
 #include "core/log.h"
 #include "data/batcher.h"
 #include "data/open_examples.h"
@@ -56,6 +56,11 @@ using runtime::to_string;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Steps between a rank's wish to stop (signal, time budget) and the ranks' agreed stop: the host may
+// queue that many steps ahead of the GPU (Collective::any_after).
+constexpr int kStopLag = 2;
+
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // The train.* keys of the loop's policies.
@@ -276,6 +281,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     const auto global_position = st.contains("global_position")
                                      ? json_integer<int64_t>(st, "global_position", state_path)
                                      : json_integer<int64_t>(st, "position", state_path) * saved_world;
+    MDS_CHECK(saved_world >= 1 && global_position >= 0, state_path, ": world size ", saved_world,
+              " (at least 1) or data position ", global_position, " (not negative) is out of range");
     MDS_CHECK(global_position % denv.world_size == 0, resume_from, ": saved by ", saved_world,
               " process(es) after ", global_position, " batches of its epoch, which ", denv.world_size,
               " processes cannot split evenly; resume with a world size that divides it");
@@ -409,18 +416,21 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     log_info("step ", step, ": validation loss ", loss_v, improved ? " (best so far by " + vm.stop_metric + ")" : "");
     if (improved) save(fs::join(run_dir, "best"));
   };
+  std::string stop;  // why this rank would stop (data-parallel: its ranks agree a few steps later)
   while (state.step < total_steps) {
     if (options.stop_after >= 0 && state.step - first_step >= options.stop_after) {
       result.stop_reason = str_cat("stopped after ", options.stop_after, " steps");
       break;
     }
-    std::string stop;
-    if (on_budget && state.train_seconds >= loop.max_seconds)
-      stop = str_cat("time budget of ", loop.max_seconds / 60.0, " min reached");
-    else if (stop_signals.requested() != 0)
-      stop = str_cat("interrupted by ", runtime::StopSignals::name(stop_signals.requested()));
-    // Data-parallel: the ranks stop together, when any of them would (one tiny all-reduce a step).
-    if (dist.any(!stop.empty())) {
+    if (stop.empty()) {
+      if (on_budget && state.train_seconds >= loop.max_seconds)
+        stop = str_cat("time budget of ", loop.max_seconds / 60.0, " min reached");
+      else if (stop_signals.requested() != 0)
+        stop = str_cat("interrupted by ", runtime::StopSignals::name(stop_signals.requested()));
+    }
+    // Data-parallel: the ranks stop together, when any of them would (one tiny all-reduce a step),
+    // kStopLag steps after the first of them would: no step waits for the GPU to finish the last.
+    if (dist.any_after(!stop.empty(), kStopLag)) {
       result.stop_reason = stop.empty() ? std::string("stopped with the other ranks") : stop;
       break;
     }
