@@ -397,7 +397,7 @@ TEST(StartFromSource, TargetPositionJHoldsSourceTokenJ) {
   torch::NoGradGuard no_grad;
   const torch::Tensor anchor = m->embed(bt.ids_BL);
   ASSERT_TRUE(m->absorbing().defined());
-  const torch::Tensor x0 = infer::source_aligned_x0(bt, anchor, m->absorbing());
+  const torch::Tensor x0 = model::source_aligned_x0(bt, anchor, m->absorbing());
   const int64_t first = batch.src_region + 2, T = batch.trg_region;
   ASSERT_EQ(T, 6);
   const std::vector<std::vector<int64_t>> expected = {{10, 11, 12, -1, -1, -1}, {13, 14, 15, 16, 17, -1}};
@@ -424,6 +424,41 @@ TEST(StartFromSource, TargetPositionJHoldsSourceTokenJ) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("sample.start_time"), std::string::npos) << e.what();
   }
+}
+
+// Training from the source (train.source_start_prob): the chosen rows' input is the source-aligned x0
+// noised by the forward process, the others' the target's; the loss still asks for the target. The
+// loss equals that computed by hand from the same draws, and differs from training on targets alone.
+TEST(StartFromSource, TrainingNoisesTheChosenRowsFromTheSource) {
+  const Config c = config_of({"train.source_start_prob=0.5"});
+  Denoiser m = make_model(c);
+  const BatchTensors bt = model::to_tensors(make_batch(c), torch::kCPU);
+  const diffusion::NoiseSchedule s = diffusion::NoiseSchedule::from_config(c);
+  const diffusion::LossOptions o = diffusion::loss_options_from_config(c);
+  ASSERT_EQ(o.source_start_prob, 0.5);
+  const torch::Tensor t_B = torch::tensor({3, 150, 90}, torch::kLong), w_B = torch::ones({3});
+  const torch::Tensor from_source_B = torch::tensor({true, false, true});
+
+  at::Generator gen = at::detail::createCPUGenerator(11);
+  const diffusion::LossTerms terms = diffusion::diffusion_loss(m, bt, s, t_B, w_B, o, gen, from_source_B);
+
+  at::Generator g2 = at::detail::createCPUGenerator(11);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor emb = m->embed(bt.ids_BL);
+  const diffusion::Noised n = diffusion::noise_batch(s, emb, t_B, bt.trg_mask_BL, m->absorbing(), o.forward, g2);
+  const torch::Tensor from_src = model::source_aligned_x0(bt, emb, m->absorbing());
+  const diffusion::Noised ns = diffusion::noise_batch(s, from_src, t_B, bt.trg_mask_BL, m->absorbing(), o.forward, g2);
+  DenoiserInputs in;
+  in.t_B = t_B.to(torch::kFloat) * (1000.0 / 2000.0);
+  in.key_mask_BL = bt.key_mask_BL;
+  in.global_mask_BL = bt.global_mask_BL;
+  in.trg_mask_BL = bt.trg_mask_BL;
+  const auto mse_from = [&](const torch::Tensor& x_t) {
+    in.x_t_BLC = x_t;
+    return diffusion::mse_loss_B(m->forward(in).x0_BLC, n.x0_BLC, bt.trg_mask_BL).mean().item<double>();
+  };
+  EXPECT_NEAR(terms.mse.item<double>(), mse_from(torch::where(from_source_B.view({3, 1, 1}), ns.x_t_BLC, n.x_t_BLC)), 1e-6);
+  EXPECT_GT(std::abs(terms.mse.item<double>() - mse_from(n.x_t_BLC)), 1e-6);
 }
 
 // ----------------------------------------------------------------------------- noise factor

@@ -101,6 +101,8 @@ std::vector<KeySpec> make_schema() {
       i("train.warmup_steps", 1000, 0, kBig, "Linear warm-up steps, then linear decay to train.min_lr at train.steps (or at train.max_minutes, whichever comes first)."),
       f("train.max_minutes", 0.0, 0, kBig, "Wall-clock budget of the training loop in minutes, counted across resumes: the run stops there with a checkpoint, and the learning rate decays over it; 0 = train.steps alone."),
       f("train.min_lr", 0.0, 0, kBig, "Learning rate at the end of the decay."),
+      f("train.source_start_prob", 0.0, 0, 1, "The share of training examples whose target positions are noised from the source put in their place (target position j from source token j) instead of from the target, at a time below train.source_start_time: the model learns to edit the source into the target, as sampling with sample.start_time < 1 asks of it. 0: DiffuSeq (always from the target)."),
+      f("train.source_start_time", 0.1, 0, 1, "With train.source_start_prob: those examples' diffusion time is uniform in [0, this) of the schedule (match sample.start_time)."),
       f("train.self_condition_prob", 0.5, 0, 1, "With model.self_condition: the share of training steps that first estimate x0 without gradient and feed it back."),
       f("train.weight_decay", 0.0, 0, kBig, "AdamW weight decay."),
       f("train.adam_beta1", 0.9, 0, 1, "AdamW beta1."),

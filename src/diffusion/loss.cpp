@@ -39,6 +39,8 @@ LossOptions loss_options_from_config(const Config& c) {
   o.x0_ce_weight = c.get_float("loss.x0_ce_weight");
   if (c.get_string("data.target_length") == "predict") o.length_weight = c.get_float("loss.length_weight");
   if (c.get_bool("model.self_condition")) o.self_condition_prob = c.get_float("train.self_condition_prob");
+  o.source_start_prob = c.get_float("train.source_start_prob");
+  o.source_start_time = c.get_float("train.source_start_time");
   return o;
 }
 
@@ -79,12 +81,20 @@ torch::Tensor prior_loss_B(const torch::Tensor& x0_BLC, const torch::Tensor& m_C
 }
 
 LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const NoiseSchedule& s, const torch::Tensor& t_B,
-                         const torch::Tensor& weight_B, const LossOptions& o, at::Generator gen) {
+                         const torch::Tensor& weight_B, const LossOptions& o, at::Generator gen,
+                         const torch::Tensor& from_source_B) {
   const auto device = batch.ids_BL.device();
   const auto B = batch.ids_BL.size(0);
   auto emb_BLC = model->embed(batch.ids_BL);
   const torch::Tensor& m_C = model->absorbing();
   Noised noised = noise_batch(s, emb_BLC, t_B, batch.trg_mask_BL, m_C, o.forward, gen);
+  if (from_source_B.defined()) {
+    // The chosen rows' input comes from the source put in the target's place, noised the same way.
+    const Noised from_source =
+        noise_batch(s, model::source_aligned_x0(batch, emb_BLC, m_C), t_B, batch.trg_mask_BL, m_C, o.forward, gen);
+    noised.x_t_BLC = torch::where(to_device_async(from_source_B, device).view({B, 1, 1}), from_source.x_t_BLC,
+                                  noised.x_t_BLC);
+  }
 
   auto t_dev = to_device_async(t_B, device);
   auto model_t_B = t_dev.to(torch::kFloat) * (1000.0 / static_cast<double>(s.steps));

@@ -35,6 +35,9 @@ struct LossOptions {
   double rounding_weight = 1.0, prior_weight = 1.0, absorb_reg = 0.01;
   double mse_weight = 1.0, x0_ce_weight = 0.0, length_weight = 0.0;
   double self_condition_prob = 0.0;  // 0: never (a model without self-conditioning)
+  // The share of examples noised from the source instead of the target (train_step draws them), and
+  // the share of the diffusion time below which their t lies.
+  double source_start_prob = 0.0, source_start_time = 0.1;
   ForwardOptions forward;
 };
 
@@ -67,8 +70,11 @@ at::Tensor prior_loss_B(const at::Tensor& x0_BLC, const at::Tensor& m_C, double 
 // The chosen positions of x_BLC as rows [N, C], in row-major (b, l) order.
 at::Tensor chosen_rows(const at::Tensor& x_BLC, const at::Tensor& chosen_BL, const at::Tensor& rows_N = {});
 
+// from_source_B (bool [B] on the host, optional): rows whose target positions are noised from the
+// source-aligned x0 (model::source_aligned_x0) rather than from the target; the loss still asks for the
+// target.
 LossTerms diffusion_loss(model::Denoiser& model, const model::BatchTensors& batch, const NoiseSchedule& schedule,
                          const at::Tensor& t_B, const at::Tensor& weight_B, const LossOptions& options,
-                         at::Generator generator);
+                         at::Generator generator, const at::Tensor& from_source_B = {});
 
 }  // namespace mds::diffusion

@@ -140,18 +140,6 @@ diffusion::X0Predictor x0_predictor(Denoiser& model, const BatchTensors& bt, con
   };
 }
 
-torch::Tensor source_aligned_x0(const BatchTensors& bt, const torch::Tensor& anchor_BLC, const torch::Tensor& m_C) {
-  const int64_t B = anchor_BLC.size(0), L = anchor_BLC.size(1), C = anchor_BLC.size(2);
-  const int64_t first = bt.src_region + 2, n = std::min(bt.src_region, L - first);
-  torch::Tensor x0_BLC = m_C.defined() ? m_C.to(anchor_BLC.scalar_type()).view({1, 1, C}).expand({B, L, C}).clone()
-                                       : torch::zeros_like(anchor_BLC);
-  if (n <= 0) return x0_BLC;
-  // Target position j takes source token j (position 1 + j) where the row's source has one.
-  const torch::Tensor has_BN1 = (torch::arange(n, bt.src_len_B.options()).unsqueeze(0) < bt.src_len_B.unsqueeze(1)).unsqueeze(-1);
-  x0_BLC.narrow(1, first, n).copy_(torch::where(has_BN1, anchor_BLC.narrow(1, 1, n), x0_BLC.narrow(1, first, n)));
-  return x0_BLC;
-}
-
 torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOptions& options, at::Generator gen,
                                        const std::function<void(const torch::Tensor&)>& on_x0) {
   torch::NoGradGuard no_grad;
@@ -160,7 +148,7 @@ torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOpti
   in.trg_mask_BL = bt.trg_mask_BL;
   in.absorbing_C = model_->absorbing();
   in.embedding_VC = model_->embedding_weight();
-  if (options.start_time < 1.0) in.start_x0_BLC = source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C);
+  if (options.start_time < 1.0) in.start_x0_BLC = model::source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C);
   diffusion::X0Predictor predict = x0_predictor(model_, bt, in.anchor_BLC, runtime_);
   if (on_x0) {
     predict = [predict, on_x0](const torch::Tensor& x_BLC, const torch::Tensor& t_B) {

@@ -31,10 +31,6 @@ namespace mds::infer {
 diffusion::X0Predictor x0_predictor(model::Denoiser& model, const model::BatchTensors& batch,
                                     const torch::Tensor& anchor_BLC, const runtime::Runtime& runtime);
 
-// sample.start_time < 1 starts from this x0: target position j holds the embedding of source token j
-// (anchor position 1 + j) where the row's source has one, m (or 0 without it) elsewhere. [B, L, C]
-torch::Tensor source_aligned_x0(const model::BatchTensors& batch, const torch::Tensor& anchor_BLC, const torch::Tensor& m_C);
-
 // Target ids of each row of a batch, up to (not including) the first EOS or PAD; with a length head at
 // most the predicted length, at least one token and no special ids.
 struct GeneratedBatch {

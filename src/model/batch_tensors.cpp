@@ -90,4 +90,16 @@ BatchTensors to_tensors(const Batch& batch, c10::Device device) {
   return out;
 }
 
+at::Tensor source_aligned_x0(const BatchTensors& bt, const at::Tensor& anchor_BLC, const at::Tensor& m_C) {
+  const int64_t B = anchor_BLC.size(0), L = anchor_BLC.size(1), C = anchor_BLC.size(2);
+  const int64_t first = bt.src_region + 2, n = std::min(bt.src_region, L - first);
+  at::Tensor x0_BLC = m_C.defined() ? m_C.to(anchor_BLC.scalar_type()).view({1, 1, C}).expand({B, L, C}).clone()
+                                       : at::zeros_like(anchor_BLC);
+  if (n <= 0) return x0_BLC;
+  // Target position j takes source token j (position 1 + j) where the row's source has one.
+  const at::Tensor has_BN1 = (at::arange(n, bt.src_len_B.options()).unsqueeze(0) < bt.src_len_B.unsqueeze(1)).unsqueeze(-1);
+  x0_BLC.narrow(1, first, n).copy_(at::where(has_BN1, anchor_BLC.narrow(1, 1, n), x0_BLC.narrow(1, first, n)));
+  return x0_BLC;
+}
+
 }  // namespace mds::model

@@ -32,4 +32,9 @@ BatchTensors to_tensors(const data::Batch& batch, c10::Device device);
 // not global), and the batch is cut to its longest kept row. keep_B: int64 [B], values in [1, T].
 BatchTensors limit_target_region(const BatchTensors& batch, const at::Tensor& keep_B);
 
+// The source put where the target goes: target position j holds the embedding of source token j
+// (anchor position 1 + j) where the row's source has one, m (or 0 without it) elsewhere. [B, L, C].
+// Sampling starts from it with sample.start_time < 1; training noises it with train.source_start_prob.
+at::Tensor source_aligned_x0(const BatchTensors& batch, const at::Tensor& anchor_BLC, const at::Tensor& m_C);
+
 }  // namespace mds::model

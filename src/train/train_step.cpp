@@ -96,13 +96,22 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
     r.real_tokens += batch.real_tokens();
     BatchTensors bt = to_tensors(batch, s.runtime.device);
     auto draw = s.t_sampler->sample(batch.batch_size, gen);
+    // A share of the examples learns to edit the source: noised from it, at an early time (uniform, weight 1).
+    torch::Tensor from_source_B;
+    if (s.loss.source_start_prob > 0) {
+      from_source_B = torch::rand({batch.batch_size}, gen) < s.loss.source_start_prob;
+      const double top = std::max(1.0, s.loss.source_start_time * static_cast<double>(s.schedule.steps));
+      const torch::Tensor early_B = (torch::rand({batch.batch_size}, gen) * top).to(torch::kLong);
+      draw.t_B = torch::where(from_source_B, early_B, draw.t_B);
+      draw.weight_B = torch::where(from_source_B, torch::ones_like(draw.weight_B), draw.weight_B);
+    }
     mark("to device");
     LossTerms terms;
     {
       // Forward and loss under autocast (bf16); backward and the optimizer step outside it: the
       // parameters stay fp32 master weights and receive fp32 gradients.
       PrecisionScope scope(s.runtime.precision, s.runtime.device);
-      terms = diffusion_loss(s.model, bt, s.schedule, draw.t_B, draw.weight_B, s.loss, gen);
+      terms = diffusion_loss(s.model, bt, s.schedule, draw.t_B, draw.weight_B, s.loss, gen, from_source_B);
     }
     mark("forward");
     const torch::Tensor total = terms.total.detach().to(torch::kFloat);
@@ -113,7 +122,15 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
     mark("backward");
     // The loss-aware sampler learns from the losses on the host (it reads them anyway); a NaN or inf
     // batch teaches it nothing. The uniform one needs no history.
-    if (s.t_sampler->kind() == "lossaware" && !bad.item<bool>()) s.t_sampler->update(draw.t_B, terms.loss_B);
+    // Rows noised from the source are not the forward process it samples for: left out.
+    if (s.t_sampler->kind() == "lossaware" && !bad.item<bool>()) {
+      if (!from_source_B.defined()) {
+        s.t_sampler->update(draw.t_B, terms.loss_B);
+      } else {
+        const torch::Tensor rows = from_source_B.logical_not().nonzero().squeeze(1);
+        s.t_sampler->update(draw.t_B.index_select(0, rows), terms.loss_B.cpu().index_select(0, rows));
+      }
+    }
     r.loss = r.loss.defined() ? r.loss + total / A : total / A;
     r.last = terms;
   }
