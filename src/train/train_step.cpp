@@ -124,12 +124,13 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
     // batch teaches it nothing. The uniform one needs no history.
     // Rows noised from the source are not the forward process it samples for: left out.
     if (s.t_sampler->kind() == "lossaware" && !bad.item<bool>()) {
-      if (!from_source_B.defined()) {
-        s.t_sampler->update(draw.t_B, terms.loss_B);
-      } else {
+      torch::Tensor t_B = draw.t_B, loss_B = terms.loss_B;
+      if (from_source_B.defined()) {
         const torch::Tensor rows = from_source_B.logical_not().nonzero().squeeze(1);
-        s.t_sampler->update(draw.t_B.index_select(0, rows), terms.loss_B.cpu().index_select(0, rows));
+        t_B = t_B.index_select(0, rows);
+        loss_B = loss_B.cpu().index_select(0, rows);
       }
+      s.t_sampler->update(t_B, loss_B);
     }
     r.loss = r.loss.defined() ? r.loss + total / A : total / A;
     r.last = terms;
