@@ -51,7 +51,7 @@ const mds_spm_api& spm() {
       // hidden) a plain local load is safer: DEEPBIND also splits the C++ runtime's globals (std::cerr)
       // between the program and the module.
       const bool clash = dlsym(RTLD_DEFAULT, "_ZN6google8protobuf8internal13VerifyVersionEiiPKc") != nullptr;
-#ifdef MDS_SANITIZED
+#ifdef MDS_ADDRESS_SANITIZER
       // AddressSanitizer ends the process on a DEEPBIND load; without it SentencePiece would run on
       // the other protobuf. Say so (scripts/sanitize leaves these tests out).
       MDS_CHECK(!clash, path, ": SentencePiece cannot be loaded under AddressSanitizer beside a LibTorch that "
