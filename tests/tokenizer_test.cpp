@@ -277,6 +277,28 @@ TEST(TokenizerOptions, VocabTooLargeForTheTextIsAnError) {
   }
 }
 
+// A vocabulary smaller than the characters the text needs (800 CJK characters, 500 pieces) has the
+// opposite remedy: the message says to raise the size.
+TEST(TokenizerOptions, VocabSmallerThanTheCharactersIsAnError) {
+  test::TempDir dir;
+  std::string text;
+  for (int line = 0; line < 40; ++line) {
+    std::string src;
+    for (int c = 0; c < 20; ++c) {
+      const unsigned cp = 0x4E00u + static_cast<unsigned>(line * 20 + c);  // 3 bytes of UTF-8 each
+      src += static_cast<char>(0xE0 | (cp >> 12));
+      src += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      src += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    text += "{\"src\": \"" + src + "\", \"trg\": \"" + src + "\"}\n";
+  }
+  test::write_file(dir.file("cjk.jsonl"), text);
+  TokenizerTrainOptions o = small_options(dir.file("cjk.jsonl"), "unigram");
+  o.character_coverage = 1.0;
+  const std::string e = test::error_of([&] { Tokenizer::train(o, dir.file("tok")); });
+  EXPECT_NE(e.find("raise --vocab-size"), std::string::npos) << e;
+}
+
 TEST(TokenizerOptions, BadJsonlLineIsReportedWithItsLine) {
   test::TempDir dir;
   const std::string input = write_corpus(dir, "train.jsonl", 50);

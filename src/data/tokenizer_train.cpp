@@ -179,7 +179,11 @@ Tokenizer Tokenizer::train(const TokenizerTrainOptions& options, const std::stri
     // Drop SentencePiece's "./src/file.cc(660) [condition] " prefix: it means nothing to users.
     if (message.rfind("./src/", 0) == 0 && message.find("] ") != std::string::npos)
       message = message.substr(message.find("] ") + 2);
-    if (message.find("Vocabulary size") != std::string::npos)
+    // Two failures share the words: a vocabulary too large for the text, or one smaller than the
+    // characters the text needs. Each has its own remedy.
+    if (message.find("required_chars") != std::string::npos)
+      message += " (raise --vocab-size above the number of characters, or lower --character-coverage)";
+    else if (message.find("Vocabulary size") != std::string::npos)
       message += " (lower --vocab-size or give more text)";
     fail("tokenizer training failed: ", message);
   }
