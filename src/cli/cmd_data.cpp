@@ -1,5 +1,6 @@
-// `moe-diffuseq data prepare|inspect|build`: tokenize jsonl into prepared data, describe prepared
-// data, and build the data sets the project ships recipes for.
+// `moe-diffuseq data prepare|inspect|split|baseline|build`: tokenize jsonl into prepared data, describe
+// prepared data, set examples aside, write trivial baselines, and build the data sets the project ships
+// recipes for.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -19,6 +21,7 @@
 #include "data/baseline.h"
 #include "data/debian_descriptions.h"
 #include "data/prepared.h"
+#include "data/split.h"
 #include "data/tokenizer.h"
 
 namespace mds::cli {
@@ -111,6 +114,27 @@ void add_data_command(CLI::App& app) {
       data->add_subcommand("inspect", "print counts and length statistics of prepared data");
   inspect->add_option("dir", *inspect_dir, "prepared data directory")->required();
   inspect->callback([inspect_dir] { run_inspect(*inspect_dir); });
+
+  struct SplitArgs {
+    std::string input, train_out, holdout_out;
+    std::size_t holdout = 0;
+    std::optional<uint64_t> seed;
+  };
+  auto split_args = std::make_shared<SplitArgs>();
+  auto* split = data->add_subcommand(
+      "split", "set N examples of a jsonl file aside (the last N, or a random N with --seed), as plain jsonl");
+  split->add_option("--input", split_args->input, "jsonl file (.gz, .zst)")->required();
+  split->add_option("--holdout", split_args->holdout, "examples set aside")->required();
+  split->add_option("--seed", split_args->seed, "choose the examples at random with this seed (default: the last N)");
+  split->add_option("--train-out", split_args->train_out, "the other examples (jsonl)")->required();
+  split->add_option("--holdout-out", split_args->holdout_out, "the examples set aside (jsonl)")->required();
+  split->callback([split_args] {
+    const auto& a = *split_args;
+    const data::SplitStats s = data::split_examples(a.input, {a.holdout, a.seed}, a.train_out, a.holdout_out);
+    log_info("split ", a.input, ": ", s.train, " examples -> ", a.train_out, ", ", s.holdout,
+             a.seed ? str_cat(" chosen at random (seed ", *a.seed, ")") : std::string(" (the last)"), " -> ",
+             a.holdout_out, s.skipped ? str_cat(" (", s.skipped, " blank lines or empty examples left out)") : "");
+  });
 
   struct BaselineArgs {
     std::string train, input, output, kind = "most-frequent";

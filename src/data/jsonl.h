@@ -44,6 +44,8 @@ class JsonlReader {
   bool next(Example& example);
   const JsonlStats& stats() const { return stats_; }
   const std::string& path() const { return reader_.path(); }
+  // The text of the line of the example last returned (without its line end).
+  const std::string& line() const { return line_; }
   // "12,345 examples from F (2 blank lines, 3 empty targets skipped)".
   std::string summary() const;
 
