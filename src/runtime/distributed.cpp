@@ -110,6 +110,22 @@ std::string choose_backend(const std::string& wanted, c10::Device device) {
   return b;
 }
 
+// all_to_all's lists: one count per rank, none negative, the sent ones adding up to the input's rows.
+void check_exchange(const at::Tensor& input, const std::vector<int64_t>& recv_rows,
+                    const std::vector<int64_t>& send_rows, int world_size) {
+  MDS_CHECK(input.defined() && input.dim() >= 1, "all-to-all: the input needs a first dimension");
+  MDS_CHECK(static_cast<int>(recv_rows.size()) == world_size && static_cast<int>(send_rows.size()) == world_size,
+            "all-to-all: ", recv_rows.size(), " received and ", send_rows.size(), " sent counts for ", world_size,
+            " ranks");
+  int64_t sent = 0;
+  for (std::size_t i = 0; i < send_rows.size(); ++i) {
+    MDS_CHECK(send_rows[i] >= 0 && recv_rows[i] >= 0, "all-to-all: a negative row count");
+    sent += send_rows[i];
+  }
+  MDS_CHECK(sent == input.size(0), "all-to-all: the counts send ", sent, " rows of ", input.size(0));
+  if (world_size == 1) MDS_CHECK(recv_rows[0] == sent, "all-to-all: one rank receives what it sends");
+}
+
 }  // namespace
 
 #if defined(MDS_HAS_GLOO) || defined(MDS_HAS_NCCL)
@@ -290,6 +306,22 @@ void Collective::broadcast(const std::vector<at::Tensor>& tensors, int root) {
   }
 }
 
+at::Tensor Collective::all_to_all(const at::Tensor& input, const std::vector<int64_t>& recv_rows,
+                                  const std::vector<int64_t>& send_rows) {
+  check_exchange(input, recv_rows, send_rows, active() ? env_.world_size : 1);
+  if (!active()) return input;
+  int64_t received = 0;
+  for (int64_t r : recv_rows) received += r;
+  std::vector<int64_t> sizes = input.sizes().vec();
+  sizes[0] = received;
+  bool staged = false;
+  at::Tensor in = operand(input.contiguous(), backend_, group_->device, &staged)[0];
+  at::Tensor out = at::empty(sizes, in.options());
+  std::vector<int64_t> recv = recv_rows, send = send_rows;  // c10d takes them by reference
+  wait(group_->pg->alltoall_base(out, in, recv, send), "all-to-all", env_.rank);
+  return staged ? out.to(input.device()) : out;
+}
+
 #else  // a LibTorch without Gloo or NCCL headers: one process only
 
 struct Collective::Group {};
@@ -307,6 +339,11 @@ void Collective::all_reduce_sum(at::Tensor&) {}
 bool Collective::any(bool mine) { return mine; }
 bool Collective::any_after(bool mine, int) { return mine; }
 void Collective::broadcast(const std::vector<at::Tensor>&, int) {}
+at::Tensor Collective::all_to_all(const at::Tensor& input, const std::vector<int64_t>& recv_rows,
+                                  const std::vector<int64_t>& send_rows) {
+  check_exchange(input, recv_rows, send_rows, 1);
+  return input;
+}
 
 #endif
 

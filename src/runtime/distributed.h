@@ -70,6 +70,12 @@ class Collective {
   bool any_after(bool mine, int lag);
   // Rank `root`'s tensors, in place on every rank.
   void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
+  // Rows exchanged between all ranks (expert parallelism): this rank sends the next `send_rows[j]`
+  // rows of `input` (dim 0) to rank j, in rank order, and receives `recv_rows[i]` rows from rank i,
+  // stacked in rank order; the result has sum(recv_rows) rows, each rank's recv_rows[i] being rank
+  // i's send_rows[this rank]. Without a group: `input` itself (both lists must be {rows}).
+  at::Tensor all_to_all(const at::Tensor& input, const std::vector<int64_t>& recv_rows,
+                        const std::vector<int64_t>& send_rows);
 
  private:
   struct Group;

@@ -1,0 +1,166 @@
+// Expert parallelism: the experts of a MoE layer sharded over ranks, tokens exchanged with all-to-all.
+// Two ranks (threads, c10d Gloo on loopback) give the outputs and every gradient of one process holding
+// all the experts (kernels::moe_ffn_reference), in float64; one rank is the layer itself.
+#include "model/expert_parallel.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernels/moe/moe.h"
+#include "runtime/distributed.h"
+#include "runtime/launch.h"
+#include "test_util.h"
+#include "train/expert_exchange.h"
+
+namespace mds {
+namespace {
+
+constexpr int64_t kE = 4, kD = 3, kF = 5, kA = 2;
+const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+
+struct Full {
+  torch::Tensor w1, b1, w2, b2;
+  kernels::ExpertWeights all() const { return {w1, b1, w2, b2}; }
+  // Experts [first, first + n), as leaves of their own (a rank's shard).
+  kernels::ExpertWeights shard(int64_t first, int64_t n) const {
+    auto cut = [&](const torch::Tensor& t) { return t.slice(0, first, first + n).detach().clone().requires_grad_(); };
+    return {cut(w1), cut(b1), cut(w2), cut(b2)};
+  }
+};
+
+Full make_full() {
+  return {torch::randn({kE, kD, kF}, kF64).requires_grad_(), torch::randn({kE, kF}, kF64).requires_grad_(),
+          torch::randn({kE, kF, kD}, kF64).requires_grad_(), torch::randn({kE, kD}, kF64).requires_grad_()};
+}
+
+// One rank's batch: N tokens, each routed to kA distinct experts with random weights; the loss is
+// sum(y * g) for a fixed g.
+struct Batch {
+  torch::Tensor x, expert, weight, g;
+};
+
+Batch make_batch(int64_t n) {
+  Batch b;
+  b.x = torch::randn({n, kD}, kF64).requires_grad_();
+  std::vector<torch::Tensor> rows;
+  for (int64_t i = 0; i < n; ++i) rows.push_back(torch::randperm(kE, torch::kLong).slice(0, 0, kA));
+  b.expert = torch::stack(rows);
+  b.weight = torch::rand({n, kA}, kF64).requires_grad_();
+  b.g = torch::randn({n, kD}, kF64);
+  return b;
+}
+
+Batch copy_of(const Batch& b) {
+  return {b.x.detach().clone().requires_grad_(), b.expert.clone(), b.weight.detach().clone().requires_grad_(), b.g};
+}
+
+void expect_close(const torch::Tensor& a, const torch::Tensor& b, const std::string& what) {
+  ASSERT_TRUE(a.defined() && b.defined()) << what;
+  EXPECT_TRUE(torch::allclose(a, b, 1e-11, 1e-11)) << what << ": largest difference "
+                                                   << (a - b).abs().max().item<double>();
+}
+
+struct OneRank : model::ExpertExchange {
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  at::Tensor all_to_all(const at::Tensor& input, const std::vector<int64_t>&, const std::vector<int64_t>&) override {
+    return input;
+  }
+};
+
+TEST(ExpertParallel, OneRankIsTheLayer) {
+  torch::manual_seed(3);
+  const Full full = make_full();
+  const Batch ref = make_batch(7), ep = copy_of(ref);
+  const kernels::ExpertWeights shard = full.shard(0, kE);
+  (kernels::moe_ffn_reference(ref.x, full.all(), ref.expert, ref.weight, -1) * ref.g).sum().backward();
+  OneRank group;
+  torch::Tensor tokens;
+  const torch::Tensor y = model::moe_ffn_expert_parallel(group, ep.x, shard, ep.expert, ep.weight, kE, &tokens);
+  (y * ep.g).sum().backward();
+  expect_close(y, kernels::moe_ffn_reference(ref.x, full.all(), ref.expert, ref.weight, -1), "y");
+  expect_close(ep.x.grad(), ref.x.grad(), "dx");
+  expect_close(ep.weight.grad(), ref.weight.grad(), "d weight_NA");
+  expect_close(shard.w1_EDF.grad(), full.w1.grad(), "d w1");
+  expect_close(shard.b2_ED.grad(), full.b2.grad(), "d b2");
+  EXPECT_EQ(tokens.sum().item<int64_t>(), 7 * kA);
+}
+
+TEST(ExpertParallel, TwoRanksOverGlooMatchOneProcessWithEveryExpert) {
+  if (runtime::available_backends().find("gloo") == std::string::npos) GTEST_SKIP() << "no Gloo in this build";
+  torch::manual_seed(5);
+  const Full full = make_full();
+  // Different token counts per rank; rank 1's tokens all go to rank 0's experts, so rank 1's experts
+  // see rank 0's tokens only.
+  std::vector<Batch> ref = {make_batch(6), make_batch(3)};
+  ref[1].expert = torch::tensor({0, 1, 1, 0, 0, 1}, torch::kLong).reshape({3, kA});
+  std::vector<Batch> ep = {copy_of(ref[0]), copy_of(ref[1])};
+  torch::Tensor loss = torch::zeros({}, kF64);
+  std::vector<torch::Tensor> y_ref;
+  for (const Batch& b : ref) {
+    y_ref.push_back(kernels::moe_ffn_reference(b.x, full.all(), b.expert, b.weight, -1));
+    loss = loss + (y_ref.back() * b.g).sum();
+  }
+  loss.backward();
+
+  const int port = runtime::free_port();
+  std::vector<kernels::ExpertWeights> shards = {full.shard(0, 2), full.shard(2, 2)};
+  std::vector<torch::Tensor> y(2), tokens(2);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.emplace_back([&, rank] {
+      const auto r = static_cast<std::size_t>(rank);
+      try {
+        runtime::DistributedEnv env;
+        env.launched = true;
+        env.rank = rank;
+        env.world_size = 2;
+        env.master_port = port;
+        runtime::Collective c(env, std::chrono::milliseconds(20000), "gloo", c10::Device(c10::kCPU));
+        train::CollectiveExpertExchange group(c);
+        y[r] = model::moe_ffn_expert_parallel(group, ep[r].x, shards[r], ep[r].expert, ep[r].weight, kE, &tokens[r]);
+        (y[r] * ep[r].g).sum().backward();  // its own backward: the exchanges of the gradients pair up
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
+  for (std::size_t r = 0; r < 2; ++r) {
+    const std::string at = " of rank " + std::to_string(r);
+    expect_close(y[r], y_ref[r], "y" + at);
+    expect_close(ep[r].x.grad(), ref[r].x.grad(), "dx" + at);
+    expect_close(ep[r].weight.grad(), ref[r].weight.grad(), "d weight_NA" + at);
+    // A shard's gradients hold both ranks' tokens: the full gradient's slice.
+    const int64_t first = static_cast<int64_t>(r) * 2;
+    expect_close(shards[r].w1_EDF.grad(), full.w1.grad().slice(0, first, first + 2), "d w1" + at);
+    expect_close(shards[r].b1_EF.grad(), full.b1.grad().slice(0, first, first + 2), "d b1" + at);
+    expect_close(shards[r].w2_EFD.grad(), full.w2.grad().slice(0, first, first + 2), "d w2" + at);
+    expect_close(shards[r].b2_ED.grad(), full.b2.grad().slice(0, first, first + 2), "d b2" + at);
+  }
+  // Assignments each rank's experts received, from both ranks: 9 tokens x 2 in all.
+  EXPECT_EQ(tokens[0].sum().item<int64_t>() + tokens[1].sum().item<int64_t>(), 9 * kA);
+  EXPECT_EQ(tokens[1].sum().item<int64_t>(), (ref[0].expert >= 2).sum().item<int64_t>());
+}
+
+TEST(ExpertParallel, CountsThatDoNotAddUpAreErrors) {
+  runtime::Collective one;
+  const std::string e = test::error_of([&] { one.all_to_all(torch::zeros({4, 2}), {4}, {3}); });
+  EXPECT_NE(e.find("the counts send 3 rows of 4"), std::string::npos) << e;
+  OneRank group;
+  const Full full = make_full();
+  const std::string uneven = test::error_of([&] {
+    model::moe_ffn_expert_parallel(group, torch::zeros({1, kD}, kF64), full.shard(0, 3), torch::zeros({1, 1}, torch::kLong),
+                                   torch::ones({1, 1}, kF64), kE);
+  });
+  EXPECT_NE(uneven.find("this rank holds 3 experts, not E/W = 4"), std::string::npos) << uneven;
+}
+
+}  // namespace
+}  // namespace mds
