@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/moe/moe.h"
+#include "model/moe_layer.h"
 #include "runtime/distributed.h"
 #include "runtime/launch.h"
 #include "test_util.h"
@@ -147,6 +148,90 @@ TEST(ExpertParallel, TwoRanksOverGlooMatchOneProcessWithEveryExpert) {
   // Assignments each rank's experts received, from both ranks: 9 tokens x 2 in all.
   EXPECT_EQ(tokens[0].sum().item<int64_t>() + tokens[1].sum().item<int64_t>(), 9 * kA);
   EXPECT_EQ(tokens[1].sum().item<int64_t>(), (ref[0].expert >= 2).sum().item<int64_t>());
+}
+
+// The layer: two shards built from the same seed hold the whole layer's experts, and two ranks give
+// its outputs, auxiliary losses and gradients (the replicated router's summed over the ranks, as the
+// data-parallel all-reduce sums it).
+TEST(ExpertParallel, AShardedLayerOnTwoRanksIsTheWholeLayer) {
+  if (runtime::available_backends().find("gloo") == std::string::npos) GTEST_SKIP() << "no Gloo in this build";
+  model::MoeOptions o;
+  o.dim = 6;
+  o.ffn_dim = 10;
+  o.experts = 4;
+  o.top_k = 2;
+  torch::manual_seed(11);
+  model::MoeLayer whole(o);
+  std::vector<model::MoeLayer> shards;
+  for (int64_t r = 0; r < 2; ++r) {
+    model::MoeOptions so = o;
+    so.expert_shards = 2;
+    so.expert_shard = r;
+    torch::manual_seed(11);
+    shards.emplace_back(so);
+    EXPECT_TRUE(torch::equal(shards.back()->w1_EDF, whole->w1_EDF.slice(0, 2 * r, 2 * r + 2)));
+    EXPECT_TRUE(torch::equal(shards.back()->router_DE, whole->router_DE));
+  }
+  const std::vector<torch::Tensor> x = {torch::randn({7, 6}), torch::randn({4, 6})};
+  const std::vector<torch::Tensor> g = {torch::randn({7, 6}), torch::randn({4, 6})};
+  std::vector<torch::Tensor> y_ref, aux_ref;
+  torch::Tensor loss = torch::zeros({});
+  for (std::size_t r = 0; r < 2; ++r) {
+    const model::MoeLayerOutput out = whole->forward(x[r]);
+    y_ref.push_back(out.y_ND);
+    aux_ref.push_back(out.aux_loss);
+    loss = loss + (out.y_ND * g[r]).sum();
+  }
+  loss.backward();
+
+  const int port = runtime::free_port();
+  std::vector<model::MoeLayerOutput> out(2);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.emplace_back([&, rank] {
+      const auto r = static_cast<std::size_t>(rank);
+      try {
+        runtime::DistributedEnv env;
+        env.launched = true;
+        env.rank = rank;
+        env.world_size = 2;
+        env.master_port = port;
+        runtime::Collective c(env, std::chrono::milliseconds(20000), "gloo", c10::Device(c10::kCPU));
+        train::CollectiveExpertExchange group(c);
+        shards[r]->set_expert_exchange(&group);
+        out[r] = shards[r]->forward(x[r]);
+        (out[r].y_ND * g[r]).sum().backward();
+        shards[r]->set_expert_exchange(nullptr);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
+  auto close = [](const torch::Tensor& a, const torch::Tensor& b, const std::string& what) {
+    ASSERT_TRUE(a.defined() && b.defined()) << what;
+    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << what << ": largest difference " << (a - b).abs().max().item<double>();
+  };
+  for (std::size_t r = 0; r < 2; ++r) {
+    const std::string at = " of rank " + std::to_string(r);
+    close(out[r].y_ND, y_ref[r], "y" + at);
+    close(out[r].aux_loss, aux_ref[r], "aux loss" + at);
+    const int64_t first = static_cast<int64_t>(r) * 2;
+    close(shards[r]->w1_EDF.grad(), whole->w1_EDF.grad().slice(0, first, first + 2), "d w1" + at);
+    close(shards[r]->b2_ED.grad(), whole->b2_ED.grad().slice(0, first, first + 2), "d b2" + at);
+  }
+  close(shards[0]->router_DE.grad() + shards[1]->router_DE.grad(), whole->router_DE.grad(), "d router, summed");
+  EXPECT_EQ(out[0].tokens_per_expert_E.sum().item<int64_t>(), 7 * 2);
+
+  model::MoeOptions capped = o;
+  capped.expert_shards = 2;
+  capped.capacity_factor = 1.25;
+  const std::string e = test::error_of([&] { model::MoeLayer bad(capped); });
+  EXPECT_NE(e.find("no capacity"), std::string::npos) << e;
+  const std::string alone = test::error_of([&] { shards[1]->forward(x[1]); });
+  EXPECT_NE(alone.find("needs its group"), std::string::npos) << alone;
 }
 
 TEST(ExpertParallel, CountsThatDoNotAddUpAreErrors) {

@@ -25,15 +25,33 @@ MoeLayerImpl::MoeLayerImpl(const MoeOptions& options) : options_(options) {
             options.capacity_factor);
   MDS_CHECK(options.jitter >= 0 && options.jitter < 1, "MoeLayer: jitter must be in [0, 1), got ",
             options.jitter);
+  const int64_t shards = options.expert_shards;
+  MDS_CHECK(shards >= 1 && E % shards == 0 && options.expert_shard >= 0 && options.expert_shard < shards,
+            "MoeLayer: ", E, " experts cannot be split into ", shards, " equal shards (shard ", options.expert_shard,
+            ")");
+  MDS_CHECK(shards == 1 || (E > 1 && options.capacity_factor == 0),
+            "MoeLayer: expert parallelism needs several experts and no capacity (moe.capacity_factor = 0)");
   if (E == 1) options_.top_k = 1;
 
   const double s = options.init_std;
   // No router for a single expert: it would be a parameter that never receives a gradient.
   if (E > 1) router_DE = register_parameter("router", torch::randn({D, E}) * s);
-  w1_EDF = register_parameter("w1", torch::randn({E, D, F}) * s);
-  b1_EF = register_parameter("b1", torch::zeros({E, F}));
-  w2_EFD = register_parameter("w2", torch::randn({E, F, D}) * s);
-  b2_ED = register_parameter("b2", torch::zeros({E, D}));
+  // A shard takes its slice of what the whole layer draws, so that a run's start does not depend on
+  // how its experts are spread.
+  const int64_t El = E / shards, first = options.expert_shard * El;
+  auto mine = [&](const at::Tensor& all) { return shards == 1 ? all : all.slice(0, first, first + El).clone(); };
+  w1_EDF = register_parameter("w1", mine(torch::randn({E, D, F}) * s));
+  b1_EF = register_parameter("b1", torch::zeros({El, F}));
+  w2_EFD = register_parameter("w2", mine(torch::randn({E, F, D}) * s));
+  b2_ED = register_parameter("b2", torch::zeros({El, D}));
+}
+
+void MoeLayerImpl::set_expert_exchange(ExpertExchange* group) {
+  MDS_CHECK(group == nullptr || (group->world_size() == options_.expert_shards &&
+                                 group->rank() == options_.expert_shard),
+            "MoeLayer: shard ", options_.expert_shard, " of ", options_.expert_shards, " cannot exchange with rank ",
+            group ? group->rank() : 0, " of ", group ? group->world_size() : 1);
+  exchange_ = group;
 }
 
 MoeLayerOutput MoeLayerImpl::forward(const at::Tensor& x_ND) {
@@ -75,6 +93,16 @@ MoeLayerOutput MoeLayerImpl::forward(const at::Tensor& x_ND) {
   kernels::MoeDispatchStats stats;
   const kernels::ExpertWeights experts{w1_EDF, b1_EF, w2_EFD, b2_ED};
   const at::Tensor weight_NA = r.weight_NA.to(x_ND.scalar_type());
+  if (options_.expert_shards > 1) {
+    MDS_CHECK(exchange_ != nullptr, "MoeLayer: a sharded layer needs its group (set_expert_exchange)");
+    out.y_ND = moe_ffn_expert_parallel(*exchange_, x_ND, experts, r.expert_NA, weight_NA, E);
+    out.aux_loss = r.aux_loss;
+    out.z_loss = r.z_loss;
+    // This rank's assignments per expert, as the unsharded layer counts them (dropless: none dropped).
+    out.tokens_per_expert_E = at::bincount(r.expert_NA.reshape({-1}).to(at::kLong), {}, E);
+    out.dropped = at::zeros({}, x_ND.options().dtype(at::kLong));
+    return out;
+  }
   out.y_ND = options_.sorted_dispatch
                  ? kernels::detail::moe_ffn_sorted(x_ND, experts, r.expert_NA, weight_NA, capacity, &stats)
                  : kernels::moe_ffn(x_ND, experts, r.expert_NA, weight_NA, capacity, &stats);

@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "model/expert_parallel.h"
+
 namespace mds::model {
 
 struct MoeOptions {
@@ -23,6 +25,10 @@ struct MoeOptions {
   // Always the one-GEMM-per-expert loop (kernels::detail::moe_ffn_sorted), whatever moe_ffn would
   // choose: bench/moe_layer_bench compares the two.
   bool sorted_dispatch = false;
+  // Expert parallelism (model/expert_parallel.h): the experts split into `expert_shards` equal shards,
+  // this layer holding shard `expert_shard` (experts [shard*E/shards, (shard+1)*E/shards)); forward
+  // then needs the group (set_expert_exchange) and is dropless. 1 = every expert here.
+  int64_t expert_shards = 1, expert_shard = 0;
 };
 
 struct MoeLayerOutput {
@@ -35,12 +41,17 @@ struct MoeLayerOutput {
 
 // Parameters: "router" [D, E] (absent when experts == 1), "w1" [E, D, F], "b1" [E, F],
 // "w2" [E, F, D], "b2" [E, D]. With experts == 1 the layer is a dense FFN: no routing; top_k and
-// the capacity are ignored.
+// the capacity are ignored. Sharded, the expert parameters hold this shard's E/shards experts, with
+// the values the whole layer would give them from the same seed.
 class MoeLayerImpl : public torch::nn::Module {
  public:
   explicit MoeLayerImpl(const MoeOptions& options);
 
   MoeLayerOutput forward(const at::Tensor& x_ND);
+
+  // The group a sharded layer exchanges tokens with (not owned; it must outlive every forward and
+  // backward). Its world size must be the number of shards, its rank this shard.
+  void set_expert_exchange(ExpertExchange* group);
 
   int64_t parameter_count() const;
   // Parameters one token uses: the router plus k experts.
@@ -51,6 +62,7 @@ class MoeLayerImpl : public torch::nn::Module {
 
  private:
   MoeOptions options_;
+  ExpertExchange* exchange_ = nullptr;
 };
 TORCH_MODULE(MoeLayer);
 
