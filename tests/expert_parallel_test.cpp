@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "kernels/moe/moe.h"
+#include "core/config.h"
+#include "model/denoiser.h"
+#include "model/model_options.h"
 #include "model/moe_layer.h"
 #include "runtime/distributed.h"
 #include "runtime/launch.h"
@@ -232,6 +235,91 @@ TEST(ExpertParallel, AShardedLayerOnTwoRanksIsTheWholeLayer) {
   EXPECT_NE(e.find("no capacity"), std::string::npos) << e;
   const std::string alone = test::error_of([&] { shards[1]->forward(x[1]); });
   EXPECT_NE(alone.find("needs its group"), std::string::npos) << alone;
+}
+
+// The whole denoiser with its MoE layers sharded over two ranks gives the unsharded model's x0 on each
+// rank's batch, and its gradients: the replicated parameters' summed over the ranks, the experts' sliced.
+TEST(ExpertParallel, AShardedDenoiserOnTwoRanksIsTheWholeModel) {
+  if (runtime::available_backends().find("gloo") == std::string::npos) GTEST_SKIP() << "no Gloo in this build";
+  const model::ModelOptions o = model::model_options_from_config(
+      Config::load("", {"model.embed_dim=8", "model.dim=16", "model.layers=2", "model.heads=2", "model.ffn_dim=24",
+                        "model.time_embed_dim=8", "moe.experts=4", "moe.top_k=2", "attention.type=dense",
+                        "model.dropout=0", "data.max_src_len=8", "data.max_trg_len=8"}),
+      /*vocab_size=*/50);
+  torch::manual_seed(21);
+  model::Denoiser whole(o);
+  std::vector<model::Denoiser> shards;
+  for (int64_t r = 0; r < 2; ++r) {
+    model::ModelOptions so = o;
+    so.expert_shards = 2;
+    so.expert_shard = r;
+    torch::manual_seed(21);
+    shards.emplace_back(so);
+  }
+  struct In {
+    torch::Tensor x, t, key, global, g;
+  };
+  std::vector<In> in;
+  for (int64_t B : {2, 3}) {
+    in.push_back({torch::randn({B, 6, 8}), torch::rand({B}) * 1000, torch::ones({B, 6}, torch::kBool),
+                  torch::zeros({B, 6}, torch::kBool), torch::randn({B, 6, 8})});
+  }
+  std::vector<torch::Tensor> x0_ref;
+  torch::Tensor loss = torch::zeros({});
+  for (const In& i : in) {
+    x0_ref.push_back(whole->forward(i.x, i.t, i.key, i.global).x0_BLC);
+    loss = loss + (x0_ref.back() * i.g).sum();
+  }
+  loss.backward();
+
+  const int port = runtime::free_port();
+  std::vector<torch::Tensor> x0(2);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.emplace_back([&, rank] {
+      const auto r = static_cast<std::size_t>(rank);
+      try {
+        runtime::DistributedEnv env;
+        env.launched = true;
+        env.rank = rank;
+        env.world_size = 2;
+        env.master_port = port;
+        runtime::Collective c(env, std::chrono::milliseconds(20000), "gloo", c10::Device(c10::kCPU));
+        train::CollectiveExpertExchange group(c);
+        shards[r]->set_expert_exchange(&group);
+        x0[r] = shards[r]->forward(in[r].x, in[r].t, in[r].key, in[r].global).x0_BLC;
+        (x0[r] * in[r].g).sum().backward();
+        shards[r]->set_expert_exchange(nullptr);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
+  auto close = [](const torch::Tensor& a, const torch::Tensor& b, const std::string& what) {
+    ASSERT_TRUE(a.defined() && b.defined()) << what;
+    EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-5)) << what << ": largest difference " << (a - b).abs().max().item<double>();
+  };
+  for (std::size_t r = 0; r < 2; ++r) close(x0[r], x0_ref[r], "x0 of rank " + std::to_string(r));
+  const auto p0 = shards[0]->named_parameters(), p1 = shards[1]->named_parameters();
+  int experts = 0, replicated = 0;
+  for (const auto& p : whole->named_parameters()) {
+    const std::string& name = p.key();
+    const bool expert = name.find(".moe.") != std::string::npos && name.find(".moe.router") == std::string::npos;
+    if (expert) {
+      const int64_t half = p.value().size(0) / 2;
+      close(p0[name].grad(), p.value().grad().slice(0, 0, half), name + " (shard 0)");
+      close(p1[name].grad(), p.value().grad().slice(0, half, 2 * half), name + " (shard 1)");
+      ++experts;
+    } else if (p.value().grad().defined()) {
+      close(p0[name].grad() + p1[name].grad(), p.value().grad(), name + " (summed)");
+      ++replicated;
+    }
+  }
+  EXPECT_EQ(experts, 2 * 4);  // w1, b1, w2, b2 of each of the two layers
+  EXPECT_GT(replicated, 10);
 }
 
 TEST(ExpertParallel, CountsThatDoNotAddUpAreErrors) {

@@ -17,6 +17,8 @@ BlockImpl::BlockImpl(const ModelOptions& o, int64_t layer) : pre_norm_(o.pre_nor
   m.capacity_factor = o.capacity_factor;
   m.jitter = o.jitter;
   m.init_std = o.init_std;
+  m.expert_shards = o.expert_shards;
+  m.expert_shard = o.expert_shard;
   moe_ = register_module("moe", MoeLayer(m));
   dropout_ = register_module("dropout", torch::nn::Dropout(o.dropout));
 }

@@ -193,6 +193,10 @@ torch::Tensor DenoiserImpl::mix_in_copy(const torch::Tensor& h_BLD, const Denois
   return g_N1 * p_vocab_NV + (1.0 - g_N1) * p_copy_NV;
 }
 
+void DenoiserImpl::set_expert_exchange(ExpertExchange* group) {
+  for (Block& block : blocks_) block->moe()->set_expert_exchange(group);
+}
+
 ParameterCounts DenoiserImpl::parameter_counts() const {
   ParameterCounts c;
   for (const auto& p : named_parameters()) {

@@ -93,6 +93,9 @@ class DenoiserImpl : public torch::nn::Module {
   const torch::Tensor& absorbing() const { return absorbing_; }  // m [C]; undefined when off
   const ModelOptions& options() const { return options_; }
   std::vector<Block>& blocks() { return blocks_; }
+  // Expert parallelism: the group every MoE layer exchanges tokens with (options().expert_shards > 1;
+  // not owned, nullptr to let go of it).
+  void set_expert_exchange(ExpertExchange* group);
 
   ParameterCounts parameter_counts() const;
   std::string describe() const;  // one paragraph for the start-up log

@@ -29,6 +29,9 @@ struct ModelOptions {
   int64_t experts = 8, top_k = 2;
   bool renormalize = true;
   double capacity_factor = 0.0, jitter = 0.0;
+  // Expert parallelism (model/expert_parallel.h): this model holds shard expert_shard of expert_shards
+  // of every MoE layer's experts. Set by the program that runs the group, not by a configuration key.
+  int64_t expert_shards = 1, expert_shard = 0;
   double aux_loss_weight = 0.01, z_loss_weight = 1e-3;
   bool soft_absorbing = true;
   // Recipe options (docs/math.md, "Learning fast"); the defaults of each are DiffuSeq's behaviour.
