@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "runtime/distributed.h"
 #include "runtime/launch.h"
+#include "rank_threads.h"
 #include "test_util.h"
 
 namespace mds {
@@ -119,28 +120,12 @@ TEST(DistributedEnv, AGroupOfOneOverGloo) {
 // `lag` calls later; a wish of the other later still, and both are answered.
 TEST(DistributedEnv, RanksAgreeOnStoppingOnTheSameCall) {
   if (runtime::available_backends().find("gloo") == std::string::npos) GTEST_SKIP() << "no Gloo in this build";
-  const int port = runtime::free_port();
   const std::vector<std::vector<bool>> wishes = {{false, false, true, false, false, false, false},
                                                  {false, false, false, false, true, false, false}};
   std::vector<std::vector<bool>> answers(2);
-  std::vector<std::string> errors(2);
-  std::vector<std::thread> ranks;
-  for (int rank = 0; rank < 2; ++rank) {
-    ranks.emplace_back([&, rank] {
-      try {
-        runtime::DistributedEnv env;
-        env.launched = true;
-        env.rank = rank;
-        env.world_size = 2;
-        env.master_port = port;
-        runtime::Collective c(env, std::chrono::milliseconds(20000), "gloo", c10::Device(c10::kCPU));
-        for (bool mine : wishes[static_cast<std::size_t>(rank)]) answers[static_cast<std::size_t>(rank)].push_back(c.any_after(mine, 2));
-      } catch (const std::exception& e) {
-        errors[static_cast<std::size_t>(rank)] = e.what();
-      }
-    });
-  }
-  for (std::thread& t : ranks) t.join();
+  const std::vector<std::string> errors = test::run_ranks(2, [&](runtime::Collective& c, int rank) {
+    for (bool mine : wishes[static_cast<std::size_t>(rank)]) answers[static_cast<std::size_t>(rank)].push_back(c.any_after(mine, 2));
+  });
   const std::vector<bool> expected = {false, false, false, false, true, false, true};
   for (int rank = 0; rank < 2; ++rank) {
     EXPECT_EQ(errors[static_cast<std::size_t>(rank)], "");

@@ -7,7 +7,6 @@
 #include <torch/torch.h>
 
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "kernels/moe/moe.h"
@@ -16,7 +15,7 @@
 #include "model/model_options.h"
 #include "model/moe_layer.h"
 #include "runtime/distributed.h"
-#include "runtime/launch.h"
+#include "rank_threads.h"
 #include "test_util.h"
 #include "train/expert_exchange.h"
 
@@ -111,30 +110,14 @@ TEST(ExpertParallel, TwoRanksOverGlooMatchOneProcessWithEveryExpert) {
   }
   loss.backward();
 
-  const int port = runtime::free_port();
   std::vector<kernels::ExpertWeights> shards = {full.shard(0, 2), full.shard(2, 2)};
   std::vector<torch::Tensor> y(2), tokens(2);
-  std::vector<std::string> errors(2);
-  std::vector<std::thread> ranks;
-  for (int rank = 0; rank < 2; ++rank) {
-    ranks.emplace_back([&, rank] {
-      const auto r = static_cast<std::size_t>(rank);
-      try {
-        runtime::DistributedEnv env;
-        env.launched = true;
-        env.rank = rank;
-        env.world_size = 2;
-        env.master_port = port;
-        runtime::Collective c(env, std::chrono::milliseconds(20000), "gloo", c10::Device(c10::kCPU));
-        train::CollectiveExpertExchange group(c);
-        y[r] = model::moe_ffn_expert_parallel(group, ep[r].x, shards[r], ep[r].expert, ep[r].weight, kE, &tokens[r]);
-        (y[r] * ep[r].g).sum().backward();  // its own backward: the exchanges of the gradients pair up
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  }
-  for (std::thread& t : ranks) t.join();
+  const std::vector<std::string> errors = test::run_ranks(2, [&](runtime::Collective& c, int rank) {
+    const auto r = static_cast<std::size_t>(rank);
+    train::CollectiveExpertExchange group(c);
+    y[r] = model::moe_ffn_expert_parallel(group, ep[r].x, shards[r], ep[r].expert, ep[r].weight, kE, &tokens[r]);
+    (y[r] * ep[r].g).sum().backward();  // its own backward: the exchanges of the gradients pair up
+  });
   ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
   for (std::size_t r = 0; r < 2; ++r) {
     const std::string at = " of rank " + std::to_string(r);
@@ -187,31 +170,15 @@ TEST(ExpertParallel, AShardedLayerOnTwoRanksIsTheWholeLayer) {
   }
   loss.backward();
 
-  const int port = runtime::free_port();
   std::vector<model::MoeLayerOutput> out(2);
-  std::vector<std::string> errors(2);
-  std::vector<std::thread> ranks;
-  for (int rank = 0; rank < 2; ++rank) {
-    ranks.emplace_back([&, rank] {
-      const auto r = static_cast<std::size_t>(rank);
-      try {
-        runtime::DistributedEnv env;
-        env.launched = true;
-        env.rank = rank;
-        env.world_size = 2;
-        env.master_port = port;
-        runtime::Collective c(env, std::chrono::milliseconds(20000), "gloo", c10::Device(c10::kCPU));
-        train::CollectiveExpertExchange group(c);
-        shards[r]->set_expert_exchange(&group);
-        out[r] = shards[r]->forward(x[r]);
-        (out[r].y_ND * g[r]).sum().backward();
-        shards[r]->set_expert_exchange(nullptr);
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  }
-  for (std::thread& t : ranks) t.join();
+  const std::vector<std::string> errors = test::run_ranks(2, [&](runtime::Collective& c, int rank) {
+    const auto r = static_cast<std::size_t>(rank);
+    train::CollectiveExpertExchange group(c);
+    shards[r]->set_expert_exchange(&group);
+    out[r] = shards[r]->forward(x[r]);
+    (out[r].y_ND * g[r]).sum().backward();
+    shards[r]->set_expert_exchange(nullptr);
+  });
   ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
   auto close = [](const torch::Tensor& a, const torch::Tensor& b, const std::string& what) {
     ASSERT_TRUE(a.defined() && b.defined()) << what;
@@ -272,31 +239,15 @@ TEST(ExpertParallel, AShardedDenoiserOnTwoRanksIsTheWholeModel) {
   }
   loss.backward();
 
-  const int port = runtime::free_port();
   std::vector<torch::Tensor> x0(2);
-  std::vector<std::string> errors(2);
-  std::vector<std::thread> ranks;
-  for (int rank = 0; rank < 2; ++rank) {
-    ranks.emplace_back([&, rank] {
-      const auto r = static_cast<std::size_t>(rank);
-      try {
-        runtime::DistributedEnv env;
-        env.launched = true;
-        env.rank = rank;
-        env.world_size = 2;
-        env.master_port = port;
-        runtime::Collective c(env, std::chrono::milliseconds(20000), "gloo", c10::Device(c10::kCPU));
-        train::CollectiveExpertExchange group(c);
-        shards[r]->set_expert_exchange(&group);
-        x0[r] = shards[r]->forward(in[r].x, in[r].t, in[r].key, in[r].global).x0_BLC;
-        (x0[r] * in[r].g).sum().backward();
-        shards[r]->set_expert_exchange(nullptr);
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  }
-  for (std::thread& t : ranks) t.join();
+  const std::vector<std::string> errors = test::run_ranks(2, [&](runtime::Collective& c, int rank) {
+    const auto r = static_cast<std::size_t>(rank);
+    train::CollectiveExpertExchange group(c);
+    shards[r]->set_expert_exchange(&group);
+    x0[r] = shards[r]->forward(in[r].x, in[r].t, in[r].key, in[r].global).x0_BLC;
+    (x0[r] * in[r].g).sum().backward();
+    shards[r]->set_expert_exchange(nullptr);
+  });
   ASSERT_EQ(errors, (std::vector<std::string>{"", ""}));
   auto close = [](const torch::Tensor& a, const torch::Tensor& b, const std::string& what) {
     ASSERT_TRUE(a.defined() && b.defined()) << what;
