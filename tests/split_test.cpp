@@ -82,6 +82,10 @@ TEST(Split, ErrorsNameTheFileAndTheLine) {
     split_examples(dir.file("in.jsonl"), {2, std::nullopt}, dir.file("a.jsonl"), dir.file("b.jsonl"));
   });
   EXPECT_NE(all.find("in.jsonl: --holdout 2 leaves no training example (the file has 2)"), std::string::npos) << all;
+  const std::string none = error_of([&] {
+    split_examples(dir.file("in.jsonl"), {0, std::nullopt}, dir.file("a.jsonl"), dir.file("b.jsonl"));
+  });
+  EXPECT_NE(none.find("--holdout must be at least 1"), std::string::npos) << none;
   test::write_file(dir.file("bad.jsonl"), example(0) + "\n{\"src\": 3, \"trg\": \"t\"}\n");
   const std::string bad = error_of([&] {
     split_examples(dir.file("bad.jsonl"), {1, std::nullopt}, dir.file("a.jsonl"), dir.file("b.jsonl"));
