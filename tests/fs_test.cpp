@@ -258,6 +258,8 @@ TEST(Fs, WriteFileAtomicLeavesNoTemporary) {
   // Into a missing directory: an error naming the path, and nothing left behind.
   const std::string bad = dir.file("missing/out.bin");
   expect_error_naming([&] { fs::write_file_atomic(bad, "x"); }, bad, ENOENT);
+  EXPECT_NE(error_of([&] { fs::write_file_atomic(bad, "x"); }).find("the directory " + dir.file("missing") + " does not exist"),
+            std::string::npos);
   // Onto a directory: the rename fails; the temporary is removed.
   fs::create_directories(dir.file("d/inner"));
   EXPECT_NE(error_of([&] { fs::write_file_atomic(dir.file("d"), "x"); }).find(dir.file("d")),

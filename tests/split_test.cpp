@@ -95,6 +95,11 @@ TEST(Split, ErrorsNameTheFileAndTheLine) {
     split_examples(dir.file("in.jsonl"), {1, std::nullopt}, dir.file("a.jsonl"), dir.file("a.jsonl"));
   });
   EXPECT_NE(same.find("the two outputs are the same file"), std::string::npos) << same;
+  const std::string nodir = error_of([&] {
+    split_examples(dir.file("in.jsonl"), {1, std::nullopt}, dir.file("a.jsonl"), dir.file("no/b.jsonl"));
+  });
+  EXPECT_NE(nodir.find("the directory " + dir.file("no") + " does not exist"), std::string::npos) << nodir;
+  EXPECT_FALSE(fs::exists(dir.file("a.jsonl")));  // nothing written when one output cannot be
   EXPECT_FALSE(fs::exists(dir.file("b.jsonl")));  // nothing written on an error
 }
 

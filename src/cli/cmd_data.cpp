@@ -117,7 +117,7 @@ void add_data_command(CLI::App& app) {
 
   struct SplitArgs {
     std::string input, train_out, holdout_out;
-    std::size_t holdout = 0;
+    int64_t holdout = 0;  // signed: "-3" must be refused, not read as 2^64 - 3
     std::optional<uint64_t> seed;
   };
   auto split_args = std::make_shared<SplitArgs>();
@@ -130,7 +130,9 @@ void add_data_command(CLI::App& app) {
   split->add_option("--holdout-out", split_args->holdout_out, "the examples set aside (jsonl)")->required();
   split->callback([split_args] {
     const auto& a = *split_args;
-    const data::SplitStats s = data::split_examples(a.input, {a.holdout, a.seed}, a.train_out, a.holdout_out);
+    MDS_CHECK(a.holdout >= 1, "data split: --holdout must be at least 1, got ", a.holdout);
+    const data::SplitStats s =
+        data::split_examples(a.input, {static_cast<std::size_t>(a.holdout), a.seed}, a.train_out, a.holdout_out);
     log_info("split ", a.input, ": ", s.train, " examples -> ", a.train_out, ", ", s.holdout,
              a.seed ? str_cat(" chosen at random (seed ", *a.seed, ")") : std::string(" (the last)"), " -> ",
              a.holdout_out, s.skipped ? str_cat(" (", s.skipped, " blank lines or empty examples left out)") : "");

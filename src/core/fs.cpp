@@ -230,7 +230,14 @@ void write_file_atomic(const std::string& given, const std::string& bytes) {
   const std::string tmp = str_cat(path, ".tmp-", ::getpid());
   try {
     Fd file{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-    if (file.fd < 0) fail_errno(tmp, "cannot create");
+    if (file.fd < 0) {
+      const int err = errno;
+      const std::string dir = parent_path(path);
+      // Name what the user gave, not the temporary file next to it.
+      MDS_CHECK(err != ENOENT || dir.empty() || is_directory(dir), "cannot write ", given, ": the directory ", dir,
+                " does not exist (", std::strerror(err), ")");
+      fail_errno(tmp, "cannot create", err);
+    }
     write_all(file.fd, tmp, bytes.data(), bytes.size());
     if (::fsync(file.fd) != 0) fail_errno(tmp, "cannot sync");
     file.close_checked(tmp);

@@ -27,6 +27,12 @@ SplitStats split_examples(const std::string& input, const SplitOptions& options,
   MDS_CHECK(options.holdout > 0, "data split: --holdout must be at least 1");
   MDS_CHECK(fs::absolute(train_out) != fs::absolute(holdout_out), "data split: the two outputs are the same file ",
             train_out);
+  // Both outputs' directories now, not after the input was read twice and one output written.
+  for (const std::string* out : {&train_out, &holdout_out}) {
+    const std::string dir = fs::parent_path(*out);
+    MDS_CHECK(dir.empty() || fs::is_directory(dir), "data split: cannot write ", *out, ": the directory ", dir,
+              " does not exist");
+  }
   // First pass: every line checked, the examples counted.
   SplitStats stats;
   std::size_t total = 0;
