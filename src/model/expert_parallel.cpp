@@ -59,7 +59,6 @@ at::Tensor moe_ffn_expert_parallel(ExpertExchange& group, const at::Tensor& x_ND
                 weight_NA.sizes() == expert_NA.sizes(),
             "expert parallelism: x_ND [N, D], expert_NA and weight_NA [N, A] expected");
   const int64_t N = x_ND.size(0), D = x_ND.size(1), A = expert_NA.size(1);
-  const auto idx = expert_NA.options().dtype(at::kLong);
 
   // The assignments in expert order, which is rank order: rank j's rows are one slice.
   const at::Tensor expert_M = expert_NA.reshape({-1}).to(at::kLong);
@@ -76,7 +75,7 @@ at::Tensor moe_ffn_expert_parallel(ExpertExchange& group, const at::Tensor& x_ND
   const at::Tensor x_RD = exchange_rows(group, x_MD, recv, send);
   // Received rows come by source rank, then by local expert: each row's local expert.
   const at::Tensor local_R =
-      at::repeat_interleave(at::arange(El, idx.device(at::kCPU)).repeat({W}), got_WE.reshape({-1}))
+      at::repeat_interleave(at::arange(El, at::kLong).repeat({W}), got_WE.reshape({-1}))
           .to(x_ND.device());
   at::Tensor h_RD;
   if (x_RD.size(0) > 0) {

@@ -96,16 +96,14 @@ MoeLayerOutput MoeLayerImpl::forward(const at::Tensor& x_ND) {
   if (options_.expert_shards > 1) {
     MDS_CHECK(exchange_ != nullptr, "MoeLayer: a sharded layer needs its group (set_expert_exchange)");
     out.y_ND = moe_ffn_expert_parallel(*exchange_, x_ND, experts, r.expert_NA, weight_NA, E);
-    out.aux_loss = r.aux_loss;
-    out.z_loss = r.z_loss;
     // This rank's assignments per expert, as the unsharded layer counts them (dropless: none dropped).
-    out.tokens_per_expert_E = at::bincount(r.expert_NA.reshape({-1}).to(at::kLong), {}, E);
-    out.dropped = at::zeros({}, x_ND.options().dtype(at::kLong));
-    return out;
+    stats.tokens_per_expert_E = at::bincount(r.expert_NA.reshape({-1}).to(at::kLong), {}, E);
+    stats.dropped = at::zeros({}, x_ND.options().dtype(at::kLong));
+  } else {
+    out.y_ND = options_.sorted_dispatch
+                   ? kernels::detail::moe_ffn_sorted(x_ND, experts, r.expert_NA, weight_NA, capacity, &stats)
+                   : kernels::moe_ffn(x_ND, experts, r.expert_NA, weight_NA, capacity, &stats);
   }
-  out.y_ND = options_.sorted_dispatch
-                 ? kernels::detail::moe_ffn_sorted(x_ND, experts, r.expert_NA, weight_NA, capacity, &stats)
-                 : kernels::moe_ffn(x_ND, experts, r.expert_NA, weight_NA, capacity, &stats);
   out.aux_loss = r.aux_loss;
   out.z_loss = r.z_loss;
   out.tokens_per_expert_E = stats.tokens_per_expert_E;
