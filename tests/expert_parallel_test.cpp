@@ -258,8 +258,7 @@ TEST(ExpertParallel, AShardedDenoiserOnTwoRanksIsTheWholeModel) {
   int experts = 0, replicated = 0;
   for (const auto& p : whole->named_parameters()) {
     const std::string& name = p.key();
-    const bool expert = name.find(".moe.") != std::string::npos && name.find(".moe.router") == std::string::npos;
-    if (expert) {
+    if (model::is_expert_parameter(name)) {
       const int64_t half = p.value().size(0) / 2;
       close(p0[name].grad(), p.value().grad().slice(0, 0, half), name + " (shard 0)");
       close(p1[name].grad(), p.value().grad().slice(0, half, 2 * half), name + " (shard 1)");

@@ -151,6 +151,7 @@ std::vector<KeySpec> make_schema() {
       s("dist.backend", "auto", {"auto", "nccl", "gloo"}, "Data-parallel runs: the c10d backend of the collectives; auto: NCCL for GPU training where the build has it, Gloo otherwise (CPU training; GPU tensors through the host)."),
       f("dist.timeout_s", 600.0, 1.0, 1e6, "Data-parallel runs (RANK / WORLD_SIZE set): how long a collective or the rendezvous waits for the other ranks before failing with an error (a rank that died); longer than a validation."),
       f("dist.bucket_mb", 25.0, 0.001, 1e6, "Data-parallel runs: gradients are all-reduced in buckets of at most this many MiB."),
+      b("dist.expert_parallel", false, "Data-parallel runs: shard every MoE layer's experts over the processes (moe.experts / WORLD_SIZE each, tokens exchanged with all-to-all) instead of holding all of them on every one; needs moe.experts divisible by the number of processes and moe.capacity_factor = 0. Checkpoints keep the unsharded layout. Validation then runs on every process."),
       b("dist.seed_per_batch", false, "Draw each micro-batch's randomness (t, noise, dropout) from a generator seeded by (train.seed, step, the micro-batch's place in the global batch): what a data-parallel run does (always on there), so that one process with train.grad_accum = N trains as N processes do."),
   };
 }

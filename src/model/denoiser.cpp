@@ -193,6 +193,14 @@ torch::Tensor DenoiserImpl::mix_in_copy(const torch::Tensor& h_BLD, const Denois
   return g_N1 * p_vocab_NV + (1.0 - g_N1) * p_copy_NV;
 }
 
+bool is_expert_parameter(const std::string& name) {
+  for (const char* suffix : {".moe.w1", ".moe.b1", ".moe.w2", ".moe.b2"}) {
+    const std::size_t n = std::char_traits<char>::length(suffix);
+    if (name.size() >= n && name.compare(name.size() - n, n, suffix) == 0) return true;
+  }
+  return false;
+}
+
 void DenoiserImpl::set_expert_exchange(ExpertExchange* group) {
   for (Block& block : blocks_) block->moe()->set_expert_exchange(group);
 }
@@ -203,10 +211,7 @@ ParameterCounts DenoiserImpl::parameter_counts() const {
     const int64_t n = p.value().numel();
     c.total += n;
     if (p.key() == "word_embedding" || p.key() == "lm_bias" || p.key() == "position_embedding") c.embedding += n;
-    const auto& k = p.key();
-    const bool expert = k.find(".moe.w1") != std::string::npos || k.find(".moe.b1") != std::string::npos ||
-                        k.find(".moe.w2") != std::string::npos || k.find(".moe.b2") != std::string::npos;
-    if (expert) c.experts += n;
+    if (is_expert_parameter(p.key())) c.experts += n;
   }
   // A token uses top_k of the experts' parameters (all of them when experts == 1).
   const int64_t used_experts = options_.experts == 1 ? c.experts : c.experts / options_.experts * options_.top_k;

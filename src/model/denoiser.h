@@ -67,6 +67,10 @@ struct DenoiserOutput {
   torch::Tensor dropped;  // int64 0-dim on the model's device: assignments dropped, all layers
 };
 
+// The parameters of the experts of a MoE layer ("blockN.moe.w1", b1, w2, b2; [E, ...] each), the
+// ones expert parallelism shards along their first dimension.
+bool is_expert_parameter(const std::string& name);
+
 struct ParameterCounts {
   int64_t total = 0;
   int64_t active = 0;  // used per token: everything but the experts a token is not routed to

@@ -190,14 +190,37 @@ void Ema::load(const std::map<std::string, torch::Tensor>& weights, const std::s
   }
 }
 
-torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm,
+                             const std::vector<torch::Tensor>& sharded,
+                             const std::function<void(torch::Tensor&)>& sum_over_ranks) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> grads;
   for (const auto& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
+  const std::size_t replicated = grads.size();
+  for (const auto& p : sharded)
+    if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return {};
-  if (multi_tensor_path(grads)) {
-    const torch::Tensor norm = torch::stack(compat::foreach_norm(grads)).norm();
+  const bool multi = multi_tensor_path(grads);
+  std::vector<torch::Tensor> norms;
+  if (multi) norms = compat::foreach_norm(grads);
+  else
+    for (const auto& g : grads) norms.push_back(g.to(torch::kFloat).norm());
+  torch::Tensor norm;
+  if (!sum_over_ranks) {
+    norm = torch::stack(norms).norm();
+  } else {
+    // Expert parallelism: the shards' squared norms summed over the ranks, the replicated ones once.
+    const auto squares = [&](std::size_t from, std::size_t to) {
+      torch::Tensor sum = torch::zeros({}, grads.front().options().dtype(torch::kFloat));
+      for (std::size_t i = from; i < to; ++i) sum = sum + norms[i].to(torch::kFloat).square();
+      return sum;
+    };
+    torch::Tensor shard_squares = squares(replicated, grads.size());
+    sum_over_ranks(shard_squares);
+    norm = (squares(0, replicated) + shard_squares).sqrt();
+  }
+  if (multi) {
     if (max_norm > 0) {
       // The scale where clipping applies, 1 elsewhere (x * 1 = x exactly), decided on the device.
       const torch::Tensor clip = norm.gt(max_norm).logical_and(norm.isfinite());
@@ -205,9 +228,6 @@ torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double ma
     }
     return norm;
   }
-  std::vector<torch::Tensor> norms;
-  for (const auto& g : grads) norms.push_back(g.to(torch::kFloat).norm());
-  const torch::Tensor norm = torch::stack(norms).norm();
   const double value = norm.item<double>();  // the CPU's own memory: no device to wait for
   if (max_norm > 0 && value > max_norm && std::isfinite(value)) {
     const double scale = max_norm / (value + 1e-6);

@@ -13,6 +13,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -86,6 +87,11 @@ class Ema {
 // Global L2 norm of the gradients (a float32 0-dim tensor on their device; undefined without any),
 // and clipping them to `max_norm` (0 = no clipping; nothing is scaled when the norm is not finite).
 // Returns the norm before clipping. No host sync on the multi-tensor path.
-torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm);
+// Expert parallelism: `params` are the replicated parameters, `sharded` this rank's shards of the
+// others, and `sum_over_ranks` all-reduces a 0-dim tensor: the norm is the whole model's, the same on
+// every rank.
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm,
+                             const std::vector<torch::Tensor>& sharded = {},
+                             const std::function<void(torch::Tensor&)>& sum_over_ranks = {});
 
 }  // namespace mds::train

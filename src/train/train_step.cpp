@@ -22,10 +22,14 @@ using model::to_tensors;
 using runtime::PrecisionScope;
 using runtime::Runtime;
 
-TrainState make_train_state(const Config& c, int64_t vocab_size, const Runtime& runtime) {
+TrainState make_train_state(const Config& c, int64_t vocab_size, const Runtime& runtime, int64_t expert_shards,
+                            int64_t expert_shard) {
   TrainState s;
   s.runtime = runtime;
-  s.model = Denoiser(model_options_from_config(c, vocab_size));
+  model::ModelOptions options = model_options_from_config(c, vocab_size);
+  options.expert_shards = expert_shards;
+  options.expert_shard = expert_shard;
+  s.model = Denoiser(options);
   s.model->to(runtime.device);
   s.model->train();
   std::vector<std::pair<std::string, torch::Tensor>> named;
@@ -140,7 +144,14 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
     o.reducer->finish();
     mark("all-reduce");
   }
-  r.grad_norm = clip_gradients(s.params, o.grad_clip);
+  if (o.experts != nullptr && o.experts->active()) {
+    average_expert_gradients(*o.experts);
+    runtime::Collective& group = *o.experts->group;
+    r.grad_norm = clip_gradients(o.experts->replicated, o.grad_clip, o.experts->params,
+                                 [&group](torch::Tensor& t) { group.all_reduce_sum(t); });
+  } else {
+    r.grad_norm = clip_gradients(s.params, o.grad_clip);
+  }
   if (r.grad_norm.defined()) r.skipped = r.skipped.logical_or(r.grad_norm.isfinite().logical_not());
   mark("clip");
   r.lr = o.lr.at(s.step - 1, s.train_seconds);

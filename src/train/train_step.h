@@ -32,6 +32,7 @@
 #include "diffusion/t_sampler.h"
 #include "model/denoiser.h"
 #include "runtime/runtime.h"
+#include "train/expert_shards.h"
 #include "train/grad_reducer.h"
 #include "train/optim.h"
 
@@ -52,7 +53,9 @@ struct TrainState {
 
 // A fresh model (model_options_from_config with the tokenizer's vocabulary) on runtime.device in
 // training mode, with its AdamW, EMA, noise schedule, t-sampler and loss options from `config`.
-TrainState make_train_state(const Config& config, int64_t vocab_size, const runtime::Runtime& runtime);
+// Expert parallelism: the model holds shard `expert_shard` of `expert_shards` of its experts.
+TrainState make_train_state(const Config& config, int64_t vocab_size, const runtime::Runtime& runtime,
+                            int64_t expert_shards = 1, int64_t expert_shard = 0);
 
 // Where a step's time goes (train_step_bench --profile): host seconds between marks, summed per phase.
 // With `sync` the device is synchronised before each mark, so a phase's time includes its device work;
@@ -77,6 +80,8 @@ struct StepOptions {
   // Data-parallel: the gradients are averaged over the ranks, in buckets while the last micro-batch's
   // backward pass runs, before clipping, so every rank takes the same optimizer step. Null = one process.
   GradientReducer* reducer = nullptr;
+  // Expert parallelism: the shards left out of the reducer, averaged and clipped with the group.
+  const ExpertShards* experts = nullptr;
   // Called before each micro-batch with its index (dist.seed_per_batch: reseeds the generators).
   std::function<void(int64_t micro)> before_micro;
 };

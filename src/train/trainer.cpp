@@ -30,6 +30,8 @@
 #include "runtime/device.h"
 #include "runtime/distributed.h"
 #include "runtime/stop_signal.h"
+#include "train/expert_exchange.h"
+#include "train/expert_shards.h"
 #include "train/metrics_log.h"
 #include "train/train_step.h"
 #include "train/validation.h"
@@ -227,8 +229,25 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   std::unique_ptr<ExampleSource> valid_data;
   if (!c.get_string("data.valid").empty()) valid_data = open_examples(c.get_string("data.valid"), tokenizer);
 
-  TrainState state = make_train_state(c, tokenizer.vocab_size(), runtime);
+  // Expert parallelism: rank r holds shard r of every MoE layer's experts.
+  const bool expert_parallel = c.get_bool("dist.expert_parallel") && denv.world_size > 1;
+  if (expert_parallel) {
+    const int64_t experts = c.get_int("moe.experts");
+    MDS_CHECK(experts > 1 && experts % denv.world_size == 0, "dist.expert_parallel: moe.experts = ", experts,
+              " cannot be shared evenly by ", denv.world_size, " processes");
+    MDS_CHECK(c.get_float("moe.capacity_factor") == 0.0, "dist.expert_parallel: the sharded experts take every "
+              "token (dropless); set moe.capacity_factor = 0 (it is ", c.get_float("moe.capacity_factor"), ")");
+  }
+  TrainState state = make_train_state(c, tokenizer.vocab_size(), runtime, expert_parallel ? denv.world_size : 1,
+                                      expert_parallel ? denv.rank : 0);
   log_info(state.model->describe());
+  CollectiveExpertExchange exchange(dist);
+  const ExpertShards experts = expert_shards_of(*state.model, &dist);
+  if (experts.active()) {
+    state.model->set_expert_exchange(&exchange);
+    log_info("expert parallelism: ", c.get_int("moe.experts") / denv.world_size,
+             " experts of every MoE layer on each of the ", denv.world_size, " processes");
+  }
   const LoopOptions loop = loop_options_from_config(c);
   const ValidationMetrics vm = validation_metrics(loop, valid_data != nullptr);
   data::BatchPlanOptions plan = batch_plan_options_from_config(c, /*shuffle=*/true);
@@ -238,9 +257,10 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   StepOptions step_options = step_options_from_config(c);
   std::unique_ptr<GradientReducer> reducer;
   if (dist.active()) {
-    reducer = std::make_unique<GradientReducer>(dist, state.params,
+    reducer = std::make_unique<GradientReducer>(dist, experts.replicated,
                                                 static_cast<int64_t>(c.get_float("dist.bucket_mb") * (1 << 20)));
     step_options.reducer = reducer.get();
+    step_options.experts = &experts;
     log_info("data-parallel: gradients in ", reducer->buckets(), " bucket(s) of at most ", c.get_float("dist.bucket_mb"), " MiB");
   }
   // Each micro-batch's randomness from (seed, step, its place in the global batch): N ranks draw what
@@ -261,6 +281,10 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   Progress progress;
   if (!resume_from.empty()) {
     CheckpointContent ck = read_checkpoint(resume_from);
+    // Expert parallelism: this rank's slice of the experts (checkpoints hold all of them).
+    slice_expert_shards(ck.raw, experts, resume_from + "/raw.safetensors");
+    slice_expert_shards(ck.model, experts, resume_from + "/model.safetensors");
+    slice_expert_shards(ck.optimizer, experts, resume_from + "/optimizer.safetensors");
     load_state_dict(*state.model, ck.raw.empty() ? ck.model : ck.raw, resume_from + "/raw.safetensors");
     state.optimizer->load_state(ck.optimizer, resume_from + "/optimizer.safetensors");
     if (state.ema) state.ema->load(ck.model, resume_from + "/model.safetensors");
@@ -299,18 +323,28 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     fs::write_file_atomic(fs::join(run_dir, "config.toml"), c.to_toml(true));
   }
   // Every rank starts from rank 0's weights (the same seed makes them equal already: a check that costs
-  // one broadcast).
-  dist.broadcast(state.params);
+  // one broadcast). Expert shards differ by design.
+  dist.broadcast(experts.replicated);
 
   // Checkpoints are copied here and written by a background thread (one at a time).
   io::CheckpointWriter writer;
   const auto prune = [run_dir, keep = loop.keep_last] { prune_checkpoints(run_dir, keep); };
+  // Data-parallel: every rank calls it, rank 0 writes (the ranks hold the same weights, or, with
+  // expert parallelism, their shards are gathered first).
   auto save = [&](const std::string& dir, std::function<void()> after = {}) {
-    if (!lead) return;  // data-parallel: the ranks hold the same weights; rank 0 writes them
+    if (!lead && !experts.active()) return;
     CheckpointContent ck;
     ck.raw = state_dict(*state.model);
-    ck.model = state.ema ? state.ema->weights() : ck.raw;
+    gather_expert_shards(ck.raw, experts);
+    if (state.ema) {
+      ck.model = state.ema->weights();
+      gather_expert_shards(ck.model, experts);
+    } else {
+      ck.model = ck.raw;
+    }
     ck.optimizer = state.optimizer->state();
+    gather_expert_shards(ck.optimizer, experts);
+    if (!lead) return;
     ck.sampler["t_sampler.history"] = state.t_sampler->history_tensor();
     ck.sampler["t_sampler.counts"] = state.t_sampler->counts_tensor();
     ck.sampler["rng.cpu"] = gen.get_state();
@@ -392,7 +426,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     nlohmann::json record = {{"step", step}, {"valid_loss", loss_v}};
     double v = loss_v;
     if (loop.eval_samples > 0) {
-      auto scores = validate_by_generation(state, *valid_data, c, tokenizer, run_dir, vm.sample_metrics);
+      auto scores = validate_by_generation(state, *valid_data, c, tokenizer, lead ? run_dir : std::string(),
+                                           vm.sample_metrics);
       for (const auto& [name, value] : scores) record["valid_" + name] = value;
       std::string listed;
       for (const auto& name : vm.sample_metrics) listed += str_cat(listed.empty() ? "" : ", ", name, " ", scores.at(name));
@@ -401,7 +436,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       // Early stopping compares "higher is better" metrics through their negation.
       if (vm.stop_metric != "loss") v = -scores.at(vm.stop_metric);
     }
-    const bool improved = std::isnan(progress.best_valid) || v < progress.best_valid;
+    bool improved = std::isnan(progress.best_valid) || v < progress.best_valid;
+    if (experts.active()) improved = dist.any(lead && improved);  // every rank validated: rank 0 decides
     if (improved) {
       progress.best_valid = v;
       progress.evals_without_gain = 0;
@@ -478,7 +514,9 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     }
 
     if (eval_now) {
-      if (lead) validate();  // data-parallel: rank 0 validates (the ranks hold the same weights)
+      // Data-parallel: rank 0 validates (the ranks hold the same weights); with expert parallelism every
+      // rank runs the same validation, as its experts serve the others' tokens.
+      if (lead || experts.active()) validate();
       if (dist.any(lead && !loop.early_stop_metric.empty() && progress.evals_without_gain >= loop.early_stop_patience)) {
         result.stop_reason = "early stopping";
         save(step_dir());
@@ -491,12 +529,15 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   // A run that ends on its time budget is validated at its last step too, so that best/ weighs the
   // final weights (trained with the learning rate decayed to its end) against the earlier ones.
   const bool budget_spent = result.stop_reason.rfind("time budget", 0) == 0;
-  if (lead && budget_spent && valid_data && loop.eval_every > 0 && validated_step != state.step && state.step > first_step)
-    validate();
+  // (The ranks may disagree on why they stopped: rank 0 decides.)
+  const bool validate_last =
+      lead && budget_spent && valid_data && loop.eval_every > 0 && validated_step != state.step && state.step > first_step;
+  if (experts.active() ? dist.any(validate_last) : validate_last) validate();
   if (terminal) std::fprintf(stderr, "\n");
   // The final state is always saved, so that --resume and generate find it; on return it is on disk.
   writer.wait();
-  if (!fs::exists(fs::join(step_dir(), "trainer_state.json"))) save(step_dir(), prune);
+  const bool unsaved = lead && !fs::exists(fs::join(step_dir(), "trainer_state.json"));
+  if (experts.active() ? dist.any(unsaved) : unsaved) save(step_dir(), prune);
   writer.wait();
   clock_loop();
   result.step = state.step;

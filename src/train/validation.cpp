@@ -102,6 +102,7 @@ std::map<std::string, double> validate_by_generation(TrainState& s, const Exampl
   for (std::size_t i = 0; i < n; ++i)
     text += "{\"src\": " + json_quote(sources[i]) + ", \"reference\": " + json_quote(references[i]) +
             ", \"prediction\": " + json_quote(predictions[i]) + "}\n";
+  if (run_dir.empty()) return out;
   fs::create_directories(fs::join(run_dir, "samples"));
   fs::write_file_atomic(fs::join(run_dir, "samples/step_" + std::to_string(s.step) + ".jsonl"), text);
   return out;

@@ -21,7 +21,7 @@ double validation_loss(TrainState& state, const data::ExampleSource& valid, cons
 
 // Generates the first train.eval_samples validation examples with the EMA weights (the training
 // weights are put back after), scores them with `metric_names` and writes them to
-// RUN/samples/step_N.jsonl. Returns {metric: value}.
+// RUN/samples/step_N.jsonl (nothing written when run_dir is empty). Returns {metric: value}.
 std::map<std::string, double> validate_by_generation(TrainState& state, const data::ExampleSource& valid, const Config& config,
                                                      const data::Tokenizer& tokenizer, const std::string& run_dir,
                                                      const std::vector<std::string>& metric_names);
