@@ -7,6 +7,8 @@
 #   finish       exits 1 when a check failed
 #   prepare_fixture [FILE]  a 400-piece tokenizer (tok/) and the prepared pairs (prep/) of FILE
 #                (default: the 240 Debian descriptions of tests/fixtures)
+#   prepare_train_valid     the first 200 of them as train.jsonl (prepared: tok/, prep/), the last 40
+#                as valid.jsonl (prepared: prepv/)
 bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 src=$(cd "$2" && pwd)
 work=$(mktemp -d)
@@ -22,4 +24,10 @@ finish() { [ "$failures" = 0 ] || { echo "$failures check(s) failed"; exit 1; };
 prepare_fixture() {
   quiet "$bin" tokenizer train --input "${1:-$fixture}" --vocab-size 400 --out tok
   quiet "$bin" data prepare --input "${1:-$fixture}" --tokenizer tok --out prep
+}
+prepare_train_valid() {
+  head -n 200 "$fixture" > train.jsonl
+  tail -n 40 "$fixture" > valid.jsonl
+  prepare_fixture train.jsonl
+  quiet "$bin" data prepare --input valid.jsonl --tokenizer tok --out prepv
 }

@@ -12,10 +12,7 @@
 set -euo pipefail
 source "$(dirname "$0")/e2e_lib.sh"
 grep -q "data-parallel backends: .*gloo" <<< "$("$bin" info)" || { echo "skipped: this build has no Gloo"; exit 77; }
-head -n 200 "$fixture" > train.jsonl
-tail -n 40 "$fixture" > valid.jsonl
-prepare_fixture train.jsonl
-quiet "$bin" data prepare --input valid.jsonl --tokenizer tok --out prepv
+prepare_train_valid
 # tiny-cpu.toml: 4 experts, top 2, in every layer.
 common=(--config "$src/configs/tiny-cpu.toml" --set data.train=prep --set data.tokenizer=tok --set data.valid=prepv
         --set train.log_every=2 --set train.eval_every=3 --set train.eval_samples=4 --set train.eval_batches=2

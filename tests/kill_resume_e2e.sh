@@ -10,10 +10,7 @@
 #   tests/kill_resume_e2e.sh PROGRAM SOURCE_DIR
 set -euo pipefail
 source "$(dirname "$0")/e2e_lib.sh"
-head -n 200 "$fixture" > train.jsonl
-tail -n 40 "$fixture" > valid.jsonl
-prepare_fixture train.jsonl
-quiet "$bin" data prepare --input valid.jsonl --tokenizer tok --out prepv
+prepare_train_valid
 common=(--config "$src/configs/tiny-cpu.toml" --set data.train=prep --set data.valid=prepv --set data.tokenizer=tok
         --set train.steps=12 --set train.log_every=1 --set train.save_every=2 --set train.eval_every=4
         --set train.eval_batches=2 --set train.keep_last=20 --set data.batch_tokens=1024)
