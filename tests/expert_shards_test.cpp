@@ -55,6 +55,13 @@ TEST(ExpertShards, GatheredShardsAreTheWholeModelAndSliceBack) {
     torch::manual_seed(5);  // the shard draws its slice of what the whole model draws
     shards.emplace_back(small_model(2, r));
   }
+  // The start-up log counts the whole model, and what this process holds apart.
+  const model::ParameterCounts all = whole->parameter_counts(), half = shards[1]->parameter_counts();
+  EXPECT_EQ(half.total, all.total);
+  EXPECT_EQ(half.experts, all.experts);
+  EXPECT_EQ(half.active, all.active);
+  EXPECT_EQ(half.held, all.total - all.experts / 2);
+  EXPECT_EQ(all.held, all.total);
   const auto errors = test::run_ranks(2, [&](runtime::Collective& group, int rank) {
     const auto r = static_cast<std::size_t>(rank);
     model::Denoiser& shard = shards[r];

@@ -213,6 +213,10 @@ ParameterCounts DenoiserImpl::parameter_counts() const {
     if (p.key() == "word_embedding" || p.key() == "lm_bias" || p.key() == "position_embedding") c.embedding += n;
     if (is_expert_parameter(p.key())) c.experts += n;
   }
+  // Expert parallelism: the whole model's counts (the shards are the same size); this process's apart.
+  c.held = c.total;
+  c.total += c.experts * (options_.expert_shards - 1);
+  c.experts *= options_.expert_shards;
   // A token uses top_k of the experts' parameters (all of them when experts == 1).
   const int64_t used_experts = options_.experts == 1 ? c.experts : c.experts / options_.experts * options_.top_k;
   c.active = c.total - c.experts + used_experts;
@@ -235,6 +239,9 @@ std::string DenoiserImpl::describe() const {
   os << ", " << (o.experts == 1 ? std::string("dense FFN") : str_cat(o.experts, " experts top-", o.top_k)) << " (ffn "
      << o.ffn_dim << ")\nparameters: " << millions(c.total) << " total, " << millions(c.active)
      << " active per token (embeddings " << millions(c.embedding) << ", experts " << millions(c.experts) << ")";
+  if (o.expert_shards > 1)
+    os << "; this process holds " << millions(c.held) << " (experts shard " << o.expert_shard << " of " << o.expert_shards
+       << ")";
   return os.str();
 }
 

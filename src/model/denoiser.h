@@ -75,6 +75,7 @@ struct ParameterCounts {
   int64_t total = 0;
   int64_t active = 0;  // used per token: everything but the experts a token is not routed to
   int64_t embedding = 0, experts = 0;
+  int64_t held = 0;  // in this process: total, less the experts of other processes (expert parallelism)
 };
 
 class DenoiserImpl : public torch::nn::Module {
