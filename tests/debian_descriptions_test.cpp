@@ -247,6 +247,72 @@ TEST(DebianDescriptions, BuildsSplits) {
   EXPECT_EQ(fs::list_directory(out1.path()).size(), 4u);
 }
 
+// Packages lists as apt stores them: the fields around Section, an area prefix, a package without one.
+const char* kPackagesSnippet =
+    "Package: 0ad\n"
+    "Version: 0.0.26-3\n"
+    "Installed-Size: 28591\n"
+    "Depends: 0ad-data (>= 0.0.26)\n"
+    "Description: Real-time strategy game of ancient warfare\n"
+    "Section: games\n"
+    "Priority: optional\n"
+    "\n"
+    "Package: acl\n"
+    "Section: utils\n"
+    "Description-md5: 1e25d3d3a9a1f5a4c1e4a8a2b9f0c3d1\n"
+    "\n"
+    "Package: bash-completion\n"
+    "Section: contrib/shells\n"
+    "\n"
+    "Package: fonts-noto-cjk\n"
+    "Priority: optional\n";  // no Section, no final blank line
+
+TEST(DebianDescriptions, ParsesPackageSections) {
+  const auto sections = data::parse_package_sections(kPackagesSnippet);
+  const std::map<std::string, std::string> expected = {{"0ad", "games"}, {"acl", "utils"}, {"bash-completion", "shells"}};
+  EXPECT_EQ(sections, expected);
+}
+
+TEST(DebianDescriptions, BuildsDescriptionToSection) {
+  test::TempDir lists, out;
+  test::write_file(lists.file("deb.example.org_dists_x_main_i18n_Translation-en"), kSnippet);
+  write_gzip(lists.file("deb.example.org_dists_x_main_binary-amd64_Packages.gz"), kPackagesSnippet);
+  // A later list names acl again with another section: the first list in name order wins.
+  test::write_file(lists.file("deb.example.org_dists_y_main_binary-amd64_Packages"), "Package: acl\nSection: admin\n");
+  DebianBuildOptions o;
+  o.lists_dir = lists.path();
+  o.allow_apt_update = false;
+  o.target = "section";
+  o.valid_percent = 0;
+  o.test_percent = 0;
+  const DebianBuildStats s = build_debian_descriptions(out.path(), o);
+  // kSnippet's six records: fonts-noto-cjk, libfoo-common and libfoo-data have no section.
+  EXPECT_EQ(s.records, 3u);
+  EXPECT_EQ(s.no_section, 3u);
+  EXPECT_EQ(s.train, 3u);
+  const std::string train = test::read_file(out.file("train.jsonl"));
+  EXPECT_NE(train.find("{\"id\": \"0ad\", \"src\": \"0 A.D. (pronounced \\\"zero ey-dee\\\") is a free, open-source, "
+                       "cross-platform real-time strategy (RTS) game of ancient warfare.\", \"trg\": \"games\"}\n"),
+            std::string::npos) << train;
+  EXPECT_NE(train.find("\"id\": \"acl\", "), std::string::npos);
+  EXPECT_NE(train.find("\"trg\": \"utils\"}"), std::string::npos);
+  EXPECT_NE(train.find("\"trg\": \"shells\"}"), std::string::npos);
+  const std::string readme = test::read_file(out.file("README.md"));
+  EXPECT_NE(readme.find("archive section"), std::string::npos);
+  EXPECT_NE(readme.find("binary-amd64_Packages.gz"), std::string::npos);
+  EXPECT_NE(readme.find("3 as packages without a section"), std::string::npos);
+
+  // Without Packages lists the error says where the sections come from.
+  test::TempDir only_translations;
+  test::write_file(only_translations.file("x_main_i18n_Translation-en"), kSnippet);
+  o.lists_dir = only_translations.path();
+  const std::string e = test::error_of([&] { build_debian_descriptions(out.path(), o); });
+  EXPECT_NE(e.find("no Packages lists in " + only_translations.path() + " (the sections come from them)"),
+            std::string::npos) << e;
+  o.target = "title";
+  EXPECT_NE(test::error_of([&] { build_debian_descriptions(out.path(), o); }).find("not \"title\""), std::string::npos);
+}
+
 TEST(DebianDescriptions, NoListsWithoutUpdate) {
   test::TempDir lists, out;
   DebianBuildOptions o;

@@ -169,9 +169,13 @@ void add_data_command(CLI::App& app) {
   auto no_apt_update = std::make_shared<bool>(false);
   auto* debian = build->add_subcommand(
       "debian-descriptions",
-      "Debian package descriptions -> synopses, from apt's English translation lists");
+      "Debian package descriptions -> synopses (or sections), from apt's lists");
   debian->add_option("--out", *debian_out, "directory for train/valid/test.jsonl")->required();
   debian->add_option("--lists-dir", debian_options->lists_dir, "apt lists directory")
+      ->capture_default_str();
+  debian->add_option("--target", debian_options->target,
+                     "what trg holds: the one-line synopsis, or the package's section (from the Packages lists)")
+      ->check(CLI::IsMember({"synopsis", "section"}))
       ->capture_default_str();
   debian->add_flag("--no-apt-update", *no_apt_update,
                    "never run apt-get update, even when no translation lists are found");
@@ -181,7 +185,9 @@ void add_data_command(CLI::App& app) {
     const DebianBuildStats s = build_debian_descriptions(*debian_out, options);
     std::fputs(str_cat("records:     ", s.records, " (", s.duplicates, " duplicates dropped)\n",
                        "train:       ", s.train, "\n", "valid:       ", s.valid, "\n",
-                       "test:        ", s.test, "\n", "written to:  ", *debian_out, "\n")
+                       "test:        ", s.test, "\n",
+                       options.target == "section" ? str_cat("no section:  ", s.no_section, " (left out)\n") : "",
+                       "written to:  ", *debian_out, "\n")
                    .c_str(),
                stdout);
   });

@@ -73,24 +73,27 @@ std::string tail(const std::string& s, std::size_t n) {
   return std::string(t.size() > n ? t.substr(t.size() - n) : t);
 }
 
-// apt names its lists ..._i18n_Translation-en plus the extension of the compression it keeps.
-bool is_translation_en(const std::string& name) {
-  static const char* kKey = "Translation-en";
-  std::size_t pos = name.find(kKey);
+constexpr const char* kTranslations = "Translation-en";
+constexpr const char* kPackages = "_Packages";
+
+// apt names its lists ..._i18n_Translation-en or ..._binary-ARCH_Packages, plus the extension of the
+// compression it keeps.
+bool is_list(const std::string& name, const char* kind) {
+  const std::size_t pos = name.find(kind);
   if (pos == std::string::npos) return false;
-  std::string rest = name.substr(pos + std::string(kKey).size());
+  std::string rest = name.substr(pos + std::string(kind).size());
   for (const char* ext : {"", ".lz4", ".gz", ".xz", ".zst", ".bz2", ".lzma"})
     if (rest == ext) return true;
   return false;
 }
 
-std::vector<std::string> find_translation_files(const std::string& dir) {
+std::vector<std::string> find_lists(const std::string& dir, const char* kind) {
   std::vector<std::string> files;
   if (!fs::is_directory(dir)) return files;
   // list_directory sorts: a fixed order, for a reproducible build.
   for (const std::string& name : fs::list_directory(dir)) {
     const std::string path = fs::join(dir, name);
-    if (is_translation_en(name) && fs::is_regular_file(path)) files.push_back(path);
+    if (is_list(name, kind) && fs::is_regular_file(path)) files.push_back(path);
   }
   return files;
 }
@@ -139,13 +142,21 @@ uint64_t fnv1a64(const std::string& s) {
 std::string readme(const DebianBuildStats& s, const DebianBuildOptions& o,
                    const std::vector<std::string>& files) {
   std::string r;
+  const bool sections = o.target == "section";
   r += "# Debian package descriptions\n\n";
-  r += "Pairs of a Debian package's long description (`src`) and its one-line synopsis (`trg`):\n";
-  r += "real, varied text for summarization (description -> synopsis).\n";
-  r += "Each line of the jsonl files is `{\"id\": package, \"src\": description, "
-       "\"trg\": synopsis}`.\n\n";
+  if (sections) {
+    r += "Pairs of a Debian package's long description (`src`) and its archive section (`trg`: `libs`,\n"
+         "`python`, `doc`, ..., from the `Section:` field of apt's Packages lists, without an area\n"
+         "prefix such as `contrib/`): real text for labelling (description -> section).\n";
+  } else {
+    r += "Pairs of a Debian package's long description (`src`) and its one-line synopsis (`trg`):\n";
+    r += "real, varied text for summarization (description -> synopsis).\n";
+  }
+  r += str_cat("Each line of the jsonl files is `{\"id\": package, \"src\": description, \"trg\": ",
+               sections ? "section" : "synopsis", "}`.\n\n");
   r += "## Source and licence\n\n";
-  r += "apt's English translation lists (`Translation-en`), fetched by `" +
+  r += std::string("apt's English translation lists (`Translation-en`)") +
+       (sections ? " and package lists (`Packages`)" : "") + ", fetched by `" +
        std::string(kAptUpdate) +
        "`\nfrom the archive configured on the machine that built the set:\n\n";
   for (const auto& f : files) r += "- `" + fs::filename(f) + "`\n";
@@ -156,7 +167,7 @@ std::string readme(const DebianBuildStats& s, const DebianBuildOptions& o,
   r += str_cat("| train | ", s.train, " |\n| valid | ", s.valid, " |\n| test | ", s.test,
                " |\n| total | ", s.records, " |\n\n");
   r += str_cat(s.duplicates, " records were dropped as repeats of a package or a description kept "
-               "already.\n\n");
+               "already", sections ? str_cat(", ", s.no_section, " as packages without a section") : "", ".\n\n");
   r += "## How it was built\n\n";
   r += "Built on " + utc_now("%Y-%m-%d") + " (UTC) by `moe-diffuseq data build debian-descriptions`.\n\n";
   r += "1. Every record with a `Package`, a synopsis (the `Description-en:` line) and a long\n"
@@ -174,6 +185,33 @@ std::string readme(const DebianBuildStats& s, const DebianBuildOptions& o,
 }
 
 }  // namespace
+
+std::map<std::string, std::string> parse_package_sections(const std::string& text) {
+  std::map<std::string, std::string> sections;
+  std::string package, section;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    std::size_t eol = text.find('\n', pos);
+    if (eol == std::string::npos) eol = text.size();
+    std::string_view line(text.data() + pos, eol - pos);
+    pos = eol + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (trim(line).empty()) {  // the end of a record
+      if (!package.empty() && !section.empty()) sections.emplace(package, section);
+      package.clear();
+      section.clear();
+      continue;
+    }
+    if (line[0] == ' ' || line[0] == '\t') continue;
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    const std::string name = to_lower_ascii(trim(line.substr(0, colon)));
+    const std::string_view value = trim(line.substr(colon + 1));
+    if (name == "package") package = std::string(value);
+    else if (name == "section") section = std::string(value.substr(value.rfind('/') + 1));
+  }
+  return sections;
+}
 
 std::vector<DebianRecord> parse_translation_file(const std::string& text,
                                                  const std::string& origin) {
@@ -252,12 +290,14 @@ DebianBuildStats build_debian_descriptions(const std::string& out_dir,
             "valid_percent (", options.valid_percent, ") and test_percent (", options.test_percent,
             ") must be >= 0 and add up to at most 100");
 
-  std::vector<std::string> files = find_translation_files(options.lists_dir);
+  MDS_CHECK(options.target == "synopsis" || options.target == "section", "the target must be \"synopsis\" or "
+            "\"section\", not \"", options.target, "\"");
+  std::vector<std::string> files = find_lists(options.lists_dir, kTranslations);
   if (files.empty()) {
     MDS_CHECK(options.allow_apt_update, "no Translation-en lists in ", options.lists_dir,
               ": run `", kAptUpdate, "` (as root) first");
     run_apt_update(options.lists_dir);
-    files = find_translation_files(options.lists_dir);
+    files = find_lists(options.lists_dir, kTranslations);
     MDS_CHECK(!files.empty(), "`", kAptUpdate, "` ran but ", options.lists_dir,
               " still has no Translation-en lists (does the archive in /etc/apt/sources.list* "
               "publish them?)");
@@ -270,6 +310,21 @@ DebianBuildStats build_debian_descriptions(const std::string& out_dir,
     log_info("read ", parsed.size(), " descriptions from ", file, " (",
              human_bytes(static_cast<double>(text.size())), ")");
     for (auto& r : parsed) records.push_back(std::move(r));
+  }
+
+  // Target "section": every package's section, the first list in name order winning.
+  std::map<std::string, std::string> sections;
+  std::vector<std::string> package_files;
+  if (options.target == "section") {
+    package_files = find_lists(options.lists_dir, kPackages);
+    MDS_CHECK(!package_files.empty(), "no Packages lists in ", options.lists_dir, " (the sections come from them): run `",
+              kAptUpdate, "` (as root) first");
+    for (const auto& file : package_files) {
+      const std::string text = read_list_file(file);
+      const auto parsed = parse_package_sections(text);
+      log_info("read the sections of ", parsed.size(), " packages from ", file);
+      sections.insert(parsed.begin(), parsed.end());
+    }
   }
 
   // Package order makes the kept copy of a repeated description independent of the lists' order.
@@ -292,6 +347,15 @@ DebianBuildStats build_debian_descriptions(const std::string& out_dir,
       ++stats.duplicates;
       continue;
     }
+    std::string target = r.synopsis;
+    if (options.target == "section") {
+      const auto it = sections.find(r.package);
+      if (it == sections.end()) {
+        ++stats.no_section;
+        continue;
+      }
+      target = it->second;
+    }
     if (!seen.insert(r.description).second) {
       ++stats.duplicates;
       continue;
@@ -305,13 +369,14 @@ DebianBuildStats build_debian_descriptions(const std::string& out_dir,
     else if (bucket < test_end) split = 2;
     (split == 0 ? stats.train : split == 1 ? stats.valid : stats.test)++;
     out[split] += str_cat("{\"id\": ", json_quote(r.package), ", \"src\": ",
-                          json_quote(r.description), ", \"trg\": ", json_quote(r.synopsis), "}\n");
+                          json_quote(r.description), ", \"trg\": ", json_quote(target), "}\n");
   }
 
   fs::create_directories(out_dir);
   fs::write_file_atomic(fs::join(out_dir, "train.jsonl"), out[0]);
   fs::write_file_atomic(fs::join(out_dir, "valid.jsonl"), out[1]);
   fs::write_file_atomic(fs::join(out_dir, "test.jsonl"), out[2]);
+  files.insert(files.end(), package_files.begin(), package_files.end());
   fs::write_file_atomic(fs::join(out_dir, "README.md"), readme(stats, options, files));
 
   const double seconds =
