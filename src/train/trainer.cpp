@@ -329,6 +329,9 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   // Checkpoints are copied here and written by a background thread (one at a time).
   io::CheckpointWriter writer;
   const auto prune = [run_dir, keep = loop.keep_last] { prune_checkpoints(run_dir, keep); };
+  // A decision every rank must share where, with expert parallelism, every rank acts on it: rank 0's
+  // (without expert parallelism only rank 0 acts, and needs no agreement).
+  auto rank0_decides = [&](bool mine) { return experts.active() ? dist.any(lead && mine) : mine; };
   // Data-parallel: every rank calls it, rank 0 writes (the ranks hold the same weights, or, with
   // expert parallelism, their shards are gathered first).
   auto save = [&](const std::string& dir, std::function<void()> after = {}) {
@@ -436,8 +439,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       // Early stopping compares "higher is better" metrics through their negation.
       if (vm.stop_metric != "loss") v = -scores.at(vm.stop_metric);
     }
-    bool improved = std::isnan(progress.best_valid) || v < progress.best_valid;
-    if (experts.active()) improved = dist.any(lead && improved);  // every rank validated: rank 0 decides
+    const bool improved = rank0_decides(std::isnan(progress.best_valid) || v < progress.best_valid);
     if (improved) {
       progress.best_valid = v;
       progress.evals_without_gain = 0;
@@ -532,12 +534,12 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   // (The ranks may disagree on why they stopped: rank 0 decides.)
   const bool validate_last =
       lead && budget_spent && valid_data && loop.eval_every > 0 && validated_step != state.step && state.step > first_step;
-  if (experts.active() ? dist.any(validate_last) : validate_last) validate();
+  if (rank0_decides(validate_last)) validate();
   if (terminal) std::fprintf(stderr, "\n");
   // The final state is always saved, so that --resume and generate find it; on return it is on disk.
   writer.wait();
   const bool unsaved = lead && !fs::exists(fs::join(step_dir(), "trainer_state.json"));
-  if (experts.active() ? dist.any(unsaved) : unsaved) save(step_dir(), prune);
+  if (rank0_decides(unsaved)) save(step_dir(), prune);
   writer.wait();
   clock_loop();
   result.step = state.step;
