@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "core/torch_compat.h"
 #include "kernels/sliding_attention/sliding_attention_cpu.h"
 #include "kernels/sliding_attention/sliding_attention_split.h"
 
@@ -149,6 +150,12 @@ at::Tensor sliding_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK,
                              const SlidingAttentionParams& params) {
   const SlidingBand band = check_args(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, global_mask_BL, params);
   if (q_BHLK.is_cuda()) {
+    // A window that covers the whole row with no dilation is dense attention over the non-padding
+    // keys (globals add nothing): one fused kernel instead of the split path's passes.
+    const bool whole_row = band.window >= q_BHLK.size(2) - 1 && params.scale <= 0.0 &&
+                           std::all_of(band.dilation_H.begin(), band.dilation_H.end(), [](int64_t d) { return d == 1; });
+    if (whole_row && MDS_TORCH_HAS_SDPA && detail::split_path_supported(q_BHLK))
+      return dense_padded_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, params.key_padding != 0);
     if (detail::split_path_supported(q_BHLK))
       return detail::sliding_attention_split(q_BHLK.contiguous(), k_BHLK.contiguous(), v_BHLK.contiguous(),
                                              key_mask_BL.contiguous(), global_mask_BL.contiguous(), band,
@@ -212,6 +219,26 @@ at::Tensor dense_masked_attention(const at::Tensor& q_BHLK, const at::Tensor& k_
   at::Tensor p_BHLL = at::softmax(scores_BHLL, -1);
   p_BHLL = at::where(empty_BHL1, at::zeros_like(p_BHLL), p_BHLL);
   return at::matmul(p_BHLL, v_BHLK);
+}
+
+at::Tensor dense_padded_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
+                                  const at::Tensor& key_mask_BL, bool any_padding) {
+  check_qkv(q_BHLK, k_BHLK, v_BHLK, "dense_padded_attention");
+  const int64_t B = q_BHLK.size(0), H = q_BHLK.size(1), L = q_BHLK.size(2);
+  check_mask(key_mask_BL, "key_mask_BL", B, L, q_BHLK.device());
+#if MDS_TORCH_HAS_SDPA
+  const bool half = q_BHLK.scalar_type() == at::kBFloat16 || q_BHLK.scalar_type() == at::kHalf;
+  if (q_BHLK.is_cuda() && half) {
+    if (!any_padding) return at::scaled_dot_product_attention(q_BHLK, k_BHLK, v_BHLK);
+    // A row of padding only would be softmax over no key (NaN): let it see every key, then zero it.
+    const at::Tensor real_B = key_mask_BL.any(1);
+    const at::Tensor visible_B11L = (key_mask_BL | real_B.logical_not().unsqueeze(1)).view({B, 1, 1, L});
+    const at::Tensor out_BHLK = at::scaled_dot_product_attention(q_BHLK, k_BHLK, v_BHLK, visible_B11L);
+    return out_BHLK * real_B.view({B, 1, 1, 1}).to(out_BHLK.scalar_type());
+  }
+#endif
+  (void)any_padding;
+  return dense_masked_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL.view({B, 1, 1, L}).expand({B, H, L, L}));
 }
 
 }  // namespace mds::kernels

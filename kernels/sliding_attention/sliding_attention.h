@@ -42,4 +42,13 @@ at::Tensor sliding_attention_mask(const at::Tensor& key_mask_BL, const at::Tenso
 at::Tensor dense_masked_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
                                   const at::Tensor& mask_BHLL, double scale = 0.0);
 
+// Dense attention in which every query sees every non-padding key of its row (attention.type =
+// "dense"); a row without any real key gives zeros. `any_padding` = false promises that key_mask_BL
+// is all true (MaskFacts::key_padding), so no mask is needed. CUDA bf16/fp16 with LibTorch >= 2.0
+// -> scaled_dot_product_attention (a fused kernel: FlashAttention without padding, else the backend
+// LibTorch picks for a boolean mask); elsewhere (the CPU, float32 and float64) -> dense_masked_attention,
+// its reference. sliding_attention takes this path too when its window covers the row undilated.
+at::Tensor dense_padded_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
+                                  const at::Tensor& key_mask_BL, bool any_padding = true);
+
 }  // namespace mds::kernels

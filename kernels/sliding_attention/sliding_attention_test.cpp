@@ -408,6 +408,63 @@ TEST(SlidingAttentionCudaLong, ModelLayoutMatchesTheCpuReference) {
   expect_close_bf16(run_sparse(to_device(rounded, at::kBFloat16), c.params()), run_sparse(rounded, c.params()));
 }
 
+// ---------------------------------------------------------------------------- dense with key padding
+
+Outputs run_padded(const Inputs& in, bool any_padding) {
+  return run_with_grads(
+      [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+        return dense_padded_attention(q, k, v, in.key_mask_BL, any_padding);
+      },
+      in);
+}
+
+// Rows: no padding, padding at the end (the batcher's), padding inside, padding only.
+Inputs padded_inputs(int64_t L, int64_t K, bool with_padding, at::ScalarType dtype) {
+  std::vector<std::string> rows{ones(L), set_at(ones(L), range(L - 7, L), '0'),
+                                set_at(ones(L), range(3, 9), '0'), zeros(L)};
+  if (!with_padding) rows = {ones(L), ones(L)};
+  const Case c = make_case("padded", 3, K, L, {1, 1, 1}, rows, std::vector<std::string>(rows.size(), zeros(L)));
+  return random_inputs(c, dtype);
+}
+
+// The reference the CUDA path is held to: the expanded key mask through dense_masked_attention.
+Outputs run_padded_reference(const Inputs& in) {
+  const int64_t B = in.key_mask_BL.size(0), H = in.q_BHLK.size(1), L = in.key_mask_BL.size(1);
+  return run_dense(in, in.key_mask_BL.view({B, 1, 1, L}).expand({B, H, L, L}), 0.0);
+}
+
+TEST(DensePaddedAttention, CpuIsTheMaskedReferenceAndAPaddingRowGivesZeros) {
+  const Inputs in = padded_inputs(21, 8, /*with_padding=*/true, at::kDouble);
+  const Outputs got = run_padded(in, true), want = run_padded_reference(in);
+  expect_close(got, want, 0.0);
+  EXPECT_EQ(got.out_BHLK[3].abs().max().item<double>(), 0.0);
+  EXPECT_EQ(got.dq_BHLK[3].abs().max().item<double>(), 0.0);
+  EXPECT_ERROR_HAS(dense_padded_attention(in.q_BHLK, in.k_BHLK, in.v_BHLK, in.key_mask_BL.narrow(0, 0, 2)),
+                   "key_mask_BL must have shape");
+}
+
+// The fused path (scaled_dot_product_attention) against the float64 CPU reference, in bf16 and
+// float32, at the QQP race's length and a longer one, with and without padding.
+TEST(DensePaddedAttentionCuda, FusedPathMatchesTheCpuReference) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  for (const int64_t L : {int64_t{130}, int64_t{515}}) {
+    for (const bool with_padding : {true, false}) {
+      SCOPED_TRACE("L=" + std::to_string(L) + (with_padding ? " padded" : " no padding"));
+      const Inputs in = padded_inputs(L, 64, with_padding, at::kDouble);
+      const Inputs rounded = round_to(in, at::kBFloat16);
+      {
+        SCOPED_TRACE("bf16");
+        expect_close_bf16(run_padded(to_device(rounded, at::kBFloat16), with_padding), run_padded_reference(rounded));
+      }
+      {
+        SCOPED_TRACE("float32");
+        expect_close(run_padded(to_device(in, at::kFloat), with_padding), run_padded_reference(in), 1e-5, 1e-5,
+                     /*same_dtype=*/false);
+      }
+    }
+  }
+}
+
 TEST(SlidingAttention, PaddingOnlyRowGivesZerosAndZeroGrads) {
   const Case c = make_case("pad_row", 2, 8, 2, {1, 2}, {"1111111", "0000000", "1110111"},
                            {"0100000", "1001000", "0000000"});

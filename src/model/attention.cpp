@@ -47,9 +47,8 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x_BLD, const torch
     params.key_padding = facts.key_padding;
     out_BHLK = kernels::sliding_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, global_mask_BL, params);
   } else {
-    // Dense: every query sees every non-padding key.
-    auto mask_BHLL = key_mask_BL.view({B, 1, 1, L}).expand({B, heads_, L, L});
-    out_BHLK = kernels::dense_masked_attention(q_BHLK, k_BHLK, v_BHLK, mask_BHLL);
+    // Dense: every query sees every non-padding key (facts.key_padding < 0: not known, assume some).
+    out_BHLK = kernels::dense_padded_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, facts.key_padding != 0);
   }
   if (options_.global_projections) out_BHLK = global_rows(x_BLD, key_mask_BL, global_mask_BL, out_BHLK, facts.max_globals);
   return out_->forward(out_BHLK.transpose(1, 2).reshape({B, L, dim_}));
