@@ -48,6 +48,7 @@
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
 #include "model/model_options.h"
+#include "runtime/cuda_graph.h"
 #include "runtime/runtime.h"
 
 namespace mds {
@@ -95,8 +96,8 @@ struct Result {
   Case c;
   int64_t L = 0;
   std::string status = "not run", detail;
-  std::vector<double> run_ms, model_ms;
-  double median_ms = -1.0, per_item_ms = -1.0, model_median_ms = -1.0;
+  std::vector<double> run_ms, issued_ms, model_ms;  // issued: the same runs with sample.cuda_graphs = false
+  double median_ms = -1.0, per_item_ms = -1.0, issued_median_ms = -1.0, model_median_ms = -1.0;
   int64_t generated_tokens = 0;  // target tokens before the first EOS / PAD, last run (random weights)
 };
 
@@ -134,14 +135,22 @@ Result run_case(TextGenerator& generator, const Case& c, const Options& opt) {
       for (const auto& row : out.tokens) tokens += static_cast<int64_t>(row.size());
       return tokens;
     };
-    for (int64_t w = 0; w < opt.warmup; ++w) generate_batch(opt.seed);
-    for (int64_t run = 0; run < opt.runs; ++run) {
-      bench::sync(device);
-      const auto start = bench::Clock::now();
-      r.generated_tokens = generate_batch(opt.seed + static_cast<uint64_t>(run) + 1);
-      bench::sync(device);
-      r.run_ms.push_back(bench::ms_since(start));
+    // With CUDA graphs (the default), then without, in the same process.
+    bool& graphs = generator.options().sampler.cuda_graphs;
+    const bool graphs_default = graphs;
+    for (std::vector<double>* times : {&r.run_ms, &r.issued_ms}) {
+      graphs = times == &r.run_ms;
+      for (int64_t w = 0; w < opt.warmup; ++w) generate_batch(opt.seed);
+      for (int64_t run = 0; run < opt.runs; ++run) {
+        bench::sync(device);
+        const auto start = bench::Clock::now();
+        const int64_t tokens = generate_batch(opt.seed + static_cast<uint64_t>(run) + 1);
+        bench::sync(device);
+        times->push_back(bench::ms_since(start));
+        if (graphs) r.generated_tokens = tokens;
+      }
     }
+    graphs = graphs_default;
 
     // The model calls alone: `steps` forward passes at this shape (no solver, no packing).
     {
@@ -169,6 +178,7 @@ Result run_case(TextGenerator& generator, const Case& c, const Options& opt) {
     r.median_ms = bench::median(r.run_ms);
     r.per_item_ms = r.median_ms / static_cast<double>(c.batch);
     r.model_median_ms = bench::median(r.model_ms);
+    r.issued_median_ms = bench::median(r.issued_ms);
     r.status = "ok";
   } catch (const std::exception& e) {
     r.status = bench::is_oom(e) ? "oom" : "error";
@@ -240,8 +250,8 @@ int bench_main(int argc, char** argv) {
       std::fprintf(stderr, "%s: %s %s\n", c->name.c_str(), r.status.c_str(), r.detail.c_str());
   }
 
-  std::printf("\n%-10s %5s %6s %6s %6s %10s %12s %10s  %-18s %s\n", "case", "B", "S", "T", "L", "batch ms",
-              "ms per item", "model ms", "target", "result");
+  std::printf("\n%-10s %5s %6s %6s %6s %10s %12s %13s %10s  %-18s %s\n", "case", "B", "S", "T", "L", "batch ms",
+              "ms per item", "no graphs ms", "model ms", "target", "result");
   bool all_pass = true;
   nlohmann::json out = nlohmann::json::array();
   const auto num = bench::number_or_null;
@@ -250,10 +260,11 @@ int bench_main(int argc, char** argv) {
     const bool pass = ok && r.per_item_ms < r.c.target_ms;
     all_pass = all_pass && pass;
     const std::string target = "< " + bench::fixed(r.c.target_ms, r.c.target_ms < 10 ? 2 : 0) + " ms/" + r.c.unit;
-    std::printf("%-10s %5lld %6lld %6lld %6lld %10s %12s %10s  %-18s %s\n", r.c.name.c_str(),
+    std::printf("%-10s %5lld %6lld %6lld %6lld %10s %12s %13s %10s  %-18s %s\n", r.c.name.c_str(),
                 static_cast<long long>(r.c.batch), static_cast<long long>(r.c.src), static_cast<long long>(r.c.trg),
                 static_cast<long long>(r.L), ok ? bench::fixed(r.median_ms, 2).c_str() : r.status.c_str(),
-                bench::fixed(r.per_item_ms, 3).c_str(), bench::fixed(r.model_median_ms, 2).c_str(), target.c_str(),
+                bench::fixed(r.per_item_ms, 3).c_str(), bench::fixed(r.issued_median_ms, 2).c_str(),
+                bench::fixed(r.model_median_ms, 2).c_str(), target.c_str(),
                 bench::pass_fail(true, pass).c_str());
     out.push_back({{"case", r.c.name},
                    {"batch", r.c.batch},
@@ -265,6 +276,9 @@ int bench_main(int argc, char** argv) {
                    {"run_ms", r.run_ms},
                    {"median_ms", num(r.median_ms)},
                    {"ms_per_item", num(r.per_item_ms)},
+                   {"no_cuda_graphs_run_ms", r.issued_ms},
+                   {"no_cuda_graphs_median_ms", num(r.issued_median_ms)},
+                   {"cuda_graphs_usable", runtime::cuda_graphs_usable()},
                    {"model_only_ms", r.model_ms},
                    {"model_only_median_ms", num(r.model_median_ms)},
                    {"generated_tokens_last_run", r.generated_tokens},
@@ -273,7 +287,8 @@ int bench_main(int argc, char** argv) {
                    {"result", bench::pass_fail(true, pass)}});
   }
   std::printf("batch ms: TextGenerator::generate_ids (to device, embed, %lld-step solver, rounding, ids to host, "
-              "EOS cut; median); model ms: the %lld denoiser calls alone\n",
+              "EOS cut; median), the model call of each step after the first a CUDA graph on a GPU; no graphs ms: "
+              "the same with sample.cuda_graphs = false; model ms: the %lld denoiser calls alone, as issued\n",
               static_cast<long long>(so.steps), static_cast<long long>(so.steps));
   std::printf("reference (issue): DiffuSeq-v2 2.07 ms per sentence\ntargets: %s\n", all_pass ? "all PASS" : "some FAIL");
 

@@ -26,6 +26,7 @@
 #include "runtime/precision.h"
 #include "test_util.h"
 #include "io/checkpoint.h"
+#include "runtime/cuda_graph.h"
 #include "train/trainer.h"
 
 namespace mds {
@@ -242,6 +243,15 @@ TEST_F(TrainGpuTest, DpmSolverGenerationInBf16) {
     torch::NoGradGuard no_grad;
     const torch::Tensor emb = c.model->embed(c.batch.ids_BL.to(cuda)).cpu();
     EXPECT_TRUE(torch::equal(x0.cpu().masked_select(src), emb.masked_select(src))) << kind;
+    // The noise is drawn on the GPU from the seed: the same seed gives the same result. The steps
+    // after the first replay a CUDA graph of the model call, which computes what the calls as issued do.
+    const torch::Tensor again = generator.sample_x0(on(c.batch, cuda), so, at::make_generator<at::CPUGeneratorImpl>(4));
+    EXPECT_TRUE(torch::equal(x0, again)) << kind;
+    so.cuda_graphs = false;
+    const torch::Tensor issued = generator.sample_x0(on(c.batch, cuda), so, at::make_generator<at::CPUGeneratorImpl>(4));
+    // (bf16 kernels; a stale input in the graph would differ by the whole scale of x0.)
+    EXPECT_LT((x0 - issued).abs().max().item<double>(), 0.02 * issued.abs().max().item<double>()) << kind;
+    EXPECT_TRUE(runtime::cuda_graphs_usable()) << kind << ": the capture failed (see the log)";
   }
   // And text out of it, as `generate` does (clamping on: the nearest-embedding search in fp32).
   auto pairs = read_jsonl(test::source_path(kPairs));

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <mutex>
+#include <tuple>
 #include <vector>
 
 #include "core/torch_compat.h"
@@ -25,9 +27,22 @@ constexpr double kPenalty = 2.0e4;
 
 // A small host vector on `device` without a device sync: a blocking host-to-device copy would wait
 // for every kernel queued before it (pageable memory is staged at once, so non_blocking is safe).
+// On a GPU each distinct vector is copied once and kept (they are a model's dilations and head
+// groups): a copy from the host cannot be part of a CUDA graph, and the sampler captures the model.
+// Callers never write to the result.
 template <typename T>
 at::Tensor small_tensor(const std::vector<T>& values, at::ScalarType dtype, const at::Device& device) {
-  return at::tensor(values, at::TensorOptions().dtype(dtype)).to(device, /*non_blocking=*/true);
+  if (device.is_cpu()) return at::tensor(values, at::TensorOptions().dtype(dtype));
+  static std::mutex mutex;
+  static std::map<std::tuple<std::vector<int64_t>, int, int, int>, at::Tensor> kept;
+  std::vector<int64_t> key_values(values.begin(), values.end());
+  const auto key = std::make_tuple(std::move(key_values), static_cast<int>(dtype), static_cast<int>(device.type()),
+                                   static_cast<int>(device.index()));
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = kept.find(key);
+  if (it == kept.end())
+    it = kept.emplace(key, at::tensor(values, at::TensorOptions().dtype(dtype)).to(device, /*non_blocking=*/true)).first;
+  return it->second;
 }
 
 // What the forward decides once and the backward repeats: shapes, head groups, global slots.

@@ -17,6 +17,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <mutex>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -59,18 +61,45 @@ namespace {
 
 using detail::SamplerContext;
 
-c10::optional<at::Generator> optional_generator(const at::Generator& generator) {
-  if (!generator.defined()) return c10::nullopt;
-  MDS_CHECK(generator.device().is_cpu(), "sampler: the generator must be a CPU generator, got ",
-            generator.device());
-  return generator;
-}
+// The noise of one sampling run, drawn on the device the sampler runs on. On the CPU it is the
+// caller's generator. On a GPU a [B, L, C] draw on the host and its copy would cost as much as a
+// model call at small sizes, so the numbers come from a device generator of its own, seeded from the
+// caller's CPU generator: a seed gives the same numbers on every run on that kind of device (not the
+// CPU's numbers), and the device's default generator (training's noise) is left alone.
+class Noise {
+ public:
+  Noise(const at::Generator& generator, const c10::Device& device) : device_(device) {
+    if (!generator.defined()) return;
+    MDS_CHECK(generator.device().is_cpu(), "sampler: the generator must be a CPU generator, got ",
+              generator.device());
+    if (device.is_cpu()) {
+      gen_ = generator;
+      return;
+    }
+    const int64_t seed = at::randint(std::numeric_limits<int64_t>::max(), {1}, generator,
+                                     at::TensorOptions().dtype(at::kLong)).item<int64_t>();
+    at::Generator default_gen = at::globalContext().defaultGenerator(device);
+    {
+      std::lock_guard<std::mutex> lock(default_gen.mutex());
+      gen_ = default_gen.clone();
+    }
+    std::lock_guard<std::mutex> lock(gen_->mutex());
+    gen_->set_current_seed(static_cast<uint64_t>(seed));
+  }
 
-// N(0, I) drawn on the CPU in float32, then moved: the same numbers whatever the device.
-at::Tensor randn_as(const at::Tensor& like, const c10::optional<at::Generator>& gen) {
-  return at::randn(like.sizes(), gen, at::TensorOptions().dtype(at::kFloat))
-      .to(like.device(), like.scalar_type());
-}
+  // N(0, I) in float32 (the same numbers for any floating dtype of `like`), in like's dtype.
+  at::Tensor randn_as(const at::Tensor& like) const {
+    return at::randn(like.sizes(), gen_, at::TensorOptions().dtype(at::kFloat).device(device_)).to(like.scalar_type());
+  }
+  // U[0, 1) of shape [B, L], float32 on the GPU (float64 on the CPU, as before).
+  at::Tensor rand_BL(int64_t B, int64_t L) const {
+    return at::rand({B, L}, gen_, at::TensorOptions().dtype(device_.is_cpu() ? at::kDouble : at::kFloat).device(device_));
+  }
+
+ private:
+  c10::Device device_;
+  c10::optional<at::Generator> gen_;
+};
 
 // improved-diffusion's space_timesteps(T, [S]) with one section: round(k (T - 1)/(S - 1)),
 // k = 0..S-1 (Python's round, half to even), so 0 and T - 1 are kept. One step keeps T - 1 (a
@@ -126,8 +155,7 @@ at::Tensor ddim(const SamplerContext& ctx, at::Tensor x_BLC) {
 //   ("fixed-large": var' = [posterior_variance'_1, beta'_1, ..., beta'_{S-1}]).
 // Discrete noise (DiffuSeq-v2): a target token jumps to m with probability
 // absorb_rate 1[k > 0] sqrt(var'_k).
-at::Tensor ancestral(const SamplerContext& ctx, at::Tensor x_BLC,
-                     const c10::optional<at::Generator>& gen) {
+at::Tensor ancestral(const SamplerContext& ctx, at::Tensor x_BLC, const Noise& noise) {
   const NoiseSchedule& s = ctx.schedule;
   const std::vector<int64_t> kept = respaced_steps(s.steps, ctx.options.steps);
   const std::size_t S = kept.size();
@@ -161,12 +189,10 @@ at::Tensor ancestral(const SamplerContext& ctx, at::Tensor x_BLC,
     at::Tensor y_BLC = c1 * ctx.centre(x0_BLC) + c2 * ctx.centre(x_BLC);
     // Fixed-large variance at k > 0 is beta'_k (posterior_variance'_1 sits at k = 0, unused).
     const double std_k = k > 0 ? std::sqrt(spaced.betas[k]) : 0.0;
-    if (k > 0) y_BLC = y_BLC + std_k * randn_as(x_BLC, gen);
+    if (k > 0) y_BLC = y_BLC + std_k * noise.randn_as(x_BLC);
     x_BLC = ctx.uncentre(y_BLC);
     if (discrete && k > 0) {
-      const at::Tensor u_BL = at::rand({B, L}, gen, at::TensorOptions().dtype(at::kDouble));
-      const at::Tensor jump_BL1 =
-          (u_BL < ctx.options.absorb_rate * std_k).unsqueeze(-1).to(x_BLC.device());
+      const at::Tensor jump_BL1 = (noise.rand_BL(B, L) < ctx.options.absorb_rate * std_k).unsqueeze(-1);
       x_BLC = at::where(jump_BL1, ctx.m_BLC.expand_as(x_BLC), x_BLC);
     }
     x_BLC = ctx.anchor(x_BLC);
@@ -251,7 +277,6 @@ at::Tensor sample_from(const NoiseSchedule& schedule, const X0Predictor& predict
                        const SampleInputs& inputs, const SamplerOptions& options,
                        at::Tensor x_T_BLC, at::Generator generator) {
   at::NoGradGuard no_grad;
-  const auto gen = optional_generator(generator);
   const SamplerContext ctx = make_context(schedule, predict, inputs, options);
   MDS_CHECK(x_T_BLC.defined() && x_T_BLC.sizes() == inputs.anchor_BLC.sizes(),
             "sampler: x_T must have the anchor's shape ", inputs.anchor_BLC.sizes());
@@ -261,21 +286,21 @@ at::Tensor sample_from(const NoiseSchedule& schedule, const X0Predictor& predict
   if (kind == "dpm++3m") return detail::dpm_solver_pp(ctx, x_BLC, 3);
   if (kind == "dpm++1") return detail::dpm_solver_pp(ctx, x_BLC, 1);  // first order (= DDIM), tests
   if (kind == "ddim") return ddim(ctx, x_BLC);
-  if (kind == "ancestral") return ancestral(ctx, x_BLC, gen);
+  if (kind == "ancestral") return ancestral(ctx, x_BLC, Noise(generator, x_BLC.device()));
   fail("sampler: unknown sampler \"", kind, "\" (known: dpm++2m, dpm++3m, ddim, ancestral)");
 }
 
 at::Tensor sample(const NoiseSchedule& schedule, const X0Predictor& predict,
                   const SampleInputs& inputs, const SamplerOptions& options,
                   at::Generator generator) {
-  const auto gen = optional_generator(generator);
   MDS_CHECK(inputs.anchor_BLC.defined(), "sampler: anchor_BLC is undefined");
+  const Noise noise(generator, inputs.anchor_BLC.device());
   const at::Tensor m_11C =
       inputs.absorbing_C.defined()
           ? inputs.absorbing_C.detach().to(inputs.anchor_BLC.device(), inputs.anchor_BLC.scalar_type()).view({1, 1, -1})
           : at::Tensor();
   // x_T = m + N(0, I) on target positions; sample_from puts the anchor on the source.
-  at::Tensor x_T_BLC = randn_as(inputs.anchor_BLC, gen);
+  at::Tensor x_T_BLC = noise.randn_as(inputs.anchor_BLC);
   if (options.start_time < 1.0) {
     // SDEdit: the given x0 through the forward process (F2, F3) to the start time.
     MDS_CHECK(options.sampler.rfind("dpm++", 0) == 0, "sampler: sample.start_time < 1 needs a DPM-Solver++ sampler, not \"",
@@ -287,8 +312,7 @@ at::Tensor sample(const NoiseSchedule& schedule, const X0Predictor& predict,
     const at::Tensor x0_BLC = inputs.start_x0_BLC.to(x_T_BLC.device(), x_T_BLC.scalar_type());
     x_T_BLC = m_11C.defined() ? m_11C + alpha * (x0_BLC - m_11C) + sigma * x_T_BLC : alpha * x0_BLC + sigma * x_T_BLC;
     if (m_11C.defined() && options.start_jumps && options.absorb_rate > 0) {
-      const at::Tensor u_BL = at::rand({x_T_BLC.size(0), x_T_BLC.size(1)}, gen, at::TensorOptions().dtype(at::kDouble));
-      const at::Tensor jump_BL1 = (u_BL < options.absorb_rate * sigma).unsqueeze(-1).to(x_T_BLC.device());
+      const at::Tensor jump_BL1 = (noise.rand_BL(x_T_BLC.size(0), x_T_BLC.size(1)) < options.absorb_rate * sigma).unsqueeze(-1);
       x_T_BLC = at::where(jump_BL1, m_11C.expand_as(x_T_BLC), x_T_BLC);
     }
   } else if (m_11C.defined()) {

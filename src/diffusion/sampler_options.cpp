@@ -13,6 +13,7 @@ SamplerOptions sampler_options_from_config(const Config& c) {
   o.absorb_rate = c.get_float("diffusion.absorb_rate");
   o.start_time = c.get_float("sample.start_time");
   o.start_jumps = c.get_bool("sample.start_jumps");
+  o.cuda_graphs = c.get_bool("sample.cuda_graphs");
   return o;
 }
 

@@ -23,10 +23,13 @@ struct SamplerOptions {
   // m + alpha (x0 - m) + sigma eps.
   double start_time = 1.0;
   bool start_jumps = true;  // false: no token jumps to m at the start (the given x0 kept whole)
+  // Not the sampler's: whether the generator replays the model call of each step as a CUDA graph.
+  bool cuda_graphs = true;
 };
 
 // sample.sampler, sample.steps, sample.skip_type, sample.time_mapping, sample.clamp,
-// sample.discrete_noise, sample.start_time, sample.start_jumps and diffusion.absorb_rate.
+// sample.discrete_noise, sample.start_time, sample.start_jumps, sample.cuda_graphs and
+// diffusion.absorb_rate.
 SamplerOptions sampler_options_from_config(const Config& config);
 
 }  // namespace mds::diffusion

@@ -17,6 +17,7 @@
 #include "metrics/mbr.h"
 #include "model/model_options.h"
 #include "model/state_dict.h"
+#include "runtime/cuda_graph.h"
 
 namespace mds::infer {
 
@@ -112,7 +113,7 @@ std::vector<std::string> TextGenerator::generate(const std::vector<std::string>&
 }
 
 diffusion::X0Predictor x0_predictor(Denoiser& model, const BatchTensors& bt, const torch::Tensor& anchor_BLC,
-                                    const Runtime& runtime) {
+                                    const Runtime& runtime, bool cuda_graphs) {
   model::DenoiserInputs base;
   base.key_mask_BL = bt.key_mask_BL;
   base.global_mask_BL = bt.global_mask_BL;
@@ -122,18 +123,24 @@ diffusion::X0Predictor x0_predictor(Denoiser& model, const BatchTensors& bt, con
   base.trg_rows_N = bt.trg_rows_N;  // found once per batch, not by every model call (device syncs)
   base.facts = bt.facts;
   const bool self_condition = model->options().self_condition;
+  // The model call of a step: a function of x_t, t and the previous estimate (the rest is fixed for
+  // the batch), so that every step after the first replays one CUDA graph.
+  auto call = std::make_shared<runtime::GraphedCall>(
+      [model, base, runtime](const std::vector<torch::Tensor>& xs) mutable {
+        // Only the model call runs under autocast: the solver's state and history, clamping and the
+        // final rounding stay float32.
+        PrecisionScope scope(runtime.precision, runtime.device);
+        model::DenoiserInputs in = base;
+        in.x_t_BLC = xs[0];
+        in.t_B = xs[1];
+        in.self_cond_BLC = xs[2];
+        return model->forward(in).x0_BLC.to(xs[0].scalar_type());
+      },
+      cuda_graphs);
   // Shared by the copies the sampler makes of the predictor: the last estimate lives here.
   auto previous = std::make_shared<torch::Tensor>();
-  return [model, base, self_condition, previous, anchor_BLC, runtime](const torch::Tensor& x_BLC,
-                                                                    const torch::Tensor& model_t_B) mutable {
-    // Only the model call runs under autocast: the solver's state and history, clamping and the
-    // final rounding stay float32.
-    PrecisionScope scope(runtime.precision, runtime.device);
-    model::DenoiserInputs in = base;
-    in.x_t_BLC = x_BLC;
-    in.t_B = model_t_B;
-    in.self_cond_BLC = *previous;
-    torch::Tensor x0_BLC = model->forward(in).x0_BLC.to(x_BLC.scalar_type());
+  return [call, base, self_condition, previous, anchor_BLC](const torch::Tensor& x_BLC, const torch::Tensor& model_t_B) {
+    torch::Tensor x0_BLC = (*call)({x_BLC, model_t_B, *previous});
     if (self_condition)
       *previous = torch::where(base.trg_mask_BL.unsqueeze(-1), x0_BLC, anchor_BLC.to(x0_BLC.scalar_type()));
     return x0_BLC;
@@ -143,13 +150,15 @@ diffusion::X0Predictor x0_predictor(Denoiser& model, const BatchTensors& bt, con
 torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOptions& options, at::Generator gen,
                                        const std::function<void(const torch::Tensor&)>& on_x0) {
   torch::NoGradGuard no_grad;
+  // CUDA graphs are captured on a stream of the batch's own (a GPU's default stream cannot be).
+  const runtime::SideStreamScope side_stream(options.cuda_graphs ? runtime_.device : c10::Device(c10::kCPU));
   SampleInputs in;
   in.anchor_BLC = model_->embed(bt.ids_BL);
   in.trg_mask_BL = bt.trg_mask_BL;
   in.absorbing_C = model_->absorbing();
   in.embedding_VC = model_->embedding_weight();
   if (options.start_time < 1.0) in.start_x0_BLC = model::source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C);
-  diffusion::X0Predictor predict = x0_predictor(model_, bt, in.anchor_BLC, runtime_);
+  diffusion::X0Predictor predict = x0_predictor(model_, bt, in.anchor_BLC, runtime_, options.cuda_graphs);
   if (on_x0) {
     predict = [predict, on_x0](const torch::Tensor& x_BLC, const torch::Tensor& t_B) {
       torch::Tensor x0_BLC = predict(x_BLC, t_B);

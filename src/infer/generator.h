@@ -27,9 +27,11 @@ namespace mds::infer {
 // The denoiser as the sampler calls it for one packed batch: x0 for x_t at model time t, with the
 // batch's masks, in the runtime's precision (only the model call; the result is in x's dtype). With
 // self-conditioning, each call feeds the previous call's estimate back (its source positions hold
-// `anchor_BLC`), the first call none, as training does.
+// `anchor_BLC`), the first call none, as training does. With `cuda_graphs`, on a GPU and a side
+// stream, the calls after the first (second, with self-conditioning) replay a CUDA graph.
 diffusion::X0Predictor x0_predictor(model::Denoiser& model, const model::BatchTensors& batch,
-                                    const torch::Tensor& anchor_BLC, const runtime::Runtime& runtime);
+                                    const torch::Tensor& anchor_BLC, const runtime::Runtime& runtime,
+                                    bool cuda_graphs = false);
 
 // Target ids of each row of a batch, up to (not including) the first EOS or PAD; with a length head at
 // most the predicted length, at least one token and no special ids.
