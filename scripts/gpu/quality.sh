@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs ON THE GPU MACHINE: quality races (bench/quality/run), several at once on the one GPU, and all
-# their outputs (each race's quality_*.json among them) packed into one archive, $OUT/quality.tar.gz
-# (the device returns at most 8 files).
+# Runs ON THE GPU MACHINE: quality races (bench/quality/run), several at once on the one GPU; each
+# race's quality_*.json and the table of all, $OUT/quality.txt, come back on their own, the rest
+# (logs, predictions, metrics; no checkpoints) in one archive, $OUT/quality.tar.gz (the device returns
+# at most 8 files: up to 5 races a plan, or 6 when the build's program is not returned).
 #
 # Here, first:  scripts/gpu/fetch-deps; scripts/gpu/carry-data qqp sumpubmed ...   (.deps/root, .data/)
 # Then call the device tool with carry [".deps/root", ".data"] and the command
@@ -62,6 +63,10 @@ for label in "${labels[@]}"; do
   grep -E "^quality race:" "$work/$label/race.log" 2>/dev/null || true
   sed -n '/^system/,$p' "$work/$label/scores.txt" 2>/dev/null | head -8
 done | tee "$out/quality.txt"
-tar -C "$work" --exclude='checkpoints' --exclude='prepared' --exclude='tokenizer' --exclude='best' -czf "$out/quality.tar.gz" .
+# The results on their own (they must come back even when the archive is over the device's 16 MiB),
+# then the logs, tables, predictions and metrics of every race (no checkpoints, no prepared data).
+cp "$work"/quality_*.json "$out/" 2>/dev/null || true
+(cd "$work" && find . -type f \( -name '*.log' -o -name '*.txt' -o -name '*.json' -o -name '*.jsonl' \) -size -4M -print0 \
+  | tar --null -T - -czf "$out/quality.tar.gz")
 echo "quality.sh: $(( $(date +%s) - start )) s in all"
 exit "$failed"
