@@ -233,6 +233,7 @@ TEST_F(TrainGpuTest, DpmSolverGenerationInBf16) {
     SamplerOptions so;
     so.sampler = kind;
     so.steps = 10;
+    so.cuda_graphs = true;
     const torch::Tensor x0 = generator.sample_x0(on(c.batch, cuda), so, at::make_generator<at::CPUGeneratorImpl>(4));
     EXPECT_EQ(x0.scalar_type(), torch::kFloat) << kind;
     EXPECT_TRUE(x0.is_cuda()) << kind;

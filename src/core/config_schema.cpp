@@ -133,7 +133,7 @@ std::vector<KeySpec> make_schema() {
       s("sample.time_mapping", "upstream", {"upstream", "v2"}, "Model time of DPM-Solver++: upstream (t - 1/N)*1000, or DiffuSeq-v2's t*1000."),
       f("sample.start_time", 1.0, 0.0, 1.0, "Where DPM-Solver++ starts, as a share of the diffusion time: 1 = from noise (DiffuSeq); below 1 = from the source tokens, target token j from source token j, noised to that time (SDEdit; for tasks whose output follows the source's words, with model.target_positions = \"restart\")."),
       b("sample.start_jumps", true, "With sample.start_time below 1: each source token put at the start jumps to m with probability gamma*sigma(s), as the forward process does (the model then rewrites those); false keeps the source whole, only Gaussian noise (outputs closest to the source)."),
-      b("sample.cuda_graphs", true, "On a GPU, replay the model call of every solver step after the first as a CUDA graph captured for the batch (the host no longer issues hundreds of kernels a step); false issues every call."),
+      b("sample.cuda_graphs", false, "On a GPU, replay the model call of every solver step after the first as a CUDA graph captured for the batch, so that the host no longer issues hundreds of kernels a step: for small batches of short sequences, where issuing the kernels takes longer than running them (at batch 100 x 128 tokens and on an 8,192-token document the model is bound by the GPU and graphs gain nothing: bench/README.md)."),
       b("sample.clamp", false, "Replace x0 predictions by the nearest token embedding at every step."),
       b("sample.discrete_noise", false, "DiffuSeq-v2 discrete absorbing noise during ancestral sampling."),
       i("sample.seed", 0, 0, kBig, "Seed of the sampling noise."),

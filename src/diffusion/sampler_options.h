@@ -24,7 +24,7 @@ struct SamplerOptions {
   double start_time = 1.0;
   bool start_jumps = true;  // false: no token jumps to m at the start (the given x0 kept whole)
   // Not the sampler's: whether the generator replays the model call of each step as a CUDA graph.
-  bool cuda_graphs = true;
+  bool cuda_graphs = false;
 };
 
 // sample.sampler, sample.steps, sample.skip_type, sample.time_mapping, sample.clamp,
