@@ -144,11 +144,19 @@ TEST(Config, ShowRoundTrips) {
   EXPECT_NE(text.find("# Number of transformer blocks."), std::string::npos);
 }
 
+// Every committed configuration loads and validates (an unknown or mistyped key is an error), and the
+// task configurations hold the measured choices bench/README.md reports.
 TEST(Config, CommittedFilesLoad) {
-  for (const char* name : {"configs/tiny-cpu.toml"}) {
+  for (const char* name : {"configs/tiny-cpu.toml", "configs/paraphrase.toml", "configs/summarization.toml",
+                           "configs/qa.toml"}) {
     Config c = Config::load(test::source_path(name));
+    EXPECT_NO_THROW(c.validate()) << name;
     EXPECT_GE(c.get_int("model.layers"), 1) << name;
   }
+  const Config summarization = Config::load(test::source_path("configs/summarization.toml"));
+  EXPECT_EQ(summarization.get_float("train.source_start_prob"), 0.9);
+  EXPECT_EQ(summarization.get_float("train.source_start_time"), summarization.get_float("sample.start_time"));
+  EXPECT_FALSE(summarization.get_bool("sample.start_jumps"));
 }
 
 TEST(Config, DocsAreGeneratedFromSchema) {
