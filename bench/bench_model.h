@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "kernels/sliding_attention/sliding_attention.h"
 #include "model/denoiser.h"
 #include "model/model_options.h"
 
@@ -22,6 +23,9 @@ struct ModelFlags {
   int64_t dim = 0, layers = 0, heads = 0, ffn_dim = 0, experts = 0, top_k = 0, window = 0;
   int64_t vocab = 8000;  // the tokenizer's default vocab_size (src/data/tokenizer.h)
   std::vector<std::string> sets;
+  // The GPU kernel of dense attention: "fused" (the program's) or "reference" (the masked ops it
+  // replaced), so that the two can be timed in one run.
+  std::string dense_attention = "fused";
 };
 
 inline void add_model_flags(CLI::App& app, ModelFlags& f) {
@@ -35,6 +39,10 @@ inline void add_model_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("--window", f.window, "attention.window (0 = default)");
   app.add_option("--vocab", f.vocab, "vocabulary size (the tokenizer's default is 8000)");
   app.add_option("--set", f.sets, "any configuration key, KEY=VALUE (repeatable; applied last)");
+  app.add_option("--dense-attention", f.dense_attention,
+                 "GPU kernel of dense attention: fused (scaled_dot_product_attention) or reference (what it replaced: "
+                 "the masked ops, or the split path for a window that covers the row)")
+      ->check(CLI::IsMember({"fused", "reference"}));
 }
 
 inline void set_int(Config& c, const std::string& key, int64_t value) {
@@ -57,6 +65,8 @@ inline Config model_config(const ModelFlags& f) {
   if (f.top_k > 0) set_int(c, "moe.top_k", f.top_k);
   if (f.window > 0) set_int(c, "attention.window", f.window);
   for (const std::string& s : f.sets) c.set(s);
+  // Process-wide, as the kernels are: set where the flags become the model's configuration.
+  kernels::set_fused_dense_attention(f.dense_attention == "fused");
   return c;
 }
 
@@ -79,6 +89,7 @@ inline nlohmann::json model_json(const Config& c, const ModelFlags& f, const mod
           {"vocab", f.vocab},
           {"max_positions", mo.max_positions},
           {"sets", f.sets},
+          {"dense_attention", f.dense_attention},
           {"parameters_total", counts.total},
           {"parameters_active", counts.active},
           {"parameters_experts", counts.experts},

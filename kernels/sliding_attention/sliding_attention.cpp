@@ -16,6 +16,7 @@
 #include "kernels/sliding_attention/sliding_attention_split.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -154,7 +155,7 @@ at::Tensor sliding_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK,
     // keys (globals add nothing): one fused kernel instead of the split path's passes.
     const bool whole_row = band.window >= q_BHLK.size(2) - 1 && params.scale <= 0.0 &&
                            std::all_of(band.dilation_H.begin(), band.dilation_H.end(), [](int64_t d) { return d == 1; });
-    if (whole_row && MDS_TORCH_HAS_SDPA && detail::split_path_supported(q_BHLK))
+    if (whole_row && MDS_TORCH_HAS_SDPA && fused_dense_attention() && detail::split_path_supported(q_BHLK))
       return dense_padded_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, params.key_padding != 0);
     if (detail::split_path_supported(q_BHLK))
       return detail::sliding_attention_split(q_BHLK.contiguous(), k_BHLK.contiguous(), v_BHLK.contiguous(),
@@ -221,6 +222,13 @@ at::Tensor dense_masked_attention(const at::Tensor& q_BHLK, const at::Tensor& k_
   return at::matmul(p_BHLL, v_BHLK);
 }
 
+namespace {
+std::atomic<bool> g_fused_dense_attention{true};
+}  // namespace
+
+void set_fused_dense_attention(bool on) { g_fused_dense_attention.store(on); }
+bool fused_dense_attention() { return g_fused_dense_attention.load(); }
+
 at::Tensor dense_padded_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
                                   const at::Tensor& key_mask_BL, bool any_padding) {
   check_qkv(q_BHLK, k_BHLK, v_BHLK, "dense_padded_attention");
@@ -228,7 +236,7 @@ at::Tensor dense_padded_attention(const at::Tensor& q_BHLK, const at::Tensor& k_
   check_mask(key_mask_BL, "key_mask_BL", B, L, q_BHLK.device());
 #if MDS_TORCH_HAS_SDPA
   const bool half = q_BHLK.scalar_type() == at::kBFloat16 || q_BHLK.scalar_type() == at::kHalf;
-  if (q_BHLK.is_cuda() && half) {
+  if (q_BHLK.is_cuda() && half && fused_dense_attention()) {
     if (!any_padding) return at::scaled_dot_product_attention(q_BHLK, k_BHLK, v_BHLK);
     // A row of padding only would be softmax over no key (NaN): let it see every key, then zero it.
     const at::Tensor real_B = key_mask_BL.any(1);

@@ -51,4 +51,9 @@ at::Tensor dense_masked_attention(const at::Tensor& q_BHLK, const at::Tensor& k_
 at::Tensor dense_padded_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
                                   const at::Tensor& key_mask_BL, bool any_padding = true);
 
+// Whether dense_padded_attention (and the whole-row case of sliding_attention) runs the fused kernel
+// on the GPU (the default) or the masked reference: the benchmarks set it to time both in one run.
+void set_fused_dense_attention(bool on);
+bool fused_dense_attention();
+
 }  // namespace mds::kernels

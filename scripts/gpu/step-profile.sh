@@ -56,6 +56,12 @@ has() { [[ " $parts " == *" $1 "* ]]; }
     --set attention.type=dense --set model.embed_dim=128 --set model.x0=softmax --set model.target_positions=restart \
     --set data.target_length=predict --set model.dropout=0.3 --set train.ema_decay=0.999
   run dense-12x768 --dim 768 --layers 12 --heads 12 --ffn-dim 3072 --experts 1 --lengths 128 --set attention.type=dense
+  # The same two models with the kernels the fused dense attention replaced, in the same call.
+  run paraphrase-6x512-reference --dense-attention reference --dim 512 --layers 6 --heads 8 --ffn-dim 2048 --experts 1 \
+    --trg-len 64 --lengths 130 --set attention.type=dense --set model.embed_dim=128 --set model.x0=softmax \
+    --set model.target_positions=restart --set data.target_length=predict --set model.dropout=0.3 --set train.ema_decay=0.999
+  run dense-12x768-reference --dense-attention reference --dim 768 --layers 12 --heads 12 --ffn-dim 3072 --experts 1 \
+    --lengths 128 --set attention.type=dense
   run default-moe --lengths 128,8192,32768
   fi
   if has real && [ -d .data/sumpubmed ] && [ -d .data/sumpubmed-tok ]; then
