@@ -151,13 +151,14 @@ at::Tensor sliding_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK,
                              const SlidingAttentionParams& params) {
   const SlidingBand band = check_args(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, global_mask_BL, params);
   if (q_BHLK.is_cuda()) {
+    const bool split = detail::split_path_supported(q_BHLK);
     // A window that covers the whole row with no dilation is dense attention over the non-padding
     // keys (globals add nothing): one fused kernel instead of the split path's passes.
     const bool whole_row = band.window >= q_BHLK.size(2) - 1 && params.scale <= 0.0 &&
                            std::all_of(band.dilation_H.begin(), band.dilation_H.end(), [](int64_t d) { return d == 1; });
-    if (whole_row && MDS_TORCH_HAS_SDPA && fused_dense_attention() && detail::split_path_supported(q_BHLK))
+    if (split && whole_row && MDS_TORCH_HAS_SDPA && fused_dense_attention())
       return dense_padded_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, params.key_padding != 0);
-    if (detail::split_path_supported(q_BHLK))
+    if (split)
       return detail::sliding_attention_split(q_BHLK.contiguous(), k_BHLK.contiguous(), v_BHLK.contiguous(),
                                              key_mask_BL.contiguous(), global_mask_BL.contiguous(), band,
                                              {params.max_globals, params.key_padding});

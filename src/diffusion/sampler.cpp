@@ -65,7 +65,8 @@ using detail::SamplerContext;
 // caller's generator. On a GPU a [B, L, C] draw on the host and its copy would cost as much as a
 // model call at small sizes, so the numbers come from a device generator of its own, seeded from the
 // caller's CPU generator: a seed gives the same numbers on every run on that kind of device (not the
-// CPU's numbers), and the device's default generator (training's noise) is left alone.
+// CPU's numbers), and the device's default generator (training's noise, forward_process.cpp) is left
+// alone.
 class Noise {
  public:
   Noise(const at::Generator& generator, const c10::Device& device) : device_(device) {
