@@ -117,6 +117,31 @@ TEST(Batcher, PackedLengths) {
   EXPECT_EQ(packed_trg_len(4, o), 3);  // room for the EOS
 }
 
+TEST(Batcher, LengthCutsCountWhatTheLimitsDrop) {
+  PackOptions o;
+  o.max_src_len = 5;
+  o.max_trg_len = 4;  // 3 target tokens and the EOS
+  InMemorySource s;
+  s.add(std::vector<int32_t>(9, 7), std::vector<int32_t>(3, 7));  // source cut
+  s.add(std::vector<int32_t>(5, 7), std::vector<int32_t>(4, 7));  // target cut (no room for the EOS)
+  s.add(std::vector<int32_t>(2, 7), {});
+  const data::LengthCuts cuts = data::length_cuts(s, o);
+  EXPECT_EQ(cuts.examples, 3u);
+  EXPECT_EQ(cuts.src_cut, 1u);
+  EXPECT_EQ(cuts.trg_cut, 1u);
+  EXPECT_EQ(cuts.src_median, 5u);
+  EXPECT_EQ(cuts.trg_median, 3u);
+  EXPECT_EQ(data::describe_length_cuts(cuts, o),
+            "sources: median 5 tokens, 1 of 3 cut to 5 (data.max_src_len, at the end); "
+            "targets: median 3 tokens, 1 of 3 cut to 3 (data.max_trg_len = 4 with the EOS)");
+  o.max_src_len = 9;
+  o.max_trg_len = 5;
+  o.truncation = data::Truncation::middle;
+  EXPECT_EQ(data::describe_length_cuts(data::length_cuts(s, o), o),
+            "sources: median 5 tokens, none cut (data.max_src_len = 9); "
+            "targets: median 3 tokens, none cut (data.max_trg_len = 5)");
+}
+
 TEST(Batcher, PackTwoExamplesTargetPadMax) {
   InMemorySource s = two_examples();
   PackOptions o;

@@ -306,3 +306,55 @@ void Batcher::seek(uint64_t epoch, std::size_t position) {
 }
 
 }  // namespace mds::data
+
+namespace mds::data {
+
+namespace {
+
+std::size_t median(std::vector<std::size_t>& v) {
+  if (v.empty()) return 0;
+  auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
+  std::nth_element(v.begin(), mid, v.end());
+  return *mid;
+}
+
+const char* cut_where(Truncation t) {
+  switch (t) {
+    case Truncation::end: return "at the end";
+    case Truncation::start: return "at the start";
+    case Truncation::middle: return "in the middle";
+  }
+  return "";
+}
+
+}  // namespace
+
+LengthCuts length_cuts(const ExampleSource& source, const PackOptions& options) {
+  LengthCuts c;
+  c.examples = source.size();
+  std::vector<std::size_t> src(c.examples), trg(c.examples);
+  for (std::size_t i = 0; i < c.examples; ++i) {
+    src[i] = source.src(i).size;
+    trg[i] = source.trg(i).size;
+    if (packed_src_len(src[i], options) < static_cast<int64_t>(src[i])) ++c.src_cut;
+    if (packed_trg_len(trg[i], options) < static_cast<int64_t>(trg[i])) ++c.trg_cut;
+  }
+  c.src_median = median(src);
+  c.trg_median = median(trg);
+  return c;
+}
+
+std::string describe_length_cuts(const LengthCuts& c, const PackOptions& options) {
+  const std::string src = c.src_cut == 0
+      ? str_cat("none cut (data.max_src_len = ", options.max_src_len, ")")
+      : str_cat(c.src_cut, " of ", c.examples, " cut to ", options.max_src_len, " (data.max_src_len, ",
+                cut_where(options.truncation), ")");
+  // A target keeps max_trg_len - 1 tokens: the EOS takes the last place of its region.
+  const std::string trg = c.trg_cut == 0
+      ? str_cat("none cut (data.max_trg_len = ", options.max_trg_len, ")")
+      : str_cat(c.trg_cut, " of ", c.examples, " cut to ", options.max_trg_len - 1, " (data.max_trg_len = ",
+                options.max_trg_len, " with the EOS)");
+  return str_cat("sources: median ", c.src_median, " tokens, ", src, "; targets: median ", c.trg_median, " tokens, ", trg);
+}
+
+}  // namespace mds::data

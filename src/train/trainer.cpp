@@ -253,7 +253,10 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   data::BatchPlanOptions plan = batch_plan_options_from_config(c, /*shuffle=*/true);
   plan.rank = denv.rank;  // rank r takes batches r, r + N, ... of the one global order
   plan.world_size = denv.world_size;
-  Batcher batcher(*train_data, pack_options_from_config(c), plan);
+  const data::PackOptions pack = pack_options_from_config(c);
+  // Say what the length limits cut: a short data.max_src_len on long sources is a choice to see.
+  log_info("data: ", data::describe_length_cuts(data::length_cuts(*train_data, pack), pack));
+  Batcher batcher(*train_data, pack, plan);
   StepOptions step_options = step_options_from_config(c);
   std::unique_ptr<GradientReducer> reducer;
   if (dist.active()) {
