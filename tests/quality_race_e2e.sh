@@ -20,4 +20,7 @@ check "systems: $systems" \
   "[ '$systems' = 'copy.jsonl first-k.jsonl model-final.jsonl model.jsonl most-frequent.jsonl' ]"
 check "the result's counts" "grep -q '\"valid_examples\": 40' race.json && grep -q '\"holdout\": 30' race.json && grep -qE '\"steps\": [1-9]' race.json"
 check "the table printed beside the baselines" "grep -qE '^copy.jsonl +[0-9.]+' race/scores.txt"
+# The first five examples' texts travel in the result, so that a reader sees what the model writes.
+check "five examples side by side in the result" \
+  "[ \$(grep -c '\"model.jsonl\": ' race.json) = 5 ] && grep -q '\"side_by_side\": \\[' race.json"
 finish

@@ -54,27 +54,43 @@ std::string cut(const std::string& text, std::size_t max_chars) {
   return metrics::u32_to_utf8(u.substr(0, max_chars)) + "...";
 }
 
-void print_side_by_side(const metrics::EvalSet& set, const metrics::EvalReport& report,
-                        std::size_t count) {
-  const std::size_t n = std::min(count, report.examples);
-  const bool several = set.predictions.size() > 1;
-  for (std::size_t i = 0; i < n; ++i) {
-    std::printf("[%zu]%s%s\n", i + 1, set.ids[i].empty() ? "" : " id ", set.ids[i].c_str());
-    std::printf("  source:     %s\n", one_line(cut(set.sources[i], 200)).c_str());
-    const auto& refs = set.references[i];
+// The first `count` examples, every text on one line and cut (a view to read, not to score): the
+// source to 200 code points, references and predictions to 600.
+nlohmann::ordered_json side_by_side(const metrics::EvalSet& set, const metrics::EvalReport& report,
+                                    std::size_t count) {
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  for (std::size_t i = 0; i < std::min(count, report.examples); ++i) {
+    nlohmann::ordered_json row;
+    row["id"] = set.ids[i];
+    row["source"] = one_line(cut(set.sources[i], 200));
+    row["references"] = nlohmann::ordered_json::array();
+    for (const std::string& r : set.references[i]) row["references"].push_back(one_line(cut(r, 600)));
+    row["predictions"] = nlohmann::ordered_json::object();
+    for (const auto& system : report.systems) row["predictions"][system.name] = one_line(cut(system.predictions[i], 600));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+void print_side_by_side(const nlohmann::ordered_json& rows) {
+  std::size_t i = 0;
+  for (const auto& row : rows) {
+    const std::string id = row["id"].get<std::string>();
+    std::printf("[%zu]%s%s\n", ++i, id.empty() ? "" : " id ", id.c_str());
+    std::printf("  source:     %s\n", row["source"].get<std::string>().c_str());
+    const auto& refs = row["references"];
     for (std::size_t r = 0; r < refs.size(); ++r) {
       if (refs.size() == 1)
-        std::printf("  reference:  %s\n", one_line(refs[r]).c_str());
+        std::printf("  reference:  %s\n", refs[r].get<std::string>().c_str());
       else
-        std::printf("  reference %zu/%zu: %s\n", r + 1, refs.size(), one_line(refs[r]).c_str());
+        std::printf("  reference %zu/%zu: %s\n", r + 1, refs.size(), refs[r].get<std::string>().c_str());
     }
-    for (std::size_t s = 0; s < report.systems.size(); ++s) {
-      const auto& system = report.systems[s];
-      if (several)
-        std::printf("  prediction (%s): %s\n", system.name.c_str(),
-                    one_line(system.predictions[i]).c_str());
+    const auto& predictions = row["predictions"];
+    for (const auto& [name, text] : predictions.items()) {
+      if (predictions.size() > 1)
+        std::printf("  prediction (%s): %s\n", name.c_str(), text.get<std::string>().c_str());
       else
-        std::printf("  prediction: %s\n", one_line(system.predictions[i]).c_str());
+        std::printf("  prediction: %s\n", text.get<std::string>().c_str());
     }
     std::printf("\n");
   }
@@ -105,7 +121,11 @@ void run_eval(const EvalArgs& a) {
                                                      metrics::needs_references(options.metrics));
   const metrics::EvalReport report = metrics::evaluate(set, options);
 
-  if (a.side_by_side > 0) print_side_by_side(set, report, a.side_by_side);
+  nlohmann::ordered_json json = report.json;
+  if (a.side_by_side > 0) {
+    json["side_by_side"] = side_by_side(set, report, a.side_by_side);
+    print_side_by_side(json["side_by_side"]);
+  }
   std::printf(
       "%zu examples, %s%s, matched by %s\n\n", report.examples,
       set.reference_file.empty() ? "references from the predictions file" : "references from ",
@@ -115,7 +135,7 @@ void run_eval(const EvalArgs& a) {
   if (!a.json_out.empty()) {
     fs::write_file_atomic(
         a.json_out,
-        report.json.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+        json.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
     log_info("report -> ", a.json_out);
   }
   if (!a.per_example_out.empty()) {
@@ -156,7 +176,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--json", a->json_out, "write the report as JSON");
   cmd->add_option("--per-example", a->per_example_out, "write per-example scores (jsonl)");
   cmd->add_option("--side-by-side", a->side_by_side,
-                  "print the first N examples: source, references, predictions");
+                  "print the first N examples (source, references, predictions; long texts cut) and keep them "
+                  "in the --json report");
   cmd->callback([a] { run_eval(*a); });
 }
 
