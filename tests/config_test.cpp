@@ -157,6 +157,10 @@ TEST(Config, CommittedFilesLoad) {
   EXPECT_EQ(summarization.get_float("train.source_start_prob"), 0.9);
   EXPECT_EQ(summarization.get_float("train.source_start_time"), summarization.get_float("sample.start_time"));
   EXPECT_FALSE(summarization.get_bool("sample.start_jumps"));
+  const Config qa = Config::load(test::source_path("configs/qa.toml"));
+  EXPECT_TRUE(qa.get_bool("model.copy_head"));
+  EXPECT_EQ(qa.get_int("data.max_src_len"), 64);
+  EXPECT_EQ(qa.get_int("data.batch_tokens"), 8192);
 }
 
 TEST(Config, DocsAreGeneratedFromSchema) {
