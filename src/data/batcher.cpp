@@ -318,7 +318,9 @@ std::size_t median(std::vector<std::size_t>& v) {
   return *mid;
 }
 
-const char* cut_where(Truncation t) {
+}  // namespace
+
+const char* where_cut(Truncation t) {
   switch (t) {
     case Truncation::end: return "at the end";
     case Truncation::start: return "at the start";
@@ -326,8 +328,6 @@ const char* cut_where(Truncation t) {
   }
   return "";
 }
-
-}  // namespace
 
 LengthCuts length_cuts(const ExampleSource& source, const PackOptions& options) {
   LengthCuts c;
@@ -348,7 +348,7 @@ std::string describe_length_cuts(const LengthCuts& c, const PackOptions& options
   const std::string src = c.src_cut == 0
       ? str_cat("none cut (data.max_src_len = ", options.max_src_len, ")")
       : str_cat(c.src_cut, " of ", c.examples, " cut to ", options.max_src_len, " (data.max_src_len, ",
-                cut_where(options.truncation), ")");
+                where_cut(options.truncation), ")");
   // A target keeps max_trg_len - 1 tokens: the EOS takes the last place of its region.
   const std::string trg = c.trg_cut == 0
       ? str_cat("none cut (data.max_trg_len = ", options.max_trg_len, ")")

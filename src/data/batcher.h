@@ -86,6 +86,7 @@ struct LengthCuts {
   std::size_t src_median = 0, trg_median = 0;  // tokens, before the cut
 };
 LengthCuts length_cuts(const ExampleSource& source, const PackOptions& options);
+const char* where_cut(Truncation t);  // "at the end", "at the start", "in the middle"
 // One line for the start-up log, e.g. "sources: median 1301 tokens, 1290 of 1295 cut to 64
 // (data.max_src_len, at the end); targets: median 3 tokens, none cut (data.max_trg_len = 16)".
 std::string describe_length_cuts(const LengthCuts& cuts, const PackOptions& options);

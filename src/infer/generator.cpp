@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/log.h"
 #include "data/jsonl.h"
 #include "data/special_tokens.h"
 #include "io/checkpoint.h"
@@ -274,6 +275,14 @@ GenerateFileStats generate_file(TextGenerator& generator, const std::string& inp
             out_dir, " does not exist");
   std::vector<std::string> sources;
   for (const auto& e : examples) sources.push_back(e.src);
+  // A model trained on short sources (configs/qa.toml keeps 64 tokens) sees only their beginning: say so.
+  data::InMemorySource lengths;
+  for (const auto& src : sources) lengths.add(generator.tokenizer().encode(src), {});
+  const data::LengthCuts cuts = data::length_cuts(lengths, generator.pack_options());
+  if (cuts.src_cut > 0)
+    log_info(input, ": ", cuts.src_cut, " of ", cuts.examples, " sources are longer than the model's data.max_src_len = ",
+             generator.pack_options().max_src_len, " tokens (median ", cuts.src_median, ") and are cut ",
+             data::where_cut(generator.pack_options().truncation), " (data.truncation)");
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::string> predictions = generator.generate(sources);
   GenerateFileStats stats;
