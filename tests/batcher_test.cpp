@@ -140,6 +140,8 @@ TEST(Batcher, LengthCutsCountWhatTheLimitsDrop) {
   EXPECT_EQ(data::describe_length_cuts(data::length_cuts(s, o), o),
             "sources: median 5 tokens, none cut (data.max_src_len = 9); "
             "targets: median 3 tokens, none cut (data.max_trg_len = 5)");
+  EXPECT_STREQ(data::where_cut(data::Truncation::middle), "in the middle");
+  EXPECT_STREQ(data::where_cut(data::Truncation::start), "at the start");
 }
 
 TEST(Batcher, PackTwoExamplesTargetPadMax) {

@@ -305,10 +305,6 @@ void Batcher::seek(uint64_t epoch, std::size_t position) {
   position_ = position;
 }
 
-}  // namespace mds::data
-
-namespace mds::data {
-
 namespace {
 
 std::size_t median(std::vector<std::size_t>& v) {
