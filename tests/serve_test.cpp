@@ -271,10 +271,18 @@ TEST_F(ServeTest, ServesTheApiOnLoopback) {
   ASSERT_TRUE(one);
   EXPECT_EQ(one->status, 200) << one->body;
   EXPECT_EQ(json::parse(one->body)["prediction"], direct({"a tool to manage packages"}, o).at(0));
+  EXPECT_EQ(json::parse(one->body)["sources_cut"], 0);
 
   auto many = client.Post("/v1/generate", R"({"inputs": ["fonts", "a chess game"], "seed": 3})", "application/json");
   ASSERT_TRUE(many);
   EXPECT_EQ(json::parse(many->body)["predictions"], json(direct({"fonts", "a chess game"}, o)));
+  // A source longer than data.max_src_len tokens is counted: the model reads only its beginning.
+  std::string long_source;
+  for (int i = 0; i <= generator_->pack_options().max_src_len; ++i) long_source += "packages ";
+  auto cut = client.Post("/v1/generate", json{{"inputs", {long_source, "fonts"}}, {"steps", 2}}.dump(), "application/json");
+  ASSERT_TRUE(cut);
+  EXPECT_EQ(cut->status, 200) << cut->body;
+  EXPECT_EQ(json::parse(cut->body)["sources_cut"], 1);
 
   auto broken = client.Post("/v1/generate", R"({"inputs": [1]})", "application/json");
   ASSERT_TRUE(broken);
@@ -310,6 +318,7 @@ TEST_F(ServeTest, ServesTheApiOnLoopback) {
   four.sampler.steps = 4;
   EXPECT_EQ(events[4].first, "done");
   EXPECT_EQ(events[4].second["prediction"], direct({"a tool to manage packages"}, four).at(0));
+  EXPECT_EQ(events[4].second["sources_cut"], 0);
   auto not_bool = client.Post("/v1/generate", R"({"src": "a", "stream": 1})", "application/json");
   ASSERT_TRUE(not_bool);
   EXPECT_EQ(not_bool->status, 400);

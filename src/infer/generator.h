@@ -75,6 +75,9 @@ class TextGenerator {
   std::vector<std::string> generate(const std::vector<std::string>& sources, const StepObserver& observe = {});
   // How generation packs a row: the configuration's data.* keys, with the whole target region.
   const data::PackOptions& pack_options() const { return pack_; }
+  // How many of `sources` are longer than data.max_src_len tokens: the model reads only the part that
+  // data.truncation keeps of those.
+  std::size_t sources_cut(const std::vector<std::string>& sources) const;
   // The target ids of one packed batch (packed with pack_options()), with options().sampler;
   // `generator` is a CPU generator (the sampling noise); `observe` sees the ids read from the x0
   // estimate of every model call (a rounding each: only when asked for).

@@ -47,6 +47,7 @@ struct EventStream {
   std::deque<std::string> events;
   std::vector<std::string> current;  // the latest text of each source
   bool single = false, done = false;
+  std::size_t sources_cut = 0;  // sources longer than data.max_src_len (the "done" event says it)
   std::future<std::vector<std::string>> result;
   std::chrono::steady_clock::time_point start;
 
@@ -83,6 +84,7 @@ struct EventStream {
     try {
       json data = texts(result.get());
       data["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      data["sources_cut"] = sources_cut;
       last = sse_event("done", data);
     } catch (const std::exception& e) {
       last = sse_event("error", error_body(str_cat("generation failed: ", e.what())));
@@ -191,11 +193,13 @@ HttpServer::HttpServer(ServeParts parts, ApiLimits limits) : impl_(new Impl{std:
     try {
       GenerateRequest r = parse_generate_request(req.body, generator.options(), s.limits);
       const std::size_t n = r.sources.size();
+      const std::size_t cut = generator.sources_cut(r.sources);  // before the sources move into the queue
       if (r.stream) {
         auto stream = std::make_shared<EventStream>();
         stream->single = r.single;
         stream->current.resize(n);
         stream->start = start;
+        stream->sources_cut = cut;
         stream->result = service.submit(std::move(r.sources), r.options,
                                         [stream](const StepUpdate& u) { stream->step(u); },
                                         [stream] { stream->finish(); });
@@ -210,6 +214,7 @@ HttpServer::HttpServer(ServeParts parts, ApiLimits limits) : impl_(new Impl{std:
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       json body = r.single ? json{{"prediction", predictions.at(0)}} : json{{"predictions", predictions}};
       body["seconds"] = seconds;
+      body["sources_cut"] = cut;
       reply(res, 200, body);
       log_info("POST /v1/generate: ", n, " source(s) in ", seconds, " s");
     } catch (const ApiError& e) {
