@@ -34,7 +34,15 @@ try {
   })).json();
   assert.equal(shown, answer.prediction);
   assert.match(await page.textContent("#status"), /^done in/);
+  assert.doesNotMatch(await page.textContent("#status"), /longer than/);
   await page.screenshot({ path: `${artefacts}/serve_page.png`, fullPage: true });
+
+  // A source longer than the model's data.max_src_len: the page says the model saw only part of it.
+  await page.fill("#src", "packages ".repeat(300));
+  await page.click("#go");
+  // (The status still reads "done in" from the request before until this one ends.)
+  await page.waitForFunction(() => /^done in .*longer than the model reads/.test(document.getElementById("status").textContent),
+                             null, { timeout: 60000 });
 
   // A bad request shows the server's error on the page.
   await page.fill("#steps", "100000");
