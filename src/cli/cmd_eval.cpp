@@ -177,7 +177,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--per-example", a->per_example_out, "write per-example scores (jsonl)");
   cmd->add_option("--side-by-side", a->side_by_side,
                   "print the first N examples (source, references, predictions; long texts cut) and keep them "
-                  "in the --json report");
+                  "in the --json report")
+      ->check(CLI::Range(0, 1000000));
   cmd->callback([a] { run_eval(*a); });
 }
 
