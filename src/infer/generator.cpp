@@ -265,8 +265,10 @@ std::vector<std::string> TextGenerator::generate_once(const std::vector<std::str
 std::size_t TextGenerator::sources_cut(const std::vector<std::string>& sources) const {
   MDS_CHECK(has_tokenizer_, "TextGenerator::sources_cut needs a tokenizer");
   std::size_t cut = 0;
-  for (const std::string& src : sources)
-    if (tokenizer_.encode(src).size() > static_cast<std::size_t>(pack_.max_src_len)) ++cut;
+  for (const std::string& src : sources) {
+    const std::size_t n = tokenizer_.encode(src).size();
+    if (data::packed_src_len(n, pack_) < static_cast<int64_t>(n)) ++cut;  // packing's own rule
+  }
   return cut;
 }
 
