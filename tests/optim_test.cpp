@@ -137,8 +137,9 @@ TEST(ClipGradients, ScalesToTheMaximumNorm) {
   EXPECT_FALSE(clip_gradients({torch::zeros({2}).requires_grad_(true)}, 1.0).defined());  // no gradient
 }
 
-// A skipped step (the device flag of a NaN or inf) changes nothing: weights, moments, the count, the
-// average; a flag that says "go" gives exactly the step without one.
+// A skipped step (the device flag of a NaN or inf) changes nothing: weights, moments, the count; a
+// flag that says "go" gives exactly the step without one. The EMA has no flag: it takes in the
+// weights the skipped step left as they were.
 TEST(AdamW, SkipFlagChangesNothing) {
   torch::manual_seed(3);
   auto a = torch::randn({6}, torch::kDouble).requires_grad_(true);
@@ -164,13 +165,40 @@ TEST(AdamW, SkipFlagChangesNothing) {
     layer->weight.add_(1.0);
   }
   first.step(0.1, torch::tensor(true));
-  ema.update(*layer, 5, torch::tensor(true));
+  ema.update(*layer, 5);
   EXPECT_TRUE(torch::equal(a, before));
   EXPECT_EQ(first.steps(), 3);
   for (const auto& [name, t] : first.state()) EXPECT_TRUE(torch::equal(t, state_before.at(name))) << name;
-  EXPECT_TRUE(torch::equal(ema.weights().at("weight"), ema_before));
-  ema.update(*layer, 5, torch::tensor(false));
   EXPECT_TRUE(torch::allclose(ema.weights().at("weight"), 0.9 * ema_before + 0.1 * layer->weight.detach()));
+}
+
+// The clip as a divisor: (norm + 1e-6) / max where the norm is above it and finite, 1 elsewhere, none
+// without clipping; AdamW dividing by it as it reads the gradients takes the step that clipping them
+// in place first takes.
+TEST(ClipDivisor, ClipsInsideTheAdamWStep) {
+  EXPECT_NEAR(train::clip_divisor(torch::tensor(5.0f), 1.0).item<double>(), 5.000001, 1e-6);
+  EXPECT_EQ(train::clip_divisor(torch::tensor(0.5f), 1.0).item<float>(), 1.0f);
+  EXPECT_EQ(train::clip_divisor(torch::tensor(std::nanf("")), 1.0).item<float>(), 1.0f);
+  EXPECT_EQ(train::clip_divisor(torch::tensor(INFINITY), 1.0).item<float>(), 1.0f);
+  EXPECT_FALSE(train::clip_divisor(torch::tensor(5.0f), 0.0).defined());
+  EXPECT_FALSE(train::clip_divisor(torch::Tensor(), 1.0).defined());
+  torch::manual_seed(4);
+  auto a = torch::randn({5, 3}).requires_grad_(true);
+  auto b = a.detach().clone().requires_grad_(true);
+  AdamWOptions o;
+  o.weight_decay = 0.1;
+  AdamW in_place({{"p", a}}, o), divided({{"p", b}}, o);
+  for (int i = 0; i < 4; ++i) {
+    for (auto* p : {&a, &b}) {
+      if (p->grad().defined()) p->mutable_grad().zero_();
+      (*p * *p * std::pow(10.0, 1 + i % 3)).sum().backward();  // norms well above 1, unlike each other
+    }
+    clip_gradients({a}, 1.0);
+    in_place.step(0.05);
+    const torch::Tensor norm = train::gradient_norm({b});
+    divided.step(0.05, {}, train::clip_divisor(norm, 1.0));
+    EXPECT_LT((a - b).abs().max().item<double>(), 1e-6) << i;
+  }
 }
 
 }  // namespace

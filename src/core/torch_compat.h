@@ -159,16 +159,18 @@ constexpr bool kHasFusedAdamW = MDS_TORCH_HAS_FUSED_ADAMW;
 // One AdamW step over the lists in one kernel family (torch.optim.AdamW(fused=True)): decoupled weight
 // decay, then the bias-corrected update with the step counts in `steps` (float32 tensors, one per
 // parameter, read not written); nothing changes where found_inf (a float32 0-dim tensor) is non-zero.
+// The kernels divide the gradients by grad_scale (a float32 0-dim tensor) where it is defined.
 inline void fused_adamw(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
                         at::TensorList exp_avg_sqs, at::TensorList steps, double lr, double beta1, double beta2,
-                        double weight_decay, double eps, const at::Tensor& found_inf) {
+                        double weight_decay, double eps, const at::Tensor& found_inf,
+                        const at::Tensor& grad_scale = {}) {
 #if MDS_TORCH_HAS_FUSED_ADAMW
+  const c10::optional<at::Tensor> scale = grad_scale.defined() ? c10::optional<at::Tensor>(grad_scale) : c10::nullopt;
   at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2,
-                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/c10::nullopt,
-                    found_inf);
+                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false, scale, found_inf);
 #else
   (void)grads, (void)exp_avgs, (void)exp_avg_sqs, (void)steps, (void)lr, (void)beta1, (void)beta2,
-      (void)weight_decay, (void)eps, (void)found_inf;
+      (void)weight_decay, (void)eps, (void)found_inf, (void)grad_scale;
   TORCH_CHECK(false, "fused AdamW needs LibTorch >= 2.1; this build has ", TORCH_VERSION, " (", params.size(),
               " tensors)");
 #endif
@@ -183,12 +185,13 @@ inline void foreach_mul_(at::TensorList list, const at::Tensor& scale) {
 #endif
 }
 
-// list[i] += scale * other[i] (scale a 0-dim tensor on the lists' device).
-inline void foreach_add_scaled_(at::TensorList list, at::TensorList other, const at::Tensor& scale) {
+// list[i] <- lerp(list[i], end[i], weight) = list[i] + weight * (end[i] - list[i]), in one pass
+// (torch.lerp's formula, which the CPU's lerp_ uses too).
+inline void foreach_lerp_(at::TensorList list, at::TensorList end, double weight) {
 #if MDS_TORCH_HAS_FUSED_ADAMW
-  at::_foreach_add_(list, at::_foreach_mul(other, scale));
+  at::_foreach_lerp_(list, end, weight);
 #else
-  for (std::size_t i = 0; i < list.size(); ++i) const_cast<at::Tensor&>(list[i]).add_(other[i] * scale);
+  for (std::size_t i = 0; i < list.size(); ++i) const_cast<at::Tensor&>(list[i]).lerp_(end[i], weight);
 #endif
 }
 

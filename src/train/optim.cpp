@@ -11,12 +11,20 @@ namespace mds::train {
 
 namespace {
 
-// The multi-tensor path: LibTorch has it and the tensors are float32 on a GPU.
-bool multi_tensor_path(const std::vector<torch::Tensor>& tensors) {
-  if (!compat::kHasFusedAdamW) return false;
+// The multi-tensor path: LibTorch has it and the tensors are float32 on a GPU (or, for AdamW,
+// float64: the kernels take it, and a float64 test compares them with the per-tensor path).
+bool multi_tensor_path(const std::vector<torch::Tensor>& tensors, bool allow_double = false) {
+  if (!compat::kHasFusedAdamW || tensors.empty()) return false;
+  const auto type = tensors[0].scalar_type();
+  if (type != torch::kFloat && !(allow_double && type == torch::kDouble)) return false;
   for (const auto& t : tensors)
-    if (!t.is_cuda() || t.scalar_type() != torch::kFloat) return false;
-  return !tensors.empty();
+    if (!t.is_cuda() || t.scalar_type() != type) return false;
+  return true;
+}
+
+// Optimizer state for a parameter: float32, or float64 for a float64 parameter.
+torch::Tensor zero_state(const torch::Tensor& p) {
+  return torch::zeros_like(p, p.options().dtype(p.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat));
 }
 
 // Whether a skip flag says skip; on the per-tensor path only (a host read).
@@ -56,11 +64,11 @@ AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOpt
     : params_(std::move(params)), options_(options) {
   std::vector<torch::Tensor> tensors;
   for (const auto& [name, p] : params_) {
-    exp_avg_.push_back(torch::zeros_like(p, p.options().dtype(torch::kFloat)));
-    exp_avg_sq_.push_back(torch::zeros_like(p, p.options().dtype(torch::kFloat)));
+    exp_avg_.push_back(zero_state(p));
+    exp_avg_sq_.push_back(zero_state(p));
     tensors.push_back(p);
   }
-  fused_ = multi_tensor_path(tensors);
+  fused_ = multi_tensor_path(tensors, /*allow_double=*/true);
   if (fused_) step_t_ = torch::zeros({}, tensors[0].options().dtype(torch::kFloat));
 }
 
@@ -71,7 +79,7 @@ void AdamW::zero_grad() {
     if (p.grad().defined()) p.mutable_grad().zero_();
 }
 
-void AdamW::step(double lr, const torch::Tensor& skip) {
+void AdamW::step(double lr, const torch::Tensor& skip, const torch::Tensor& grad_divisor) {
   torch::NoGradGuard no_grad;
   if (fused_) {
     std::vector<torch::Tensor> p, g, m, v;
@@ -89,7 +97,8 @@ void AdamW::step(double lr, const torch::Tensor& skip) {
     step_t_.add_(1.0);
     const std::vector<torch::Tensor> steps(p.size(), step_t_);
     compat::fused_adamw(p, g, m, v, steps, lr, options_.beta1, options_.beta2, options_.weight_decay, options_.eps,
-                        found_inf.defined() ? found_inf : torch::zeros({}, step_t_.options()));
+                        found_inf.defined() ? found_inf : torch::zeros({}, step_t_.options()),
+                        grad_divisor.defined() ? grad_divisor.to(torch::kFloat) : torch::Tensor());
     if (found_inf.defined()) step_t_.sub_(found_inf);
     return;
   }
@@ -100,7 +109,8 @@ void AdamW::step(double lr, const torch::Tensor& skip) {
   for (std::size_t i = 0; i < params_.size(); ++i) {
     torch::Tensor& p = params_[i].second;
     if (!p.grad().defined()) continue;
-    auto g = p.grad().to(torch::kFloat);
+    auto g = p.grad().to(exp_avg_[i].scalar_type());
+    if (grad_divisor.defined()) g = g / grad_divisor;
     // O1: decoupled weight decay, then the bias-corrected Adam step (as torch.optim.AdamW).
     if (options_.weight_decay != 0.0) p.mul_(1.0 - lr * options_.weight_decay);
     exp_avg_[i].mul_(options_.beta1).add_(g, 1.0 - options_.beta1);
@@ -156,28 +166,19 @@ double Ema::decay_at(int64_t n) const {
   return std::min(decay_, (1.0 + static_cast<double>(n)) / (10.0 + static_cast<double>(n)));
 }
 
-void Ema::update(const torch::nn::Module& module, int64_t n, const torch::Tensor& skip) {
+void Ema::update(const torch::nn::Module& module, int64_t n) {
   torch::NoGradGuard no_grad;
-  const double d = decay_at(n);
+  const double a = 1.0 - decay_at(n);
   std::vector<torch::Tensor> ema, weights;
   for (const auto& p : module.named_parameters()) {
     ema.push_back(weights_.at(p.key()));
     weights.push_back(p.value().detach());
   }
   if (multi_tensor_path(weights)) {
-    // ema <- (1 - a) ema + a w with a = 1 - d, or a = 0 where the step is skipped (no host read).
-    const auto opts = ema[0].options();
-    const torch::Tensor a = skip.defined() ? skip.logical_not().to(torch::kDouble) * (1.0 - d)
-                                           : torch::full({}, 1.0 - d, opts.dtype(torch::kDouble));
-    compat::foreach_mul_(ema, (1.0 - a).to(torch::kFloat));
-    compat::foreach_add_scaled_(ema, weights, a.to(torch::kFloat));
+    compat::foreach_lerp_(ema, weights, a);
     return;
   }
-  if (skip_now(skip)) return;
-  for (const auto& p : module.named_parameters()) {
-    auto& w = weights_.at(p.key());
-    w.mul_(d).add_(p.value().detach().to(torch::kFloat), 1.0 - d);
-  }
+  for (std::size_t i = 0; i < ema.size(); ++i) ema[i].lerp_(weights[i].to(torch::kFloat), a);
 }
 
 void Ema::load(const std::map<std::string, torch::Tensor>& weights, const std::string& origin) {
@@ -190,9 +191,8 @@ void Ema::load(const std::map<std::string, torch::Tensor>& weights, const std::s
   }
 }
 
-torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm,
-                             const std::vector<torch::Tensor>& sharded,
-                             const std::function<void(torch::Tensor&)>& sum_over_ranks) {
+torch::Tensor gradient_norm(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& sharded,
+                            const std::function<void(torch::Tensor&)>& sum_over_ranks) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> grads;
   for (const auto& p : params)
@@ -201,38 +201,41 @@ torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double ma
   for (const auto& p : sharded)
     if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return {};
-  const bool multi = multi_tensor_path(grads);
   std::vector<torch::Tensor> norms;
-  if (multi) norms = compat::foreach_norm(grads);
+  if (multi_tensor_path(grads)) norms = compat::foreach_norm(grads);
   else
     for (const auto& g : grads) norms.push_back(g.to(torch::kFloat).norm());
-  torch::Tensor norm;
-  if (!sum_over_ranks) {
-    norm = torch::stack(norms).norm();
-  } else {
-    // Expert parallelism: the shards' squared norms summed over the ranks, the replicated ones once.
-    const auto squares = [&](std::size_t from, std::size_t to) {
-      torch::Tensor sum = torch::zeros({}, grads.front().options().dtype(torch::kFloat));
-      for (std::size_t i = from; i < to; ++i) sum = sum + norms[i].to(torch::kFloat).square();
-      return sum;
-    };
-    torch::Tensor shard_squares = squares(replicated, grads.size());
-    sum_over_ranks(shard_squares);
-    norm = (squares(0, replicated) + shard_squares).sqrt();
-  }
-  if (multi) {
-    if (max_norm > 0) {
-      // The scale where clipping applies, 1 elsewhere (x * 1 = x exactly), decided on the device.
-      const torch::Tensor clip = norm.gt(max_norm).logical_and(norm.isfinite());
-      compat::foreach_mul_(grads, torch::where(clip, max_norm / (norm + 1e-6), torch::ones_like(norm)));
-    }
-    return norm;
-  }
-  const double value = norm.item<double>();  // the CPU's own memory: no device to wait for
-  if (max_norm > 0 && value > max_norm && std::isfinite(value)) {
-    const double scale = max_norm / (value + 1e-6);
-    for (const auto& g : grads) g.mul_(scale);
-  }
+  if (!sum_over_ranks) return torch::stack(norms).norm().to(torch::kFloat);
+  // Expert parallelism: the shards' squared norms summed over the ranks, the replicated ones once.
+  const auto squares = [&](std::size_t from, std::size_t to) {
+    torch::Tensor sum = torch::zeros({}, grads.front().options().dtype(torch::kFloat));
+    for (std::size_t i = from; i < to; ++i) sum = sum + norms[i].to(torch::kFloat).square();
+    return sum;
+  };
+  torch::Tensor shard_squares = squares(replicated, grads.size());
+  sum_over_ranks(shard_squares);
+  return (squares(0, replicated) + shard_squares).sqrt();
+}
+
+torch::Tensor clip_divisor(const torch::Tensor& norm, double max_norm) {
+  if (max_norm <= 0 || !norm.defined()) return {};
+  torch::NoGradGuard no_grad;
+  const torch::Tensor clip = norm.gt(max_norm).logical_and(norm.isfinite());
+  return torch::where(clip, (norm + 1e-6) / max_norm, torch::ones_like(norm)).to(torch::kFloat);
+}
+
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm,
+                             const std::vector<torch::Tensor>& sharded,
+                             const std::function<void(torch::Tensor&)>& sum_over_ranks) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor norm = gradient_norm(params, sharded, sum_over_ranks);
+  const torch::Tensor divisor = clip_divisor(norm, max_norm);
+  if (!divisor.defined()) return norm;
+  std::vector<torch::Tensor> grads;
+  for (const auto* list : {&params, &sharded})
+    for (const auto& p : *list)
+      if (p.grad().defined()) grads.push_back(p.grad());
+  compat::foreach_mul_(grads, divisor.reciprocal());
   return norm;
 }
 

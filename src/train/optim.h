@@ -33,8 +33,10 @@ class AdamW {
  public:
   AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWOptions options);
   // Parameters without a gradient are left alone. `skip` (optional, a 0-dim bool tensor on the
-  // parameters' device): when true nothing changes, the step count included.
-  void step(double lr, const torch::Tensor& skip = {});
+  // parameters' device): when true nothing changes, the step count included. `grad_divisor`
+  // (optional, a float32 0-dim tensor on that device, clip_divisor's): the gradients are divided by it
+  // first, inside the fused kernels on the multi-tensor path (the clip costs no pass of its own).
+  void step(double lr, const torch::Tensor& skip = {}, const torch::Tensor& grad_divisor = {});
   void zero_grad();
   int64_t steps() const;  // reads the device's count on the fused path (a sync: for checkpoints)
   bool fused() const { return fused_; }
@@ -44,7 +46,7 @@ class AdamW {
 
  private:
   std::vector<std::pair<std::string, torch::Tensor>> params_;
-  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;  // float32, like the master weights
+  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;  // float32 like the master weights (float64 for float64 ones)
   AdamWOptions options_;
   bool fused_ = false;
   int64_t steps_ = 0;        // the per-tensor path's count
@@ -65,14 +67,17 @@ struct LrSchedule {
 };
 LrSchedule lr_schedule_from_config(const Config& c);
 
-// O3: ema <- decay * ema + (1 - decay) * weight, in float32, for every parameter.
-// With warm-up, update n (0-based) uses min(decay, (1 + n) / (10 + n)).
+// O3: ema <- decay * ema + (1 - decay) * weight, in float32, for every parameter, computed as
+// lerp(ema, weight, 1 - decay): one pass over the averages and the weights (one multi-tensor kernel
+// family on a GPU), no copy. With warm-up, update n (0-based) uses min(decay, (1 + n) / (10 + n)).
+// A step that AdamW skipped (NaN or inf) left the weights as they were; the average takes them in as
+// on any step (timm's ModelEmaV2 does the same under a skipping GradScaler), so the update has no
+// flag to obey and nothing to read back.
 class Ema {
  public:
   Ema(const torch::nn::Module& module, double decay, bool warmup = false);
   // `n`: the number of updates before this one (the optimizer step - 1); only warm-up reads it.
-  // `skip` as AdamW::step's: when true the averages stay as they are.
-  void update(const torch::nn::Module& module, int64_t n = 0, const torch::Tensor& skip = {});
+  void update(const torch::nn::Module& module, int64_t n = 0);
   double decay_at(int64_t n) const;
   const std::map<std::string, torch::Tensor>& weights() const { return weights_; }
   void load(const std::map<std::string, torch::Tensor>& weights, const std::string& origin);
@@ -84,12 +89,21 @@ class Ema {
   std::map<std::string, torch::Tensor> weights_;
 };
 
-// Global L2 norm of the gradients (a float32 0-dim tensor on their device; undefined without any),
-// and clipping them to `max_norm` (0 = no clipping; nothing is scaled when the norm is not finite).
-// Returns the norm before clipping. No host sync on the multi-tensor path.
+// Global L2 norm of the gradients (a float32 0-dim tensor on their device; undefined without any).
+// No host sync on the multi-tensor path.
 // Expert parallelism: `params` are the replicated parameters, `sharded` this rank's shards of the
 // others, and `sum_over_ranks` all-reduces a 0-dim tensor: the norm is the whole model's, the same on
 // every rank.
+torch::Tensor gradient_norm(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& sharded = {},
+                            const std::function<void(torch::Tensor&)>& sum_over_ranks = {});
+
+// What to divide gradients of global norm `norm` by to clip them to `max_norm`: (norm + 1e-6) /
+// max_norm where norm > max_norm and finite, 1 elsewhere (dividing by 1 changes nothing). A float32
+// 0-dim tensor on norm's device, decided there; undefined when max_norm is 0 (no clipping) or norm is.
+torch::Tensor clip_divisor(const torch::Tensor& norm, double max_norm);
+
+// Both, with the gradients divided in place (where no AdamW step follows to do it): the norm before
+// clipping.
 torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm,
                              const std::vector<torch::Tensor>& sharded = {},
                              const std::function<void(torch::Tensor&)>& sum_over_ranks = {});

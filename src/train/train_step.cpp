@@ -147,17 +147,19 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
   if (o.experts != nullptr && o.experts->active()) {
     average_expert_gradients(*o.experts);
     runtime::Collective& group = *o.experts->group;
-    r.grad_norm = clip_gradients(o.experts->replicated, o.grad_clip, o.experts->params,
-                                 [&group](torch::Tensor& t) { group.all_reduce_sum(t); });
+    r.grad_norm = gradient_norm(o.experts->replicated, o.experts->params,
+                                [&group](torch::Tensor& t) { group.all_reduce_sum(t); });
   } else {
-    r.grad_norm = clip_gradients(s.params, o.grad_clip);
+    r.grad_norm = gradient_norm(s.params);
   }
   if (r.grad_norm.defined()) r.skipped = r.skipped.logical_or(r.grad_norm.isfinite().logical_not());
+  // The clip is a divisor that AdamW applies as it reads the gradients (no pass of its own).
+  const torch::Tensor divisor = clip_divisor(r.grad_norm, o.grad_clip);
   mark("clip");
   r.lr = o.lr.at(s.step - 1, s.train_seconds);
-  s.optimizer->step(r.lr, r.skipped);
+  s.optimizer->step(r.lr, r.skipped, divisor);
   mark("optimizer");
-  if (s.ema) s.ema->update(*s.model, s.step - 1, r.skipped);
+  if (s.ema) s.ema->update(*s.model, s.step - 1);
   mark("ema");
   return r;
 }

@@ -8,8 +8,8 @@
 //   then (data-parallel) the gradients averaged over the ranks, gradient clipping (train.grad_clip),
 //   AdamW at the schedule's learning rate, the EMA update.
 // Nothing in a step waits for the device: whether a loss or the gradient norm was NaN or inf is a
-// device flag that AdamW and the EMA obey (the step is skipped: no weight, moment or average
-// changes), and the logged values stay on the device until the trainer writes a log line.
+// device flag that AdamW obeys (the step is skipped: no weight or moment changes; the EMA takes in
+// the unchanged weights), and the logged values stay on the device until the trainer writes a log line.
 // Every random draw (t, noise, dropout) comes from the generator passed in, so that a run that saves
 // and restores it repeats itself exactly.
 #pragma once
