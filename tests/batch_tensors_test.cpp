@@ -55,6 +55,10 @@ void expect_matches(const Batch& b, const BatchTensors& t) {
   EXPECT_EQ(t.facts.max_globals, facts.max_globals);
   EXPECT_EQ(t.facts.key_padding, facts.key_padding);
   EXPECT_EQ(t.facts.key_padding, 1);  // the second row's source is padded
+  EXPECT_EQ(t.facts.empty_rows, facts.empty_rows);
+  EXPECT_EQ(t.facts.empty_rows, 0);
+  // A row of padding only, as the device reads it.
+  EXPECT_EQ(model::mask_facts(key.logical_and(at::tensor({1, 0}).to(at::kBool).view({2, 1})), glob).empty_rows, 1);
   // BOS, source, SEP, target and EOS: (1 + 3 + 1 + 2 + 1) + (1 + 1 + 1 + 3 + 1), the second target cut
   // to the region of 4 with its EOS.
   EXPECT_EQ(b.real_tokens(), 15);

@@ -157,7 +157,8 @@ at::Tensor sliding_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK,
     const bool whole_row = band.window >= q_BHLK.size(2) - 1 && params.scale <= 0.0 &&
                            std::all_of(band.dilation_H.begin(), band.dilation_H.end(), [](int64_t d) { return d == 1; });
     if (split && whole_row && MDS_TORCH_HAS_SDPA && fused_dense_attention())
-      return dense_padded_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, params.key_padding != 0);
+      return dense_padded_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, params.key_padding != 0,
+                                    params.empty_rows != 0);
     if (split)
       return detail::sliding_attention_split(q_BHLK.contiguous(), k_BHLK.contiguous(), v_BHLK.contiguous(),
                                              key_mask_BL.contiguous(), global_mask_BL.contiguous(), band,
@@ -231,7 +232,7 @@ void set_fused_dense_attention(bool on) { g_fused_dense_attention.store(on); }
 bool fused_dense_attention() { return g_fused_dense_attention.load(); }
 
 at::Tensor dense_padded_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
-                                  const at::Tensor& key_mask_BL, bool any_padding) {
+                                  const at::Tensor& key_mask_BL, bool any_padding, bool any_empty_row) {
   check_qkv(q_BHLK, k_BHLK, v_BHLK, "dense_padded_attention");
   const int64_t B = q_BHLK.size(0), H = q_BHLK.size(1), L = q_BHLK.size(2);
   check_mask(key_mask_BL, "key_mask_BL", B, L, q_BHLK.device());
@@ -239,6 +240,7 @@ at::Tensor dense_padded_attention(const at::Tensor& q_BHLK, const at::Tensor& k_
   const bool half = q_BHLK.scalar_type() == at::kBFloat16 || q_BHLK.scalar_type() == at::kHalf;
   if (q_BHLK.is_cuda() && half && fused_dense_attention()) {
     if (!any_padding) return at::scaled_dot_product_attention(q_BHLK, k_BHLK, v_BHLK);
+    if (!any_empty_row) return at::scaled_dot_product_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL.view({B, 1, 1, L}));
     // A row of padding only would be softmax over no key (NaN): let it see every key, then zero it.
     const at::Tensor real_B = key_mask_BL.any(1);
     const at::Tensor visible_B11L = (key_mask_BL | real_B.logical_not().unsqueeze(1)).view({B, 1, 1, L});
@@ -246,7 +248,7 @@ at::Tensor dense_padded_attention(const at::Tensor& q_BHLK, const at::Tensor& k_
     return out_BHLK * real_B.view({B, 1, 1, 1}).to(out_BHLK.scalar_type());
   }
 #endif
-  (void)any_padding;
+  (void)any_padding, (void)any_empty_row;
   return dense_masked_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL.view({B, 1, 1, L}).expand({B, H, L, L}));
 }
 

@@ -23,6 +23,7 @@ struct SlidingAttentionParams {
   // Optional facts about the masks that spare the CUDA path a device sync each (< 0 = work it out).
   int64_t max_globals = -1;        // the most global tokens in any row
   int key_padding = -1;            // 0: key_mask is all true; 1: some key is padding
+  int empty_rows = -1;             // 0: every row has a key; 1: some row has none
 };
 
 // q_BHLK, k_BHLK, v_BHLK: float32 or float64 (also bf16/fp16 on CUDA), same device and dtype.
@@ -44,12 +45,13 @@ at::Tensor dense_masked_attention(const at::Tensor& q_BHLK, const at::Tensor& k_
 
 // Dense attention in which every query sees every non-padding key of its row (attention.type =
 // "dense"); a row without any real key gives zeros. `any_padding` = false promises that key_mask_BL
-// is all true (MaskFacts::key_padding), so no mask is needed. CUDA bf16/fp16 with LibTorch >= 2.0
+// is all true (MaskFacts::key_padding), so no mask is needed; `any_empty_row` = false that every row
+// has a key (MaskFacts::empty_rows), so no row needs its zeros. CUDA bf16/fp16 with LibTorch >= 2.0
 // -> scaled_dot_product_attention (a fused kernel: FlashAttention without padding, else the backend
 // LibTorch picks for a boolean mask); elsewhere (the CPU, float32 and float64) -> dense_masked_attention,
 // its reference. sliding_attention takes this path too when its window covers the row undilated.
 at::Tensor dense_padded_attention(const at::Tensor& q_BHLK, const at::Tensor& k_BHLK, const at::Tensor& v_BHLK,
-                                  const at::Tensor& key_mask_BL, bool any_padding = true);
+                                  const at::Tensor& key_mask_BL, bool any_padding = true, bool any_empty_row = true);
 
 // Whether dense_padded_attention (and the whole-row case of sliding_attention) runs the fused kernel
 // on the GPU (the default) or the masked reference: the benchmarks set it to time both in one run.

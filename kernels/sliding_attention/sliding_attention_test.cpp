@@ -410,18 +410,20 @@ TEST(SlidingAttentionCudaLong, ModelLayoutMatchesTheCpuReference) {
 
 // ---------------------------------------------------------------------------- dense with key padding
 
-Outputs run_padded(const Inputs& in, bool any_padding) {
+Outputs run_padded(const Inputs& in, bool any_padding, bool any_empty_row = true) {
   return run_with_grads(
       [&](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-        return dense_padded_attention(q, k, v, in.key_mask_BL, any_padding);
+        return dense_padded_attention(q, k, v, in.key_mask_BL, any_padding, any_empty_row);
       },
       in);
 }
 
-// Rows: no padding, padding at the end (the batcher's), padding inside, padding only.
-Inputs padded_inputs(int64_t L, int64_t K, bool with_padding, at::ScalarType dtype) {
+// Rows: no padding, padding at the end (the batcher's), padding inside, padding only (unless
+// `empty_row` is false).
+Inputs padded_inputs(int64_t L, int64_t K, bool with_padding, at::ScalarType dtype, bool empty_row = true) {
   std::vector<std::string> rows{ones(L), set_at(ones(L), range(L - 7, L), '0'),
                                 set_at(ones(L), range(3, 9), '0'), zeros(L)};
+  if (!empty_row) rows.pop_back();
   if (!with_padding) rows = {ones(L), ones(L)};
   const Case c = make_case("padded", 3, K, L, {1, 1, 1}, rows, std::vector<std::string>(rows.size(), zeros(L)));
   return random_inputs(c, dtype);
@@ -462,6 +464,12 @@ TEST(DensePaddedAttentionCuda, FusedPathMatchesTheCpuReference) {
                      /*same_dtype=*/false);
       }
     }
+    // Padding, and the promise that every row has a key (MaskFacts::empty_rows = 0): the mask goes
+    // to the kernel as it is, without the zeros of an empty row.
+    SCOPED_TRACE("L=" + std::to_string(L) + " padded, no empty row");
+    const Inputs rounded = round_to(padded_inputs(L, 64, true, at::kDouble, /*empty_row=*/false), at::kBFloat16);
+    expect_close_bf16(run_padded(to_device(rounded, at::kBFloat16), true, /*any_empty_row=*/false),
+                      run_padded_reference(rounded));
   }
 }
 

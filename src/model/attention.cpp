@@ -8,10 +8,12 @@
 namespace mds::model {
 
 MaskFacts mask_facts(const torch::Tensor& key_mask_BL, const torch::Tensor& global_mask_BL) {
-  if (key_mask_BL.numel() == 0) return {0, 0};
-  // Both facts in one copy to the host.
-  const torch::Tensor facts = torch::stack({global_mask_BL.sum(1).max(), key_mask_BL.logical_not().any().to(torch::kLong)}).cpu();
-  return {facts[0].item<int64_t>(), static_cast<int>(facts[1].item<int64_t>())};
+  if (key_mask_BL.numel() == 0) return {0, 0, 0};
+  // The facts in one copy to the host.
+  const torch::Tensor facts = torch::stack({global_mask_BL.sum(1).max(), key_mask_BL.logical_not().any().to(torch::kLong),
+                                            key_mask_BL.any(1).logical_not().any().to(torch::kLong)})
+                                  .cpu();
+  return {facts[0].item<int64_t>(), static_cast<int>(facts[1].item<int64_t>()), static_cast<int>(facts[2].item<int64_t>())};
 }
 
 SelfAttentionImpl::SelfAttentionImpl(int64_t dim, int64_t heads, AttentionOptions options, double init_std)
@@ -45,10 +47,12 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x_BLD, const torch
     params.dilation = options_.dilation_head;
     params.max_globals = facts.max_globals;
     params.key_padding = facts.key_padding;
+    params.empty_rows = facts.empty_rows;
     out_BHLK = kernels::sliding_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, global_mask_BL, params);
   } else {
     // Dense: every query sees every non-padding key (facts.key_padding < 0: not known, assume some).
-    out_BHLK = kernels::dense_padded_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, facts.key_padding != 0);
+    out_BHLK = kernels::dense_padded_attention(q_BHLK, k_BHLK, v_BHLK, key_mask_BL, facts.key_padding != 0,
+                                               facts.empty_rows != 0);
   }
   if (options_.global_projections) out_BHLK = global_rows(x_BLD, key_mask_BL, global_mask_BL, out_BHLK, facts.max_globals);
   return out_->forward(out_BHLK.transpose(1, 2).reshape({B, L, dim_}));

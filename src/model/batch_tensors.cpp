@@ -38,13 +38,16 @@ MaskFacts host_mask_facts(const data::Batch& batch) {
   MaskFacts f;
   f.max_globals = 0;
   f.key_padding = 0;
+  f.empty_rows = 0;
   const auto B = static_cast<std::size_t>(batch.batch_size), L = static_cast<std::size_t>(batch.length);
   for (std::size_t b = 0; b < B; ++b) {
-    int64_t globals = 0;
+    int64_t globals = 0, keys = 0;
     for (std::size_t l = 0; l < L; ++l) {
       globals += batch.global_mask[b * L + l] != 0;
-      if (batch.key_mask[b * L + l] == 0) f.key_padding = 1;
+      keys += batch.key_mask[b * L + l] != 0;
     }
+    if (keys < static_cast<int64_t>(L)) f.key_padding = 1;
+    if (keys == 0) f.empty_rows = 1;
     f.max_globals = std::max(f.max_globals, globals);
   }
   return f;

@@ -125,7 +125,7 @@ DenoiserOutput DenoiserImpl::forward(const DenoiserInputs& in, bool with_logits)
   out.aux_loss = torch::zeros({}, opts);
   out.z_loss = torch::zeros({}, opts);
   std::vector<torch::Tensor> dropped;  // summed on the device: no host sync per layer
-  const MaskFacts facts = in.facts.max_globals >= 0 && in.facts.key_padding >= 0 ? in.facts
+  const MaskFacts facts = in.facts.max_globals >= 0 && in.facts.key_padding >= 0 && in.facts.empty_rows >= 0 ? in.facts
                                                                                  : mask_facts(key_mask_BL, global_mask_BL);
   for (auto& block : blocks_) {
     BlockOutput b = block->forward(h, key_mask_BL, global_mask_BL, facts);
