@@ -53,6 +53,7 @@
 
 #include "bench/bench_common.h"
 #include "bench/bench_model.h"
+#include "bench/op_profile.h"
 #include "core/config.h"
 #include "data/batcher.h"
 #include "data/example_source.h"
@@ -178,9 +179,11 @@ int64_t count_true(const std::vector<torch::Tensor>& flags) {
 }
 
 // Where a step's time goes: `steps` steps with the phases timed on the host (what issuing them costs)
-// and `steps` more with a device synchronisation at each phase's end (what they cost in all); ms per step.
+// and `steps` more with a device synchronisation at each phase's end (what they cost in all); ms per
+// step. Then `steps` more with every op's host self time recorded (apart: the recording has a cost).
 struct Profile {
   std::vector<std::pair<std::string, double>> host_ms, synced_ms;
+  std::vector<bench::OpStat> ops;  // per step: calls and self seconds
 };
 
 Profile profile_steps(TrainState& t, const StepOptions& so, const Batch& batch, int64_t steps) {
@@ -200,7 +203,25 @@ Profile profile_steps(TrainState& t, const StepOptions& so, const Batch& batch, 
     for (auto& [phase, seconds] : clock.seconds)
       (sync ? p.synced_ms : p.host_ms).emplace_back(phase, 1000.0 * seconds / static_cast<double>(steps));
   }
+  bench::OpProfile ops;
+  ops.start();
+  for (int64_t i = 0; i < steps; ++i) step_once(t, so, batch);
+  bench::sync(t.runtime.device);
+  ops.stop();
+  for (bench::OpStat op : ops.table()) {
+    op.calls /= steps;
+    op.self_seconds /= static_cast<double>(steps);
+    p.ops.push_back(op);
+  }
   return p;
+}
+
+// The ops with the most host time.
+nlohmann::json ops_json(const std::vector<bench::OpStat>& ops, std::size_t top) {
+  nlohmann::json out = nlohmann::json::array();
+  for (std::size_t i = 0; i < ops.size() && i < top; ++i)
+    out.push_back({{"op", ops[i].name}, {"calls_per_step", ops[i].calls}, {"host_self_ms", 1000.0 * ops[i].self_seconds}});
+  return out;
 }
 
 struct Run {
@@ -233,7 +254,8 @@ nlohmann::json to_json(const Run& r) {
           {"batches", r.batches},
           {"real_tokens_per_s", num(r.real_tokens_per_s)},
           {"profile_host_ms", r.profile.host_ms},
-          {"profile_synced_ms", r.profile.synced_ms}};
+          {"profile_synced_ms", r.profile.synced_ms},
+          {"profile_ops", ops_json(r.profile.ops, 40)}};
 }
 
 // `warmup` untimed steps, then up to `steps` timed ones between two device synchronisations (fewer when
@@ -457,6 +479,15 @@ int bench_main(int argc, char** argv) {
                     bench::fixed(r.profile.host_ms[i].second, 2).c_str(), bench::fixed(synced, 2).c_str());
       }
       std::printf("  %-12s %9s %9s\n", "sum", bench::fixed(host_sum, 2).c_str(), bench::fixed(synced_sum, 2).c_str());
+      int64_t calls = 0;
+      double self = 0.0;
+      for (const auto& op : r.profile.ops) calls += op.calls, self += op.self_seconds;
+      std::printf("  ops: %lld a step, %s ms of host self time (recorded apart; the recording adds to it); the most:\n",
+                  static_cast<long long>(calls), bench::fixed(1000.0 * self, 2).c_str());
+      for (std::size_t i = 0; i < r.profile.ops.size() && i < 20; ++i)
+        std::printf("    %-44s %6lld %9s ms\n", r.profile.ops[i].name.c_str(),
+                    static_cast<long long>(r.profile.ops[i].calls),
+                    bench::fixed(1000.0 * r.profile.ops[i].self_seconds, 3).c_str());
     }
   }
 
