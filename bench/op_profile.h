@@ -1,8 +1,12 @@
-// Host time per operator (train_step_bench --profile): while an OpProfile is recording, every ATen op
-// and autograd node that the dispatcher runs, on any thread (the backward pass runs on the autograd
-// engine's device threads), is counted under its name with its self time on the host: its own time
-// less that of the ops it called. On a GPU that is the cost of issuing the op (the launch and
-// everything around it), which is what bounds a step whose kernels are shorter than their launches.
+// Time per operator (train_step_bench --profile): while an OpProfile is recording, every ATen op and
+// autograd node that the dispatcher runs, on any thread (the backward pass runs on the autograd
+// engine's device threads), is counted under its name with its self time (its own time less that of
+// the ops it called):
+//  - on the host: what issuing the op costs (the launch and everything around it), which bounds a
+//    step whose kernels are shorter than their launches;
+//  - on the GPU (CUDA builds, `device_times`): the stream time between two CUDA events recorded as the
+//    op begins and ends. That is the op's kernels where the launch queue is full (a step bound by the
+//    device); where the GPU waits on the host it also counts the wait.
 // Built on at::RecordFunction's global callbacks (LibTorch 1.13 and 2.x alike).
 #pragma once
 
@@ -18,12 +22,18 @@
 #include <utility>
 #include <vector>
 
+#ifdef MDS_WITH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <cuda_runtime_api.h>
+#endif
+
 namespace mds::bench {
 
 struct OpStat {
   std::string name;
   int64_t calls = 0;
-  double self_seconds = 0.0;
+  double self_seconds = 0.0;         // host
+  double device_self_seconds = 0.0;  // GPU stream time; 0 without device times
 };
 
 class OpProfile {
@@ -33,27 +43,53 @@ class OpProfile {
   OpProfile& operator=(const OpProfile&) = delete;
   ~OpProfile() { stop(); }
 
-  void start() {
+  // `device_times`: also time every op on the current CUDA stream (ignored without CUDA).
+  void start(bool device_times = false) {
     stop();
     state().clear();
+    open().clear();
+#ifdef MDS_WITH_CUDA
+    state().device_times = device_times;
+#else
+    (void)device_times;
+#endif
     handle_ = at::addGlobalCallback(at::RecordFunctionCallback(&on_start, &on_end)
                                         .needsInputs(false)
                                         .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
     recording_ = true;
   }
+  // Call after the device has finished the ops (their events are read in table()).
   void stop() {
     if (!recording_) return;
     at::removeCallback(handle_);
     recording_ = false;
   }
 
-  // Every op seen, the largest self time first.
+  // Every op seen, the largest host self time first.
   std::vector<OpStat> table() const {
-    std::vector<OpStat> out;
-    {
-      std::lock_guard<std::mutex> lock(state().mutex);
-      for (const auto& [name, s] : state().stats) out.push_back({name, s.first, s.second});
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    const std::size_t n = s.records.size();
+    std::vector<double> device(n, 0.0), device_children(n, 0.0);
+#ifdef MDS_WITH_CUDA
+    for (std::size_t i = 0; i < n; ++i) {
+      const Record& r = s.records[i];
+      if (r.begin && r.end) device[i] = 1e-3 * static_cast<double>(r.begin->elapsed_time(*r.end));
+      if (r.parent >= 0) device_children[static_cast<std::size_t>(r.parent)] += device[i];
     }
+#endif
+    std::map<std::string, OpStat> by_name;
+    for (std::size_t i = 0; i < n; ++i) {
+      const Record& r = s.records[i];
+      if (!r.done) continue;
+      OpStat& st = by_name[r.name];
+      st.name = r.name;
+      st.calls += 1;
+      st.self_seconds += r.host_total - r.host_children;
+      st.device_self_seconds += device[i] - device_children[i];
+    }
+    std::vector<OpStat> out;
+    for (auto& [name, st] : by_name) out.push_back(std::move(st));
     std::sort(out.begin(), out.end(), [](const OpStat& a, const OpStat& b) { return a.self_seconds > b.self_seconds; });
     return out;
   }
@@ -61,17 +97,27 @@ class OpProfile {
  private:
   using Clock = std::chrono::steady_clock;
 
-  struct Frame {
-    Clock::time_point begin;
-    double children = 0.0;  // seconds inside ops this one called
+  struct Record {
+    std::string name;
+    int64_t parent = -1;  // the op that called this one, on the same thread
+    bool done = false;
+    double host_total = 0.0, host_children = 0.0;
+#ifdef MDS_WITH_CUDA
+    std::unique_ptr<at::cuda::CUDAEvent> begin, end;
+#endif
   };
   struct State {
     std::mutex mutex;
-    std::map<std::string, std::pair<int64_t, double>> stats;  // name -> calls, self seconds
+    std::vector<Record> records;
+    bool device_times = false;
     void clear() {
       std::lock_guard<std::mutex> lock(mutex);
-      stats.clear();
+      records.clear();
     }
+  };
+  struct Frame {
+    int64_t record;
+    Clock::time_point begin;
   };
   static State& state() {
     static State s;
@@ -83,21 +129,52 @@ class OpProfile {
     return frames;
   }
 
-  static std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction&) {
-    open().push_back({Clock::now(), 0.0});
+#ifdef MDS_WITH_CUDA
+  static std::unique_ptr<at::cuda::CUDAEvent> event_now() {
+    auto e = std::make_unique<at::cuda::CUDAEvent>(cudaEventDefault);  // with timing
+    e->record();
+    return e;
+  }
+#endif
+
+  static std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
+    State& s = state();
+    auto& frames = open();
+    Record r;
+    r.name = fn.name();
+    r.parent = frames.empty() ? -1 : frames.back().record;
+#ifdef MDS_WITH_CUDA
+    if (s.device_times) r.begin = event_now();
+#endif
+    int64_t index = 0;
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      index = static_cast<int64_t>(s.records.size());
+      s.records.push_back(std::move(r));
+    }
+    frames.push_back({index, Clock::now()});
     return nullptr;
   }
-  static void on_end(const at::RecordFunction& fn, at::ObserverContext*) {
+
+  static void on_end(const at::RecordFunction&, at::ObserverContext*) {
     auto& frames = open();
     if (frames.empty()) return;  // began before the profile did
     const Frame f = frames.back();
     frames.pop_back();
     const double total = std::chrono::duration<double>(Clock::now() - f.begin).count();
-    if (!frames.empty()) frames.back().children += total;
-    std::lock_guard<std::mutex> lock(state().mutex);
-    auto& s = state().stats[fn.name()];
-    s.first += 1;
-    s.second += total - f.children;
+    State& s = state();
+#ifdef MDS_WITH_CUDA
+    std::unique_ptr<at::cuda::CUDAEvent> end = s.device_times ? event_now() : nullptr;
+#endif
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (f.record >= static_cast<int64_t>(s.records.size())) return;  // a record of an earlier profile
+    Record& r = s.records[static_cast<std::size_t>(f.record)];
+    r.host_total = total;
+    r.done = true;
+#ifdef MDS_WITH_CUDA
+    r.end = std::move(end);
+#endif
+    if (r.parent >= 0) s.records[static_cast<std::size_t>(r.parent)].host_children += total;
   }
 
   at::CallbackHandle handle_ = 0;

@@ -46,6 +46,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -180,7 +181,8 @@ int64_t count_true(const std::vector<torch::Tensor>& flags) {
 
 // Where a step's time goes: `steps` steps with the phases timed on the host (what issuing them costs)
 // and `steps` more with a device synchronisation at each phase's end (what they cost in all); ms per
-// step. Then `steps` more with every op's host self time recorded (apart: the recording has a cost).
+// step. Then `steps` more with every op's host self time recorded (apart: the recording has a cost),
+// and on a GPU `steps` more with its device self time (CUDA events around every op).
 struct Profile {
   std::vector<std::pair<std::string, double>> host_ms, synced_ms;
   std::vector<bench::OpStat> ops;  // per step: calls and self seconds
@@ -203,24 +205,44 @@ Profile profile_steps(TrainState& t, const StepOptions& so, const Batch& batch, 
     for (auto& [phase, seconds] : clock.seconds)
       (sync ? p.synced_ms : p.host_ms).emplace_back(phase, 1000.0 * seconds / static_cast<double>(steps));
   }
-  bench::OpProfile ops;
-  ops.start();
-  for (int64_t i = 0; i < steps; ++i) step_once(t, so, batch);
-  bench::sync(t.runtime.device);
-  ops.stop();
-  for (bench::OpStat op : ops.table()) {
+  const auto record = [&](bool device_times) {
+    bench::OpProfile ops;
+    ops.start(device_times);
+    for (int64_t i = 0; i < steps; ++i) step_once(t, so, batch);
+    bench::sync(t.runtime.device);
+    ops.stop();
+    return ops.table();
+  };
+  p.ops = record(false);
+  if (t.runtime.device.is_cuda()) {
+    std::map<std::string, double> device;
+    for (const bench::OpStat& op : record(true)) device[op.name] = op.device_self_seconds;
+    for (bench::OpStat& op : p.ops) op.device_self_seconds = device.count(op.name) != 0 ? device[op.name] : 0.0;
+  }
+  for (bench::OpStat& op : p.ops) {
     op.calls /= steps;
     op.self_seconds /= static_cast<double>(steps);
-    p.ops.push_back(op);
+    op.device_self_seconds /= static_cast<double>(steps);
   }
   return p;
 }
 
 // The ops with the most host time.
-nlohmann::json ops_json(const std::vector<bench::OpStat>& ops, std::size_t top) {
+nlohmann::json ops_json(std::vector<bench::OpStat> ops, std::size_t top) {
+  // The most host time and the most device time: the union of both lists' first `top`.
+  std::vector<bench::OpStat> by_device = ops;
+  std::sort(by_device.begin(), by_device.end(),
+            [](const bench::OpStat& a, const bench::OpStat& b) { return a.device_self_seconds > b.device_self_seconds; });
+  if (ops.size() > top) ops.resize(top);
+  for (std::size_t i = 0; i < by_device.size() && i < top; ++i)
+    if (std::none_of(ops.begin(), ops.end(), [&](const bench::OpStat& o) { return o.name == by_device[i].name; }))
+      ops.push_back(by_device[i]);
   nlohmann::json out = nlohmann::json::array();
-  for (std::size_t i = 0; i < ops.size() && i < top; ++i)
-    out.push_back({{"op", ops[i].name}, {"calls_per_step", ops[i].calls}, {"host_self_ms", 1000.0 * ops[i].self_seconds}});
+  for (std::size_t i = 0; i < ops.size(); ++i)
+    out.push_back({{"op", ops[i].name},
+                   {"calls_per_step", ops[i].calls},
+                   {"host_self_ms", 1000.0 * ops[i].self_seconds},
+                   {"device_self_ms", 1000.0 * ops[i].device_self_seconds}});
   return out;
 }
 
@@ -480,14 +502,25 @@ int bench_main(int argc, char** argv) {
       }
       std::printf("  %-12s %9s %9s\n", "sum", bench::fixed(host_sum, 2).c_str(), bench::fixed(synced_sum, 2).c_str());
       int64_t calls = 0;
-      double self = 0.0;
-      for (const auto& op : r.profile.ops) calls += op.calls, self += op.self_seconds;
-      std::printf("  ops: %lld a step, %s ms of host self time (recorded apart; the recording adds to it); the most:\n",
-                  static_cast<long long>(calls), bench::fixed(1000.0 * self, 2).c_str());
-      for (std::size_t i = 0; i < r.profile.ops.size() && i < 20; ++i)
-        std::printf("    %-44s %6lld %9s ms\n", r.profile.ops[i].name.c_str(),
-                    static_cast<long long>(r.profile.ops[i].calls),
-                    bench::fixed(1000.0 * r.profile.ops[i].self_seconds, 3).c_str());
+      double self = 0.0, device = 0.0;
+      for (const auto& op : r.profile.ops) calls += op.calls, self += op.self_seconds, device += op.device_self_seconds;
+      std::printf("  ops: %lld a step, host self %s ms, device self %s ms (each recorded apart; the recording adds\n"
+                  "  to the host's); the most host time, then the most device time:\n",
+                  static_cast<long long>(calls), bench::fixed(1000.0 * self, 2).c_str(), bench::fixed(1000.0 * device, 2).c_str());
+      std::printf("    %-44s %6s %9s %9s\n", "op", "calls", "host ms", "device ms");
+      std::vector<bench::OpStat> by_device = r.profile.ops;
+      std::sort(by_device.begin(), by_device.end(),
+                [](const bench::OpStat& a, const bench::OpStat& b) { return a.device_self_seconds > b.device_self_seconds; });
+      const std::vector<bench::OpStat>* lists[] = {&r.profile.ops, &by_device};
+      for (const auto* list : lists) {
+        for (std::size_t i = 0; i < list->size() && i < 20; ++i) {
+          const bench::OpStat& op = (*list)[i];
+          if (list == &by_device && op.device_self_seconds <= 0) break;
+          std::printf("    %-44s %6lld %9s %9s\n", op.name.substr(0, 44).c_str(), static_cast<long long>(op.calls),
+                      bench::fixed(1000.0 * op.self_seconds, 3).c_str(), bench::fixed(1000.0 * op.device_self_seconds, 3).c_str());
+        }
+        std::printf("    --\n");
+      }
     }
   }
 
