@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -35,6 +36,56 @@ struct OpStat {
   double self_seconds = 0.0;         // host
   double device_self_seconds = 0.0;  // GPU stream time; 0 without device times
 };
+
+// The class of an op by its name, for a table short enough to read: where the time of a step goes by
+// kind of work. "reads back" are the ops that wait for the device (a host sync).
+inline std::string op_class(const std::string& name) {
+  const auto starts = [&](const char* p) { return name.rfind(p, 0) == 0; };
+  const auto has = [&](const char* p) { return name.find(p) != std::string::npos; };
+  const auto is = [&](std::initializer_list<const char*> names) {
+    for (const char* n : names)
+      if (name == std::string("aten::") + n) return true;
+    return false;
+  };
+  if (starts("autograd::engine") || has("Backward") || has("AccumulateGrad") || name == "detach") return "autograd";
+  if (is({"item", "_local_scalar_dense", "is_nonzero", "nonzero", "equal"})) return "reads back";
+  if (is({"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_grouped_mm", "_scaled_mm"})) return "matmul";
+  if (has("attention") || has("flash") || has("_efficient_attention")) return "attention";
+  if (has("_foreach_") || has("_fused_adam")) return "optimizer";
+  if (has("layer_norm") || has("rms_norm")) return "layer norm";
+  if (has("softmax") || has("nll_loss") || has("cross_entropy")) return "softmax, loss";
+  if (is({"bernoulli_", "normal_", "uniform_", "rand", "randn", "randint", "random_", "dropout", "native_dropout",
+          "randperm", "multinomial"}))
+    return "random";
+  if (is({"copy_", "_to_copy", "to", "clone", "contiguous", "cat", "stack", "_copy_from"})) return "copy, cast";
+  if (has("index") || has("embedding") || has("gather") || has("scatter") || has("masked_") || is({"where"}))
+    return "indexing";
+  if (is({"as_strided", "select", "view", "reshape", "_reshape_alias", "transpose", "t", "expand", "expand_as",
+          "unsqueeze", "squeeze", "narrow", "slice", "split", "chunk", "detach", "_unsafe_view", "permute",
+          "resolve_conj", "resolve_neg", "alias", "lift_fresh", "unbind", "flatten", "view_as", "unflatten",
+          "result_type"}))
+    return "views (host only)";
+  if (starts("aten::empty") || starts("aten::zeros") || starts("aten::ones") || starts("aten::new_") ||
+      starts("aten::full") || is({"scalar_tensor", "resize_", "arange", "fill_", "zero_", "tensor"}))
+    return "allocation, fill";
+  return "elementwise, reduction";
+}
+
+// The ops summed by op_class(), the largest host time first.
+inline std::vector<OpStat> by_class(const std::vector<OpStat>& ops) {
+  std::map<std::string, OpStat> classes;
+  for (const OpStat& op : ops) {
+    OpStat& c = classes[op_class(op.name)];
+    c.name = op_class(op.name);
+    c.calls += op.calls;
+    c.self_seconds += op.self_seconds;
+    c.device_self_seconds += op.device_self_seconds;
+  }
+  std::vector<OpStat> out;
+  for (auto& [name, c] : classes) out.push_back(c);
+  std::sort(out.begin(), out.end(), [](const OpStat& a, const OpStat& b) { return a.self_seconds > b.self_seconds; });
+  return out;
+}
 
 class OpProfile {
  public:

@@ -277,7 +277,8 @@ nlohmann::json to_json(const Run& r) {
           {"real_tokens_per_s", num(r.real_tokens_per_s)},
           {"profile_host_ms", r.profile.host_ms},
           {"profile_synced_ms", r.profile.synced_ms},
-          {"profile_ops", ops_json(r.profile.ops, 40)}};
+          {"profile_ops", ops_json(r.profile.ops, 40)},
+          {"profile_op_classes", ops_json(bench::by_class(r.profile.ops), 100)}};
 }
 
 // `warmup` untimed steps, then up to `steps` timed ones between two device synchronisations (fewer when
@@ -507,7 +508,11 @@ int bench_main(int argc, char** argv) {
       std::printf("  ops: %lld a step, host self %s ms, device self %s ms (each recorded apart; the recording adds\n"
                   "  to the host's); the most host time, then the most device time:\n",
                   static_cast<long long>(calls), bench::fixed(1000.0 * self, 2).c_str(), bench::fixed(1000.0 * device, 2).c_str());
-      std::printf("    %-44s %6s %9s %9s\n", "op", "calls", "host ms", "device ms");
+      std::printf("    %-44s %6s %9s %9s\n", "op class", "calls", "host ms", "device ms");
+      for (const bench::OpStat& c : bench::by_class(r.profile.ops))
+        std::printf("    %-44s %6lld %9s %9s\n", c.name.c_str(), static_cast<long long>(c.calls),
+                    bench::fixed(1000.0 * c.self_seconds, 3).c_str(), bench::fixed(1000.0 * c.device_self_seconds, 3).c_str());
+      std::printf("    --\n    %-44s %6s %9s %9s\n", "op", "calls", "host ms", "device ms");
       std::vector<bench::OpStat> by_device = r.profile.ops;
       std::sort(by_device.begin(), by_device.end(),
                 [](const bench::OpStat& a, const bench::OpStat& b) { return a.device_self_seconds > b.device_self_seconds; });
