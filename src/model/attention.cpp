@@ -29,9 +29,12 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t dim, int64_t heads, AttentionOption
   }
 }
 
+// A view, not a copy: the fused kernels (scaled_dot_product_attention, FlashAttention) read [B, H, L, K]
+// with any strides whose last is 1, and hand their output back in [B, L, H, K] order, so the heads
+// go back together without a copy either; the paths that index raw memory copy for themselves.
 torch::Tensor SelfAttentionImpl::split_heads(const torch::Tensor& x_BLD) const {
   const auto B = x_BLD.size(0), L = x_BLD.size(1);
-  return x_BLD.view({B, L, heads_, dim_ / heads_}).transpose(1, 2).contiguous();
+  return x_BLD.view({B, L, heads_, dim_ / heads_}).transpose(1, 2);
 }
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x_BLD, const torch::Tensor& key_mask_BL,
