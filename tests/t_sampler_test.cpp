@@ -120,6 +120,44 @@ TEST(TimestepSampler, SaveLoadRoundTrip) {
   EXPECT_FALSE(d.warmed_up());
 }
 
+// update_later() + the next draw is update() + that draw: the same history and the same t's; a batch
+// flagged to skip is dropped; the state cannot be read while updates are pending. `device`: where the
+// losses and the flag live (the step's device: their copy to the host is queued, not waited for).
+at::Tensor flag(bool value, const at::Device& device) {
+  return at::full({}, value ? 1 : 0, at::TensorOptions().dtype(at::kLong)).to(device, at::kBool);
+}
+
+void expect_update_later_is_update(const at::Device& device) {
+  TimestepSampler now("lossaware", 4, 2), later("lossaware", 4, 2);
+  warm(now);
+  warm(later);
+  const at::Tensor t = at::tensor(std::vector<int64_t>{1, 3, 3}, at::kLong);
+  const at::Tensor loss = at::tensor(std::vector<float>{7.0f, 0.5f, 2.0f});
+  now.update(t, loss);
+  later.update_later(t, loss.to(device), flag(false, device));
+  EXPECT_THROW(later.history_tensor(), Error);
+  // Dropped: a NaN or inf batch.
+  later.update_later(at::tensor(std::vector<int64_t>{0}, at::kLong), at::tensor(std::vector<float>{99.0f}).to(device),
+                     flag(true, device));
+  auto a = now.sample(256, gen(8)), b = later.sample(256, gen(8));
+  EXPECT_TRUE(at::equal(a.t_B, b.t_B));
+  EXPECT_TRUE(at::equal(a.weight_B, b.weight_B));
+  EXPECT_TRUE(at::equal(now.history_tensor(), later.history_tensor()));
+  EXPECT_TRUE(at::equal(now.counts_tensor(), later.counts_tensor()));
+  // flush() alone does the same (what a checkpoint calls before it reads the state).
+  now.update(t, loss);
+  later.update_later(t, loss.to(device));
+  later.flush();
+  EXPECT_TRUE(at::equal(now.history_tensor(), later.history_tensor()));
+}
+
+TEST(TimestepSampler, UpdateLaterIsUpdateAtTheNextDraw) { expect_update_later_is_update(at::kCPU); }
+
+TEST(TimestepSamplerCuda, UpdateLaterFromTheDeviceIsUpdateAtTheNextDraw) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  expect_update_later_is_update(at::Device(at::kCUDA, 0));
+}
+
 TEST(TimestepSampler, Errors) {
   EXPECT_THROW(TimestepSampler("fixstep", 4), Error);
   EXPECT_THROW(TimestepSampler("uniform", 0), Error);

@@ -45,8 +45,9 @@ bool TimestepSampler::warmed_up() const {
   return std::all_of(counts_.begin(), counts_.end(), [&](int64_t c) { return c == history_; });
 }
 
-TimestepSampler::Draw TimestepSampler::sample(int64_t batch, at::Generator generator) const {
+TimestepSampler::Draw TimestepSampler::sample(int64_t batch, at::Generator generator) {
   MDS_CHECK(batch >= 0, "t sampler: batch must be >= 0, got ", batch);
+  flush();
   const auto gen = optional_generator(generator);
   Draw draw;
   if (kind_ == "uniform" || !warmed_up()) {
@@ -128,19 +129,38 @@ void TimestepSampler::update(const at::Tensor& t_B, const at::Tensor& loss_B) {
   }
 }
 
+void TimestepSampler::update_later(const at::Tensor& t_B, const at::Tensor& loss_B, const at::Tensor& skip) {
+  MDS_CHECK(t_B.defined() && loss_B.defined(), "t sampler update: t_B and loss_B must be defined");
+  pending_.push_back({t_B.detach().to(at::kCPU), HostCopy(loss_B.detach()),
+                      skip.defined() ? HostCopy(skip.detach()) : HostCopy()});
+}
+
+void TimestepSampler::flush() {
+  std::vector<Pending> pending;
+  pending.swap(pending_);
+  for (Pending& p : pending) {
+    const at::Tensor& skip = p.skip.get();
+    if (skip.defined() && skip.item<bool>()) continue;
+    update(p.t_B, p.loss_B.get());
+  }
+}
+
 at::Tensor TimestepSampler::history_tensor() const {
+  MDS_CHECK(pending_.empty(), "t sampler: flush() the pending updates before reading the state");
   at::Tensor out = at::empty({steps_, history_}, at::TensorOptions().dtype(at::kDouble));
   std::copy(losses_.begin(), losses_.end(), out.data_ptr<double>());
   return out;
 }
 
 at::Tensor TimestepSampler::counts_tensor() const {
+  MDS_CHECK(pending_.empty(), "t sampler: flush() the pending updates before reading the state");
   at::Tensor out = at::empty({steps_}, at::TensorOptions().dtype(at::kLong));
   std::copy(counts_.begin(), counts_.end(), out.data_ptr<int64_t>());
   return out;
 }
 
 void TimestepSampler::load(const at::Tensor& history, const at::Tensor& counts) {
+  pending_.clear();
   MDS_CHECK(history.defined() && history.dim() == 2 && history.size(0) == steps_ &&
                 history.size(1) == history_,
             "t sampler load: history must be [", steps_, ", ", history_, "], got ",

@@ -4,6 +4,7 @@
 
 #include <torch/cuda.h>
 
+#include "core/host_to_device.h"
 #include "model/batch_tensors.h"
 #include "model/model_options.h"
 
@@ -124,17 +125,17 @@ StepResult train_step(TrainState& s, const std::function<Batch()>& next_batch, c
     if (o.reducer && micro == o.grad_accum - 1) o.reducer->arm();
     (terms.total / A).backward();
     mark("backward");
-    // The loss-aware sampler learns from the losses on the host (it reads them anyway); a NaN or inf
-    // batch teaches it nothing. The uniform one needs no history.
+    // The loss-aware sampler learns from the losses on the host, which get them without a wait (the
+    // next draw applies them); a NaN or inf batch teaches it nothing. The uniform one needs no history.
     // Rows noised from the source are not the forward process it samples for: left out.
-    if (s.t_sampler->kind() == "lossaware" && !bad.item<bool>()) {
-      torch::Tensor t_B = draw.t_B, loss_B = terms.loss_B;
+    if (s.t_sampler->kind() == "lossaware") {
+      torch::Tensor t_B = draw.t_B, loss_B = terms.loss_B.detach();
       if (from_source_B.defined()) {
-        const torch::Tensor rows = from_source_B.logical_not().nonzero().squeeze(1);
+        const torch::Tensor rows = from_source_B.logical_not().nonzero().squeeze(1);  // CPU
         t_B = t_B.index_select(0, rows);
-        loss_B = loss_B.cpu().index_select(0, rows);
+        loss_B = loss_B.index_select(0, to_device_async(rows, loss_B.device()));
       }
-      s.t_sampler->update(t_B, loss_B);
+      s.t_sampler->update_later(t_B, loss_B, bad);
     }
     r.loss = r.loss.defined() ? r.loss + total / A : total / A;
     r.last = terms;

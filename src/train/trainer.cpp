@@ -351,6 +351,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     ck.optimizer = state.optimizer->state();
     gather_expert_shards(ck.optimizer, experts);
     if (!lead) return;
+    state.t_sampler->flush();  // the last step's losses, as the next draw would see them
     ck.sampler["t_sampler.history"] = state.t_sampler->history_tensor();
     ck.sampler["t_sampler.counts"] = state.t_sampler->counts_tensor();
     ck.sampler["rng.cpu"] = gen.get_state();
