@@ -14,6 +14,7 @@ SamplerOptions sampler_options_from_config(const Config& c) {
   o.start_time = c.get_float("sample.start_time");
   o.start_jumps = c.get_bool("sample.start_jumps");
   o.cuda_graphs = c.get_bool("sample.cuda_graphs");
+  o.cuda_graphs_max_len = c.get_int("sample.cuda_graphs_max_len");
   return o;
 }
 

@@ -23,13 +23,16 @@ struct SamplerOptions {
   // m + alpha (x0 - m) + sigma eps.
   double start_time = 1.0;
   bool start_jumps = true;  // false: no token jumps to m at the start (the given x0 kept whole)
-  // Not the sampler's: whether the generator replays the model call of each step as a CUDA graph.
-  bool cuda_graphs = false;
+  // Not the sampler's: whether the generator replays the model call of each step as a CUDA graph,
+  // for batches of at most cuda_graphs_max_len positions (longer ones are bound by the GPU, where the
+  // capture costs more than it saves).
+  bool cuda_graphs = true;
+  int64_t cuda_graphs_max_len = 1024;
 };
 
 // sample.sampler, sample.steps, sample.skip_type, sample.time_mapping, sample.clamp,
-// sample.discrete_noise, sample.start_time, sample.start_jumps, sample.cuda_graphs and
-// diffusion.absorb_rate.
+// sample.discrete_noise, sample.start_time, sample.start_jumps, sample.cuda_graphs,
+// sample.cuda_graphs_max_len and diffusion.absorb_rate.
 SamplerOptions sampler_options_from_config(const Config& config);
 
 }  // namespace mds::diffusion

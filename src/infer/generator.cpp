@@ -152,14 +152,15 @@ torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOpti
                                        const std::function<void(const torch::Tensor&)>& on_x0) {
   torch::NoGradGuard no_grad;
   // CUDA graphs are captured on a stream of the batch's own (a GPU's default stream cannot be).
-  const runtime::SideStreamScope side_stream(options.cuda_graphs ? runtime_.device : c10::Device(c10::kCPU));
+  const bool graphs = options.cuda_graphs && bt.ids_BL.size(1) <= options.cuda_graphs_max_len;
+  const runtime::SideStreamScope side_stream(graphs ? runtime_.device : c10::Device(c10::kCPU));
   SampleInputs in;
   in.anchor_BLC = model_->embed(bt.ids_BL);
   in.trg_mask_BL = bt.trg_mask_BL;
   in.absorbing_C = model_->absorbing();
   in.embedding_VC = model_->embedding_weight();
   if (options.start_time < 1.0) in.start_x0_BLC = model::source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C);
-  diffusion::X0Predictor predict = x0_predictor(model_, bt, in.anchor_BLC, runtime_, options.cuda_graphs);
+  diffusion::X0Predictor predict = x0_predictor(model_, bt, in.anchor_BLC, runtime_, graphs);
   if (on_x0) {
     predict = [predict, on_x0](const torch::Tensor& x_BLC, const torch::Tensor& t_B) {
       torch::Tensor x0_BLC = predict(x_BLC, t_B);
