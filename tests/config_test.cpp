@@ -108,7 +108,10 @@ TEST(Config, ChoicesAndBounds) {
   msg = error_of([&] { c.set("model.dropout=1.5"); });
   EXPECT_NE(msg.find("model.dropout = 1.5 is out of range [0, 1]"), std::string::npos) << msg;
   msg = error_of([&] { c.merge_toml("[model]\nlayers = 0\n", "z.toml"); });
-  EXPECT_NE(msg.find("z.toml:2: model.layers = 0 is out of range"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("z.toml:2: model.layers = 0 is out of range [1, 1024]"), std::string::npos) << msg;
+  // An integer key's bounds read as integers, not 1.04858e+06.
+  msg = error_of([&] { c.set("model.ffn_dim=0"); });
+  EXPECT_NE(msg.find("model.ffn_dim = 0 is out of range [1, 1048576]"), std::string::npos) << msg;
 }
 
 TEST(Config, CrossKeyValidation) {

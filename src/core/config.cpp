@@ -224,8 +224,14 @@ Value convert(const KeySpec& spec, const toml::node& node, const std::string& at
 void check_bounds(const KeySpec& spec, const Value& v, const std::string& at) {
   auto check_number = [&](double x) {
     if (x < spec.min || x > spec.max || std::isnan(x)) {
+      // Integer keys' bounds as integers (an ostream writes 1048576.0 as 1.04858e+06).
+      const bool integral = spec.default_value.type == ValueType::integer || spec.default_value.type == ValueType::int_list;
+      const auto bound = [&](double b) {
+        if (b >= 1e18) return std::string("inf");
+        return integral ? std::to_string(static_cast<long long>(b)) : str_cat(b);
+      };
       std::ostringstream range;
-      range << "[" << spec.min << ", " << (spec.max >= 1e18 ? std::string("inf") : str_cat(spec.max)) << "]";
+      range << "[" << bound(spec.min) << ", " << bound(spec.max) << "]";
       fail(at, ": ", spec.key, " = ", v.to_toml(), " is out of range ", range.str());
     }
   };
