@@ -40,6 +40,7 @@
 
 #include "bench/bench_common.h"
 #include "bench/bench_model.h"
+#include "bench/kernel_profile.h"
 #include "core/config.h"
 #include "data/batcher.h"
 #include "data/example_source.h"
@@ -101,6 +102,9 @@ struct Result {
   std::vector<double> run_ms, issued_ms, model_ms;  // issued: the same runs with sample.cuda_graphs = false
   double median_ms = -1.0, per_item_ms = -1.0, issued_median_ms = -1.0, model_median_ms = -1.0;
   int64_t generated_tokens = 0;  // target tokens before the first EOS / PAD, last run (random weights)
+  // On CUDA, as the GPU timed its kernels (Kineto): one generation's busy time, and the model calls'.
+  double generate_busy_ms = -1.0;
+  bench::KernelProfile model_kernels;
 };
 
 // B random sources of S ids each (the generator's InMemorySource holds tokenized inputs).
@@ -114,6 +118,14 @@ InMemorySource random_sources(int64_t B, int64_t S, int64_t vocab, uint64_t seed
     source.add(std::move(src), {});
   }
   return source;
+}
+
+// The model calls' kernels with the most device time, ms for all the calls of one generation.
+nlohmann::json model_kernels_json(const bench::KernelProfile& k) {
+  nlohmann::json out = nlohmann::json::array();
+  for (std::size_t i = 0; i < k.kernels.size() && i < 25; ++i)
+    out.push_back({{"kernel", k.kernels[i].name}, {"calls", k.kernels[i].calls}, {"device_ms", 1000.0 * k.kernels[i].seconds}});
+  return out;
 }
 
 Result run_case(TextGenerator& generator, const Case& c, const Options& opt) {
@@ -181,6 +193,27 @@ Result run_case(TextGenerator& generator, const Case& c, const Options& opt) {
         bench::sync(device);
         r.model_ms.push_back(bench::ms_since(start));
       }
+      if (device.is_cuda()) {
+        const std::string trace = "/tmp/sampling_bench_trace_" + std::to_string(::getpid()) + ".json";
+        r.model_kernels = bench::record_kernels(
+            [&] {
+              forward_steps();
+              bench::sync(device);
+            },
+            trace);
+      }
+    }
+    if (device.is_cuda()) {
+      // One generation as the default runs it (graphs up to sample.cuda_graphs_max_len): how much of
+      // its time the GPU is busy.
+      const std::string trace = "/tmp/sampling_bench_trace_" + std::to_string(::getpid()) + ".json";
+      const bench::KernelProfile k = bench::record_kernels(
+          [&] {
+            generate_batch(opt.seed);
+            bench::sync(device);
+          },
+          trace);
+      if (k.ok()) r.generate_busy_ms = 1000.0 * k.busy_seconds;
     }
     r.median_ms = bench::median(r.run_ms);
     r.per_item_ms = r.median_ms / static_cast<double>(c.batch);
@@ -295,6 +328,10 @@ int bench_main(int argc, char** argv) {
                    {"model_only_ms", r.model_ms},
                    {"model_only_median_ms", num(r.model_median_ms)},
                    {"generated_tokens_last_run", r.generated_tokens},
+                   {"generate_device_busy_ms", num(r.generate_busy_ms)},
+                   {"model_only_device_busy_ms", r.model_kernels.ok() ? nlohmann::json(1000.0 * r.model_kernels.busy_seconds)
+                                                                      : nlohmann::json()},
+                   {"model_only_kernels", model_kernels_json(r.model_kernels)},
                    {"target_ms_per_item", has_target ? nlohmann::json(r.c.target_ms) : nlohmann::json()},
                    {"unit", r.c.unit},
                    {"result", bench::pass_fail(has_target, pass)}});
@@ -304,6 +341,20 @@ int bench_main(int argc, char** argv) {
               "the same with sample.cuda_graphs = false; model ms: the %lld denoiser calls alone, as issued\n",
               static_cast<long long>(so.steps), static_cast<long long>(so.steps));
   std::printf("reference (issue): DiffuSeq-v2 2.07 ms per sentence\ntargets: %s\n", all_pass ? "all PASS" : "some FAIL");
+  // Where the device time goes (CUDA): busy time against the wall time, and the model calls' kernels.
+  for (const Result& r : results) {
+    if (r.generate_busy_ms < 0 && !r.model_kernels.ok()) continue;
+    const bench::KernelProfile& k = r.model_kernels;
+    std::printf("\n%s: the GPU is busy %s ms of a generation's %s ms (Kineto, one run with the default graphs);\n"
+                "the %lld model calls alone: busy %s of %s ms; their kernels, the most device time first:\n",
+                r.c.name.c_str(), bench::fixed(r.generate_busy_ms, 2).c_str(), bench::fixed(r.median_ms, 2).c_str(),
+                static_cast<long long>(so.steps), bench::fixed(1000.0 * k.busy_seconds, 2).c_str(),
+                bench::fixed(r.model_median_ms, 2).c_str());
+    for (std::size_t i = 0; i < k.kernels.size() && i < 15; ++i)
+      std::printf("  %-80s %5lld %9s\n", k.kernels[i].name.substr(0, 80).c_str(),
+                  static_cast<long long>(k.kernels[i].calls), bench::fixed(1000.0 * k.kernels[i].seconds, 3).c_str());
+    if (!k.ok()) std::printf("  (no kernels: %s)\n", k.error.c_str());
+  }
 
   nlohmann::json params = {{"sampler", so.sampler},
                            {"steps", so.steps},

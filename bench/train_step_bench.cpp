@@ -54,6 +54,7 @@
 
 #include "bench/bench_common.h"
 #include "bench/bench_model.h"
+#include "bench/kernel_profile.h"
 #include "bench/op_profile.h"
 #include "core/config.h"
 #include "data/batcher.h"
@@ -97,6 +98,7 @@ struct Options {
   bench::ModelFlags model;
   uint64_t seed = 102;
   bool profile = false;
+  std::string trace_dir;  // with --profile on CUDA: keep the Kineto traces here
   std::string data, tokenizer;  // real batches: a prepared directory (or jsonl) and its tokenizer
   std::string json_path = "bench/results/train_step.json";
 };
@@ -182,13 +184,18 @@ int64_t count_true(const std::vector<torch::Tensor>& flags) {
 // Where a step's time goes: `steps` steps with the phases timed on the host (what issuing them costs)
 // and `steps` more with a device synchronisation at each phase's end (what they cost in all); ms per
 // step. Then `steps` more with every op's host self time recorded (apart: the recording has a cost),
-// and on a GPU `steps` more with its device self time (CUDA events around every op).
+// and on a GPU `steps` more under the Kineto profiler: each op's device self time is the time of the
+// kernels it launched, as the GPU timed them (bench/kernel_profile.h). Where Kineto gives nothing, CUDA
+// events around every op stand in (they also count the GPU's waits for the host).
 struct Profile {
   std::vector<std::pair<std::string, double>> host_ms, synced_ms;
   std::vector<bench::OpStat> ops;  // per step: calls and self seconds
+  std::string device_times;        // "kineto", "events" (Kineto failed: why in kernels.error) or "" (CPU)
+  bench::KernelProfile kernels;    // per step
 };
 
-Profile profile_steps(TrainState& t, const StepOptions& so, const Batch& batch, int64_t steps) {
+Profile profile_steps(TrainState& t, const StepOptions& so, const Batch& batch, int64_t steps,
+                      const std::string& trace_dir) {
   Profile p;
   for (const bool sync : {false, true}) {
     train::PhaseClock clock;
@@ -216,7 +223,26 @@ Profile profile_steps(TrainState& t, const StepOptions& so, const Batch& batch, 
   p.ops = record(false);
   if (t.runtime.device.is_cuda()) {
     std::map<std::string, double> device;
-    for (const bench::OpStat& op : record(true)) device[op.name] = op.device_self_seconds;
+    p.kernels = bench::record_kernels(
+        [&] {
+          for (int64_t i = 0; i < steps; ++i) step_once(t, so, batch);
+          bench::sync(t.runtime.device);
+        },
+        trace_dir.empty() ? "/tmp/train_step_bench_trace_" + std::to_string(::getpid()) + ".json"
+                          : trace_dir + "/train_step_L" + std::to_string(batch.length) + "_B" +
+                                std::to_string(batch.batch_size) + ".json",
+        /*keep_trace=*/!trace_dir.empty());
+    if (p.kernels.ok()) {
+      p.device_times = "kineto";
+      device = p.kernels.by_op;
+      const double n = static_cast<double>(steps);
+      for (bench::KernelStat& k : p.kernels.kernels) k.calls /= steps, k.seconds /= n;
+      p.kernels.busy_seconds /= n;
+      p.kernels.span_seconds /= n;
+    } else {
+      p.device_times = "events";
+      for (const bench::OpStat& op : record(true)) device[op.name] = op.device_self_seconds;
+    }
     for (bench::OpStat& op : p.ops) op.device_self_seconds = device.count(op.name) != 0 ? device[op.name] : 0.0;
   }
   for (bench::OpStat& op : p.ops) {
@@ -243,6 +269,16 @@ nlohmann::json ops_json(std::vector<bench::OpStat> ops, std::size_t top) {
                    {"calls_per_step", ops[i].calls},
                    {"host_self_ms", 1000.0 * ops[i].self_seconds},
                    {"device_self_ms", 1000.0 * ops[i].device_self_seconds}});
+  return out;
+}
+
+// The kernels with the most device time.
+nlohmann::json kernels_json(const bench::KernelProfile& k, std::size_t top) {
+  nlohmann::json out = nlohmann::json::array();
+  for (std::size_t i = 0; i < k.kernels.size() && i < top; ++i)
+    out.push_back({{"kernel", k.kernels[i].name},
+                   {"calls_per_step", k.kernels[i].calls},
+                   {"device_ms", 1000.0 * k.kernels[i].seconds}});
   return out;
 }
 
@@ -278,7 +314,11 @@ nlohmann::json to_json(const Run& r) {
           {"profile_host_ms", r.profile.host_ms},
           {"profile_synced_ms", r.profile.synced_ms},
           {"profile_ops", ops_json(r.profile.ops, 40)},
-          {"profile_op_classes", ops_json(bench::by_class(r.profile.ops), 100)}};
+          {"profile_op_classes", ops_json(bench::by_class(r.profile.ops), 100)},
+          {"profile_device_times", r.profile.device_times},
+          {"profile_device_error", r.profile.kernels.error},
+          {"profile_device_busy_ms", 1000.0 * r.profile.kernels.busy_seconds},
+          {"profile_kernels", kernels_json(r.profile.kernels, 30)}};
 }
 
 // `warmup` untimed steps, then up to `steps` timed ones between two device synchronisations (fewer when
@@ -340,7 +380,7 @@ Run measure(TrainState& t, const Config& c, const Options& opt, int64_t L, int64
   r.T = batch.trg_region;
   time_steps(t, so, [&] { return batch; }, warmup, steps, opt, r);
   if (opt.profile && r.status == "ok") {
-    r.profile = profile_steps(t, so, batch, std::min<int64_t>(r.steps, 10));
+    r.profile = profile_steps(t, so, batch, std::min<int64_t>(r.steps, 10), opt.trace_dir);
     t.optimizer->zero_grad();
     bench::empty_cache(t.runtime.device);
   }
@@ -383,7 +423,10 @@ int bench_main(int argc, char** argv) {
   app.add_option("--tokenizer", opt.tokenizer, "the tokenizer directory of --data");
   app.add_flag("--profile", opt.profile,
                "after each length's timing, time the step's phases (data, to device, forward, backward, clip, "
-               "optimizer, EMA): issued on the host, and with a device synchronisation after each");
+               "optimizer, EMA): issued on the host, and with a device synchronisation after each; then every op's "
+               "host time, and on CUDA its kernels' time as the GPU measured it (Kineto)");
+  app.add_option("--trace-dir", opt.trace_dir,
+                 "with --profile on CUDA: keep each length's Kineto trace here (Chrome trace JSON: Perfetto opens it)");
   CLI11_PARSE(app, argc, argv);
   MDS_CHECK(!opt.lengths.empty(), "--lengths is empty");
   MDS_CHECK(opt.steps >= 1 && opt.warmup >= 0, "--steps must be >= 1 and --warmup >= 0");
@@ -505,9 +548,18 @@ int bench_main(int argc, char** argv) {
       int64_t calls = 0;
       double self = 0.0, device = 0.0;
       for (const auto& op : r.profile.ops) calls += op.calls, self += op.self_seconds, device += op.device_self_seconds;
-      std::printf("  ops: %lld a step, host self %s ms, device self %s ms (each recorded apart; the recording adds\n"
-                  "  to the host's); the most host time, then the most device time:\n",
-                  static_cast<long long>(calls), bench::fixed(1000.0 * self, 2).c_str(), bench::fixed(1000.0 * device, 2).c_str());
+      std::printf("  ops: %lld a step, host self %s ms (recorded apart: the recording adds to it)\n",
+                  static_cast<long long>(calls), bench::fixed(1000.0 * self, 2).c_str());
+      const bench::KernelProfile& k = r.profile.kernels;
+      if (r.profile.device_times == "kineto")
+        std::printf("  device: busy %s ms a step of the step's %s ms (kernels, copies and fills as the GPU timed them,\n"
+                    "  Kineto; the rest the GPU waits for the host); device ms below: the kernels each op launched\n",
+                    bench::fixed(1000.0 * k.busy_seconds, 2).c_str(), bench::fixed(r.step_ms, 2).c_str());
+      else if (r.profile.device_times == "events")
+        std::printf("  device self %s ms from CUDA events around each op, which also count the GPU's waits for the\n"
+                    "  host (only their order is useful; Kineto gave nothing: %s)\n",
+                    bench::fixed(1000.0 * device, 2).c_str(), k.error.c_str());
+      std::printf("  the most host time, then the most device time:\n");
       std::printf("    %-44s %6s %9s %9s\n", "op class", "calls", "host ms", "device ms");
       for (const bench::OpStat& c : bench::by_class(r.profile.ops))
         std::printf("    %-44s %6lld %9s %9s\n", c.name.c_str(), static_cast<long long>(c.calls),
@@ -524,6 +576,13 @@ int bench_main(int argc, char** argv) {
           std::printf("    %-44s %6lld %9s %9s\n", op.name.substr(0, 44).c_str(), static_cast<long long>(op.calls),
                       bench::fixed(1000.0 * op.self_seconds, 3).c_str(), bench::fixed(1000.0 * op.device_self_seconds, 3).c_str());
         }
+        std::printf("    --\n");
+      }
+      if (k.ok()) {
+        std::printf("    %-70s %6s %9s\n", "kernel (the most device time)", "calls", "device ms");
+        for (std::size_t i = 0; i < k.kernels.size() && i < 20; ++i)
+          std::printf("    %-70s %6lld %9s\n", k.kernels[i].name.substr(0, 70).c_str(),
+                      static_cast<long long>(k.kernels[i].calls), bench::fixed(1000.0 * k.kernels[i].seconds, 3).c_str());
         std::printf("    --\n");
       }
     }
