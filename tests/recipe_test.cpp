@@ -383,6 +383,37 @@ TEST(LengthHead, GenerationDenoisesExactlyThePredictedPositions) {
   EXPECT_TRUE(torch::equal(generator.predict_lengths(bt), torch::tensor({4, 4}, torch::kLong)));
 }
 
+// sample.length = "source": each row gets its source's length in tokens (at most the region less its
+// EOS), whatever the length head says, and a model without a head gets lengths too.
+TEST(SampleLength, SourceGivesEachRowItsSourceLength) {
+  for (const char* target_length : {"data.target_length=predict", "data.target_length=generate"}) {
+    SCOPED_TRACE(target_length);
+    const Config c = config_of({target_length, "sample.length=source"});
+    Denoiser m = make_model(c);
+    m->eval();
+    infer::TextGenerator generator(c, m, runtime::Runtime{});
+    generator.options().sampler.steps = 2;
+    InMemorySource source;
+    source.add({10, 11, 12}, {});
+    source.add({13, 14, 15, 16, 17}, {});
+    source.add({18}, {});
+    data::PackOptions pack = generator.pack_options();
+    pack.max_trg_len = 5;  // the 5-token source is cut to 4 tokens and the EOS
+    const Batch batch = data::pack_batch(source, {0, 1, 2}, pack);
+    const BatchTensors bt = model::to_tensors(batch, torch::kCPU);
+    EXPECT_TRUE(torch::equal(generator.output_lengths(batch, bt), torch::tensor({3, 4, 1}, torch::kLong)));
+    // Read up to the model's EOS but never empty and never longer.
+    const infer::GeneratedBatch out = generator.generate_ids(batch, at::detail::createCPUGenerator(1));
+    const std::size_t most[] = {3, 4, 1};
+    for (std::size_t b = 0; b < out.tokens.size(); ++b) {
+      EXPECT_GE(out.tokens[b].size(), 1u);
+      EXPECT_LE(out.tokens[b].size(), most[b]);
+    }
+    generator.options().length = "predict";
+    EXPECT_EQ(generator.output_lengths(batch, bt).defined(), std::string(target_length).find("predict") != std::string::npos);
+  }
+}
+
 // sample.start_time < 1 starts from the source: target position j holds source token j's embedding
 // where the row has one, m elsewhere.
 TEST(StartFromSource, TargetPositionJHoldsSourceTokenJ) {

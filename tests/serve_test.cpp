@@ -94,7 +94,7 @@ std::pair<int, std::string> refused(const std::string& body, const ApiLimits& li
 
 TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
   const infer::GenerateRequest one = parse_generate_request(R"({"src": "hello", "steps": 4, "seed": 9, "mbr": 2,
-      "sampler": "dpm++3m", "start_time": 0.5})", GenerateOptions(), {});
+      "sampler": "dpm++3m", "start_time": 0.5, "length": "source"})", GenerateOptions(), {});
   EXPECT_TRUE(one.single);
   EXPECT_EQ(one.sources, std::vector<std::string>{"hello"});
   EXPECT_EQ(one.options.sampler.steps, 4);
@@ -102,6 +102,7 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
   EXPECT_EQ(one.options.mbr, 2);
   EXPECT_EQ(one.options.sampler.sampler, "dpm++3m");
   EXPECT_DOUBLE_EQ(one.options.sampler.start_time, 0.5);
+  EXPECT_EQ(one.options.length, "source");
   const infer::GenerateRequest many = parse_generate_request(R"({"inputs": ["a", "b"]})", GenerateOptions(), {});
   EXPECT_FALSE(many.single);
   EXPECT_EQ(many.sources.size(), 2u);
@@ -133,6 +134,8 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {R"({"src": "a", "seed": -1})", 400, "\"seed\" must be in [0, "},
       {R"({"src": "a", "sampler": "euler"})", 400, "\"sampler\" must be one of"},
       {R"({"src": "a", "sampler": "ddim", "start_time": 0.5})", 400, "DPM-Solver++"},
+      {R"({"src": "a", "length": "long"})", 400, "\"length\" must be \"predict\" or \"source\", got \"long\""},
+      {R"({"src": "a", "length": 3})", 400, "\"length\" must be \"predict\" or \"source\", got 3"},
       {"{\"src\": \"\xff\xfe\"}", 400, "not valid JSON"},  // invalid UTF-8
       {R"({"src": "a", "seed": 1e999})", 400, "not valid JSON"},  // past a double
       {R"({"src": "a", "seed": 1e300})", 400, "\"seed\" must be an integer, got number"},

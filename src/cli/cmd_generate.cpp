@@ -21,7 +21,7 @@ namespace {
 struct GenerateArgs {
   std::string checkpoint, input, output;
   std::vector<std::string> sets;
-  std::optional<std::string> sampler, skip_type, mbr_metric;
+  std::optional<std::string> sampler, skip_type, mbr_metric, length;
   std::optional<int64_t> steps, seed, batch_size, mbr;
   std::optional<double> start_time;
   bool clamp = false, discrete_noise = false;
@@ -43,6 +43,10 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--start-time", a->start_time,
                   "DPM-Solver++ from the source tokens noised to this share of the diffusion time (default "
                   "sample.start_time; 1 = from noise)");
+  cmd->add_option("--length", a->length,
+                  "target tokens of each output: predict (the length head's; default sample.length) | source (the "
+                  "source's length: with --start-time below 1 every source word keeps its place)")
+      ->check(CLI::IsMember({"predict", "source"}));
   cmd->add_option("--seed", a->seed, "sampling seed")->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch-size", a->batch_size, "sequences generated at once");
   cmd->add_option("--mbr", a->mbr, "candidates per input for minimum-Bayes-risk selection");
@@ -58,6 +62,7 @@ void add_generate_command(CLI::App& app) {
     if (a->steps) o.sampler.steps = *a->steps;
     if (a->skip_type) o.sampler.skip_type = *a->skip_type;
     if (a->start_time) o.sampler.start_time = *a->start_time;
+    if (a->length) o.length = *a->length;
     if (a->seed) o.seed = static_cast<uint64_t>(*a->seed);
     if (a->batch_size) o.batch_size = *a->batch_size;
     if (a->mbr) o.mbr = *a->mbr;

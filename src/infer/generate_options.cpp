@@ -13,6 +13,7 @@ GenerateOptions generate_options_from_config(const Config& c) {
   o.batch_size = c.get_int("sample.batch_size");
   o.mbr = c.get_int("sample.mbr");
   o.mbr_metric = c.get_string("sample.mbr_metric");
+  o.length = c.get_string("sample.length");
   return o;
 }
 
@@ -27,6 +28,8 @@ void check_generate_options(const GenerateOptions& o) {
             o.sampler.sampler);
   MDS_CHECK(o.mbr_metric == "bleu" || o.mbr_metric == "rouge-l", "--mbr-metric must be bleu or rouge-l, got \"",
             o.mbr_metric, "\"");
+  MDS_CHECK(o.length == "predict" || o.length == "source", "--length (sample.length) must be predict or source, got \"",
+            o.length, "\"");
 }
 
 }  // namespace mds::infer

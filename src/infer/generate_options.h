@@ -16,6 +16,10 @@ struct GenerateOptions {
   int64_t batch_size = 64;
   int64_t mbr = 1;                  // candidates per input; 1 = no MBR
   std::string mbr_metric = "bleu";  // bleu | rouge-l
+  // How many target positions each row denoises: the length head's prediction (without one, the
+  // whole region, the model's EOS ending the text), or the row's source length (the start from the
+  // source puts target token j on source token j: the same length keeps every source word in place).
+  std::string length = "predict";  // predict | source
 };
 
 // The sample.* keys (and diffusion.absorb_rate for the discrete noise).

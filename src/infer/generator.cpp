@@ -183,15 +183,21 @@ torch::Tensor TextGenerator::predict_lengths(const BatchTensors& bt) {
   return (p_BT.cumsum(-1) < 0.5).sum(-1).clamp_max(p_BT.size(1) - 1) + 1;
 }
 
+torch::Tensor TextGenerator::output_lengths(const Batch& batch, const BatchTensors& bt) {
+  if (options_.length == "source") {
+    const std::vector<int64_t> n(batch.src_len.begin(), batch.src_len.end());
+    return torch::tensor(n, torch::kLong).clamp(1, std::max<int64_t>(1, batch.trg_region - 1));
+  }
+  return model_->has_length_head() ? predict_lengths(bt) : torch::Tensor();
+}
+
 GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen, const IdsObserver& observe) {
   torch::NoGradGuard no_grad;
   BatchTensors bt = to_tensors(batch, runtime_.device);
-  // A length head decides each row's length: exactly that many positions (and the EOS) are denoised.
-  torch::Tensor length_B;
-  if (model_->has_length_head()) {
-    length_B = predict_lengths(bt);
-    bt = model::limit_target_region(bt, length_B + 1);
-  }
+  // Where each row's length is decided (sample.length), exactly that many positions (and the EOS)
+  // are denoised.
+  const torch::Tensor length_B = output_lengths(batch, bt);
+  if (length_B.defined()) bt = model::limit_target_region(bt, length_B + 1);
   const int64_t first = batch.src_region + 2;  // BOS, source region, SEP
   int64_t step = 0;
   std::function<void(const torch::Tensor&)> on_x0;
@@ -200,8 +206,8 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
 }
 
 GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B) {
-  // Read up to the model's own EOS, but with a length head never as an empty output (training never
-  // sees one) and never as a special token: where the rounding prefers one, the best word is read.
+  // Read up to the model's own EOS, but with a decided length never as an empty output (training
+  // never sees one) and never as a special token: where the rounding prefers one, the best word is read.
   const bool length_head = length_B.defined();
   const int64_t B = x0_BLC.size(0), T = x0_BLC.size(1) - first;
   torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, T));

@@ -91,6 +91,10 @@ class TextGenerator {
   // The length head's choice for each row: the number of target tokens before EOS, the median of its
   // distribution over 1 .. T-1 tokens, int64 [B].
   torch::Tensor predict_lengths(const model::BatchTensors& batch);
+  // The number of target tokens each row of `batch` is given (sample.length): the length head's
+  // prediction, or the source's length (at least 1, at most the region less its EOS); undefined where
+  // the whole region is denoised (no length head, sample.length = "predict"). int64 [B].
+  torch::Tensor output_lengths(const data::Batch& batch, const model::BatchTensors& tensors);
 
   const Config& config() const { return config_; }
   const data::Tokenizer& tokenizer() const { return tokenizer_; }

@@ -53,11 +53,11 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
     bad(str_cat("the body is not valid JSON: ", e.what()));
   }
   if (!body.is_object()) bad(str_cat("the body must be a JSON object, got ", body.type_name()));
-  static const char* known[] = {"src", "inputs", "steps", "sampler", "seed", "mbr", "start_time", "stream"};
+  static const char* known[] = {"src", "inputs", "steps", "sampler", "seed", "mbr", "start_time", "length", "stream"};
   for (const auto& [key, value] : body.items()) {
     bool ok = false;
     for (const char* k : known) ok = ok || key == k;
-    if (!ok) bad(str_cat("unknown field \"", key, "\" (known: src, inputs, steps, sampler, seed, mbr, start_time, stream)"));
+    if (!ok) bad(str_cat("unknown field \"", key, "\" (known: src, inputs, steps, sampler, seed, mbr, start_time, length, stream)"));
   }
   GenerateRequest r;
   const bool has_src = body.contains("src"), has_inputs = body.contains("inputs");
@@ -95,6 +95,12 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
     const json& v = body["start_time"];
     if (!v.is_number()) bad(str_cat("\"start_time\" must be a number, got ", v.type_name()));
     r.options.sampler.start_time = v.get<double>();
+  }
+  if (body.contains("length")) {
+    const json& v = body["length"];
+    if (!v.is_string() || (v.get<std::string>() != "predict" && v.get<std::string>() != "source"))
+      bad(str_cat("\"length\" must be \"predict\" or \"source\", got ", v.dump()));
+    r.options.length = v.get<std::string>();
   }
   try {
     check_generate_options(r.options);  // e.g. a start time below 1 with a sampler other than DPM-Solver++
