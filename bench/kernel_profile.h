@@ -31,6 +31,7 @@ struct KernelStat {
   std::string name;
   int64_t calls = 0;
   double seconds = 0.0;
+  std::string op;  // the op that launched most of its time
 };
 
 struct KernelProfile {
@@ -60,6 +61,7 @@ inline KernelProfile kernel_profile_from_trace(const nlohmann::json& trace) {
   for (const auto& e : *events)
     if (e.value("cat", "") == "cpu_op") op_of[external_id(e)] = e.value("name", "");
   std::map<std::string, KernelStat> kernels;
+  std::map<std::string, std::map<std::string, double>> ops_of;  // kernel -> op -> seconds
   double first = 0.0, last = 0.0;
   bool any = false;
   for (const auto& e : *events) {
@@ -72,13 +74,19 @@ inline KernelProfile kernel_profile_from_trace(const nlohmann::json& trace) {
     k.seconds += dur;
     p.busy_seconds += dur;
     const auto op = op_of.find(external_id(e));
-    p.by_op[op != op_of.end() ? op->second : "(no op)"] += dur;
+    const std::string& op_name = op != op_of.end() ? op->second : "(no op)";
+    p.by_op[op_name] += dur;
+    ops_of[k.name][op_name] += dur;
     first = any ? std::min(first, ts) : ts;
     last = any ? std::max(last, ts + dur) : ts + dur;
     any = true;
   }
   p.span_seconds = last - first;
-  for (auto& [name, k] : kernels) p.kernels.push_back(std::move(k));
+  for (auto& [name, k] : kernels) {
+    const auto& ops = ops_of[name];
+    k.op = std::max_element(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second < b.second; })->first;
+    p.kernels.push_back(std::move(k));
+  }
   std::sort(p.kernels.begin(), p.kernels.end(), [](const KernelStat& a, const KernelStat& b) { return a.seconds > b.seconds; });
   if (p.kernels.empty()) p.error = "the trace holds no kernels (is CUPTI there?)";
   return p;

@@ -124,7 +124,10 @@ InMemorySource random_sources(int64_t B, int64_t S, int64_t vocab, uint64_t seed
 nlohmann::json model_kernels_json(const bench::KernelProfile& k) {
   nlohmann::json out = nlohmann::json::array();
   for (std::size_t i = 0; i < k.kernels.size() && i < 25; ++i)
-    out.push_back({{"kernel", k.kernels[i].name}, {"calls", k.kernels[i].calls}, {"device_ms", 1000.0 * k.kernels[i].seconds}});
+    out.push_back({{"kernel", k.kernels[i].name},
+                   {"launched_by", k.kernels[i].op},
+                   {"calls", k.kernels[i].calls},
+                   {"device_ms", 1000.0 * k.kernels[i].seconds}});
   return out;
 }
 
@@ -351,8 +354,9 @@ int bench_main(int argc, char** argv) {
                 static_cast<long long>(so.steps), bench::fixed(1000.0 * k.busy_seconds, 2).c_str(),
                 bench::fixed(r.model_median_ms, 2).c_str());
     for (std::size_t i = 0; i < k.kernels.size() && i < 15; ++i)
-      std::printf("  %-80s %5lld %9s\n", k.kernels[i].name.substr(0, 80).c_str(),
-                  static_cast<long long>(k.kernels[i].calls), bench::fixed(1000.0 * k.kernels[i].seconds, 3).c_str());
+      std::printf("  %-80s %5lld %9s  %s\n", k.kernels[i].name.substr(0, 80).c_str(),
+                  static_cast<long long>(k.kernels[i].calls), bench::fixed(1000.0 * k.kernels[i].seconds, 3).c_str(),
+                  k.kernels[i].op.c_str());
     if (!k.ok()) std::printf("  (no kernels: %s)\n", k.error.c_str());
   }
 

@@ -277,6 +277,7 @@ nlohmann::json kernels_json(const bench::KernelProfile& k, std::size_t top) {
   nlohmann::json out = nlohmann::json::array();
   for (std::size_t i = 0; i < k.kernels.size() && i < top; ++i)
     out.push_back({{"kernel", k.kernels[i].name},
+                   {"launched_by", k.kernels[i].op},
                    {"calls_per_step", k.kernels[i].calls},
                    {"device_ms", 1000.0 * k.kernels[i].seconds}});
   return out;
@@ -579,10 +580,11 @@ int bench_main(int argc, char** argv) {
         std::printf("    --\n");
       }
       if (k.ok()) {
-        std::printf("    %-70s %6s %9s\n", "kernel (the most device time)", "calls", "device ms");
-        for (std::size_t i = 0; i < k.kernels.size() && i < 20; ++i)
-          std::printf("    %-70s %6lld %9s\n", k.kernels[i].name.substr(0, 70).c_str(),
-                      static_cast<long long>(k.kernels[i].calls), bench::fixed(1000.0 * k.kernels[i].seconds, 3).c_str());
+        std::printf("    %-70s %6s %9s  %s\n", "kernel (the most device time)", "calls", "device ms", "launched by");
+        for (std::size_t i = 0; i < k.kernels.size() && i < 25; ++i)
+          std::printf("    %-70s %6lld %9s  %s\n", k.kernels[i].name.substr(0, 70).c_str(),
+                      static_cast<long long>(k.kernels[i].calls), bench::fixed(1000.0 * k.kernels[i].seconds, 3).c_str(),
+                      k.kernels[i].op.c_str());
         std::printf("    --\n");
       }
     }

@@ -31,6 +31,8 @@ TEST(KernelProfile, SumsTheDeviceEventsByKernelAndByTheOpThatLaunchedThem) {
   ASSERT_EQ(p.kernels.size(), 4u);
   EXPECT_EQ(p.kernels[0].name, "gemm_a");  // the most time first
   EXPECT_EQ(p.kernels[0].calls, 2);
+  EXPECT_EQ(p.kernels[0].op, "aten::mm");
+  EXPECT_EQ(p.kernels.back().op, "(no op)");  // the fill, 1 us: the least time
   EXPECT_NEAR(p.kernels[0].seconds, 60.5e-6, 1e-12);
   EXPECT_NEAR(p.busy_seconds, (40 + 20.5 + 4 + 2 + 1) * 1e-6, 1e-12);
   EXPECT_NEAR(p.span_seconds, (1091 - 990) * 1e-6, 1e-12);  // first start to last end

@@ -6,6 +6,8 @@
 #include "data/batcher.h"
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
+#include "model/layer_norm.h"
+#include "core/torch_compat.h"
 
 namespace mds {
 
@@ -192,3 +194,30 @@ TEST(Denoiser, ParameterCounts) {
 
 }  // namespace
 }  // namespace mds
+
+// model.bf16_residual's norms: a bf16 stream is normalised in bf16 (statistics in float32) even under
+// autocast, which would run the norm in float32; a float32 stream goes through the module as before.
+TEST(LayerNormAsInput, KeepsTheDtypeOfItsInput) {
+  torch::manual_seed(5);
+  torch::nn::LayerNorm ln(torch::nn::LayerNormOptions({48}).eps(1e-12));
+  {
+    torch::NoGradGuard no_grad;
+    ln->weight.uniform_(0.5, 1.5);
+    ln->bias.uniform_(-0.5, 0.5);
+  }
+  const torch::Tensor x = torch::randn({3, 7, 48}) * 3 + 1;
+  EXPECT_TRUE(torch::equal(mds::model::layer_norm_as_input(ln, x), ln->forward(x)));
+  const torch::Tensor ref = ln->forward(x.to(torch::kBFloat16).to(torch::kFloat));
+  torch::Tensor y;
+  {
+    mds::compat::AutocastScope bf16(torch::kCPU, true, torch::kBFloat16);
+    y = mds::model::layer_norm_as_input(ln, x.to(torch::kBFloat16));
+  }
+  ASSERT_EQ(y.scalar_type(), torch::kBFloat16);
+  // Within bf16's rounding of the output (2^-8 relative, |y| up to about 4).
+  EXPECT_LT((y.to(torch::kFloat) - ref).abs().max().item<double>(), 0.04);
+  // The gradient reaches the float32 weights through the cast.
+  y.to(torch::kFloat).sum().backward();
+  ASSERT_TRUE(ln->weight.grad().defined());
+  EXPECT_EQ(ln->weight.grad().scalar_type(), torch::kFloat);
+}

@@ -8,8 +8,9 @@
 #    are carried (scripts/gpu/carry-data sumpubmed; moe-diffuseq tokenizer train, see bench/README.md);
 #  - sampling (sampling_bench: with and without CUDA graphs, in one process);
 # and returns everything in one archive, $OUT/step-profile.tar.gz, with the program (gpu-bin.tar.gz,
-# for later calls: unpack into .gpu-bin and carry it). STEP_PROFILE_ONLY="profile real sampling"
-# picks parts.
+# for later calls: unpack into .gpu-bin and carry it). STEP_PROFILE_ONLY picks parts (default
+# "profile real sampling"; "reference": the two models with the dense-attention kernels that the fused
+# one replaced; "residual": the two models and sampling with model.bf16_residual = false).
 #
 # Here, first: scripts/gpu/fetch-deps (.deps/root); device call with carry [".deps/root", ".data"] and
 #   scripts/gpu/step-profile.sh
@@ -56,13 +57,23 @@ has() { [[ " $parts " == *" $1 "* ]]; }
     --set attention.type=dense --set model.embed_dim=128 --set model.x0=softmax --set model.target_positions=restart \
     --set data.target_length=predict --set model.dropout=0.3 --set train.ema_decay=0.999
   run dense-12x768 --dim 768 --layers 12 --heads 12 --ffn-dim 3072 --experts 1 --lengths 128 --set attention.type=dense
+  fi
+  if has reference; then
   # The same two models with the kernels the fused dense attention replaced, in the same call.
   run paraphrase-6x512-reference --dense-attention reference --dim 512 --layers 6 --heads 8 --ffn-dim 2048 --experts 1 \
     --trg-len 64 --lengths 130 --set attention.type=dense --set model.embed_dim=128 --set model.x0=softmax \
     --set model.target_positions=restart --set data.target_length=predict --set model.dropout=0.3 --set train.ema_decay=0.999
   run dense-12x768-reference --dense-attention reference --dim 768 --layers 12 --heads 12 --ffn-dim 3072 --experts 1 \
     --lengths 128 --set attention.type=dense
+  fi
+  if has profile; then
   run default-moe --lengths 128,8192,32768
+  fi
+  if has residual; then
+  # The residual stream and the norms in float32, as autocast has them (model.bf16_residual = false).
+  run dense-12x768-fp32-residual --dim 768 --layers 12 --heads 12 --ffn-dim 3072 --experts 1 --lengths 128 \
+    --set attention.type=dense --set model.bf16_residual=false
+  run default-moe-fp32-residual --lengths 8192 --set model.bf16_residual=false
   fi
   if has real && [ -d .data/sumpubmed ] && [ -d .data/sumpubmed-tok ]; then
     # SumPubMed as the issue measured it: max_src_len 7680 + max_trg_len 512, 16,384 tokens a step.
@@ -75,6 +86,13 @@ has() { [[ " $parts " == *" $1 "* ]]; }
       > "$work/sampling.txt" 2>&1
     echo "rc $?"
     cat "$work/sampling.txt"
+  fi
+  if has residual; then
+    echo "== sampling, model.bf16_residual = false"
+    timeout "$(left 200)" build-gpu/sampling_bench --device cuda --runs 5 --warmup 1 --set model.bf16_residual=false \
+      --json "$work/sampling-fp32-residual.json" > "$work/sampling-fp32-residual.txt" 2>&1
+    echo "rc $?"
+    sed -n '/^case/,/^targets/p' "$work/sampling-fp32-residual.txt"
   fi
 } 2>&1 | tee "$work/profile.txt"
 cp "$work/profile.txt" "$out/profile.txt"

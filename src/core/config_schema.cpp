@@ -41,6 +41,7 @@ std::vector<KeySpec> make_schema() {
       i("model.time_embed_dim", 128, 2, 65536, "Size of the sinusoidal time embedding fed to the time MLP (even)."),
       i("model.max_positions", 0, 0, 1 << 24, "Learned position embeddings; 0 = data.max_src_len + data.max_trg_len + 2, the longest packed row."),
       s("model.norm", "pre", {"pre", "post"}, "Layer-norm placement: pre-LN (stable for deep and long models) or post-LN as in DiffuSeq."),
+      b("model.bf16_residual", true, "Under bf16 precision (train.precision), the residual stream between the blocks and the layer norms run in bf16 (the norms accumulate in float32); false: float32, as autocast has them, with a cast up before every norm and down before every projection."),
       f("model.dropout", 0.1, 0, 1, "Dropout on the embeddings and on each attention and FFN output (the sparse kernel has no dropout on probabilities)."),
       f("model.layer_norm_eps", 1e-12, 0, 1, "Layer-norm epsilon (DiffuSeq/BERT use 1e-12)."),
       f("model.init_std", 0.02, 0, 10, "Standard deviation of the normal initialisation of linear weights and the router."),

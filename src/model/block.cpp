@@ -1,5 +1,7 @@
 #include "model/block.h"
 
+#include "model/layer_norm.h"
+
 namespace mds::model {
 
 BlockImpl::BlockImpl(const ModelOptions& o, int64_t layer) : pre_norm_(o.pre_norm) {
@@ -33,11 +35,11 @@ BlockOutput BlockImpl::forward(const torch::Tensor& h_BLD, const torch::Tensor& 
   };
   torch::Tensor h = h_BLD;
   if (pre_norm_) {
-    h = h + dropout_->forward(attention_->forward(ln1_->forward(h), key_mask_BL, global_mask_BL, facts));
-    h = h + dropout_->forward(ffn(ln2_->forward(h)));
+    h = h + dropout_->forward(attention_->forward(layer_norm_as_input(ln1_, h), key_mask_BL, global_mask_BL, facts));
+    h = h + dropout_->forward(ffn(layer_norm_as_input(ln2_, h)));
   } else {
-    h = ln1_->forward(h + dropout_->forward(attention_->forward(h, key_mask_BL, global_mask_BL, facts)));
-    h = ln2_->forward(h + dropout_->forward(ffn(h)));
+    h = layer_norm_as_input(ln1_, h + dropout_->forward(attention_->forward(h, key_mask_BL, global_mask_BL, facts)));
+    h = layer_norm_as_input(ln2_, h + dropout_->forward(ffn(h)));
   }
   out.h_BLD = h;
   return out;

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "data/special_tokens.h"
+#include "model/layer_norm.h"
 
 namespace mds::model {
 
@@ -119,6 +120,12 @@ DenoiserOutput DenoiserImpl::forward(const DenoiserInputs& in, bool with_logits)
   }
   if (self_cond_ && in.self_cond_BLC.defined()) h = h + self_cond_->forward(in.self_cond_BLC.to(x_t_BLC.scalar_type()));
   h = dropout_->forward(ln_embed_->forward(h));
+  // The residual stream in the compute precision (model.bf16_residual): its adds and norms then read
+  // and write half the bytes, with no casts around each norm. Off, autocast keeps it in float32.
+  const c10::DeviceType device_type = h.device().type();
+  if (options_.bf16_residual && h.scalar_type() == torch::kFloat && compat::autocast_enabled(device_type) &&
+      compat::autocast_dtype(device_type) == torch::kBFloat16)
+    h = h.to(torch::kBFloat16);
 
   DenoiserOutput out;
   auto opts = torch::TensorOptions().dtype(torch::kFloat).device(x_t_BLC.device());
@@ -140,7 +147,7 @@ DenoiserOutput DenoiserImpl::forward(const DenoiserInputs& in, bool with_logits)
   out.aux_loss = out.aux_loss / static_cast<double>(blocks_.size());
   out.z_loss = out.z_loss / static_cast<double>(blocks_.size());
   out.moe_loss = options_.aux_loss_weight * out.aux_loss + options_.z_loss_weight * out.z_loss;
-  if (options_.pre_norm) h = ln_final_->forward(h);
+  if (options_.pre_norm) h = layer_norm_as_input(ln_final_, h);
   torch::Tensor z_BLC = down_->forward(h);
   if (with_logits) out.logits_BLV = logits(z_BLC);
   if (!options_.x0_softmax) {

@@ -38,6 +38,7 @@ ModelOptions model_options_from_config(const Config& c, int64_t vocab_size) {
             "); set 0 to derive it");
   if (o.max_positions == 0) o.max_positions = longest;
   o.pre_norm = c.get_string("model.norm") == "pre";
+  o.bf16_residual = c.get_bool("model.bf16_residual");
   o.dropout = c.get_float("model.dropout");
   o.layer_norm_eps = c.get_float("model.layer_norm_eps");
   o.init_std = c.get_float("model.init_std");

@@ -22,6 +22,8 @@ struct ModelOptions {
   int64_t embed_dim = 128, dim = 768, layers = 12, heads = 12, ffn_dim = 3072, time_embed_dim = 128;
   int64_t max_positions = 0;
   bool pre_norm = true;
+  // Under bf16 autocast: the residual stream and the layer norms in bf16 (model.bf16_residual).
+  bool bf16_residual = true;
   double dropout = 0.1, layer_norm_eps = 1e-12, init_std = 0.02;
   // Attention, one entry per layer.
   std::vector<AttentionOptions> attention;
