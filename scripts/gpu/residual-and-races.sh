@@ -11,9 +11,10 @@ mkdir -p "$out"
 plan=${1:?usage: scripts/gpu/residual-and-races.sh PLAN}
 start=$(date +%s)
 MDS_TARGETS="moe-diffuseq train_step_bench sampling_bench train_gpu_test precision_test moe_test" \
-  CTEST_ARGS="-R Cuda|Gpu" OUT=/tmp/residual-build scripts/gpu/build.sh > "$out/build-and-tests.txt" 2>&1
-echo "build + CUDA tests: rc $? after $(( $(date +%s) - start )) s"
-grep -E "tests passed|tests failed|Failed|FAILED" "$out/build-and-tests.txt" | head -10
+  CTEST_ARGS="-R Cuda|Gpu" OUT=/tmp/residual-build scripts/gpu/build.sh > /tmp/build-and-tests.txt 2>&1
+echo "build + CUDA tests: rc $? after $(( $(date +%s) - start )) s" | tee "$out/residual.txt"
+# The device returns at most 8 files: the test summary goes into residual.txt.
+grep -E "tests passed|tests failed|Failed|FAILED|Passed|SKIPPED|error" /tmp/build-and-tests.txt | head -60 >> "$out/residual.txt"
 export MDS_BENCH_COMMIT=$(cat COMMIT 2>/dev/null || echo unknown)
 b=build-gpu
 {
@@ -27,7 +28,7 @@ b=build-gpu
     timeout 60 $b/sampling_bench --device cuda --runs 3 --warmup 1 --set model.bf16_residual=$r \
       --json /tmp/sampling-$r.json | sed -n '/^case/,/^request/p'
   done
-} 2>&1 | tee "$out/residual.txt"
+} 2>&1 | tee -a "$out/residual.txt"
 echo "benchmarks done after $(( $(date +%s) - start )) s"
 tar -C /tmp -czf "$out/residual-json.tar.gz" $(cd /tmp && ls ts-*.json sampling-*.json 2>/dev/null)
 MDS_BIN=$PWD/$b/moe-diffuseq scripts/gpu/quality.sh "$plan" 2>&1 | tail -3
