@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "core/error.h"
+#include "core/torch_compat.h"
 #include "kernels/moe/moe_cpu.h"
 #include "kernels/moe/moe_grouped.h"
 
@@ -65,9 +66,15 @@ void check_moe_inputs(const char* fn, const at::Tensor& x_ND, const ExpertWeight
                                                               {"b1_EF", &experts.b1_EF},
                                                               {"w2_EFD", &experts.w2_EFD},
                                                               {"b2_ED", &experts.b2_ED}};
+  // Under autocast the input may already be in the compute dtype (a bf16 residual stream,
+  // model.bf16_residual) while the master weights stay float32: every path casts them (autocast in
+  // the per-expert products, explicit casts in the grouped one).
+  const c10::DeviceType device = x_ND.device().type();
+  const bool autocast_input =
+      compat::autocast_enabled(device) && x_ND.scalar_type() == compat::autocast_dtype(device);
   for (const auto& [name, t] : params) {
-    MDS_CHECK(t->scalar_type() == x_ND.scalar_type(), fn, ": ", name, " is ", t->scalar_type(),
-              " but x_ND is ", x_ND.scalar_type());
+    MDS_CHECK(t->scalar_type() == x_ND.scalar_type() || (autocast_input && t->scalar_type() == at::kFloat), fn, ": ",
+              name, " is ", t->scalar_type(), " but x_ND is ", x_ND.scalar_type());
     check_device(fn, name, *t, x_ND);
   }
 
