@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs ON THE GPU MACHINE, in one call: builds the program, the two benchmarks and the CUDA tests
 # that cover the forward pass in bf16, runs those tests, times model.bf16_residual on and off in the
-# same process order (train_step_bench: the DiffuSeq-sized 12x768 model at L = 128 and the default
-# MoE at L = 8192; sampling_bench), then the quality races of PLAN with that program.
+# same call (train_step_bench: the DiffuSeq-sized 12x768 model at L = 128, and with RESIDUAL_MOE=1 the
+# default MoE at L = 8192; sampling_bench), then the quality races of PLAN with that program.
 #   device call, carry [".deps/root", ".data"]:  scripts/gpu/residual-and-races.sh PLAN
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -23,9 +23,10 @@ b=build-gpu
     timeout 40 $b/train_step_bench --longest off --warmup 3 --steps 10 --max-seconds 10 --tokens-per-step 16384 \
       --vocab 4000 --dim 768 --layers 12 --heads 12 --ffn-dim 3072 --experts 1 --lengths 128 --set attention.type=dense \
       --set model.bf16_residual=$r --json /tmp/ts-12x768-$r.json | grep -E "^ +128 "
-    timeout 40 $b/train_step_bench --longest off --warmup 3 --steps 10 --max-seconds 10 --tokens-per-step 16384 \
-      --vocab 4000 --lengths 8192 --set model.bf16_residual=$r --json /tmp/ts-moe-$r.json | grep -E "^ +8192 "
-    timeout 60 $b/sampling_bench --device cuda --runs 3 --warmup 1 --set model.bf16_residual=$r \
+    [ "${RESIDUAL_MOE:-0}" = 1 ] && timeout 40 $b/train_step_bench --longest off --warmup 3 --steps 10 --max-seconds 10 \
+      --tokens-per-step 16384 --vocab 4000 --lengths 8192 --set model.bf16_residual=$r --json /tmp/ts-moe-$r.json \
+      | grep -E "^ +8192 "
+    timeout 60 $b/sampling_bench --device cuda --runs 2 --warmup 1 --set model.bf16_residual=$r \
       --json /tmp/sampling-$r.json | sed -n '/^case/,/^request/p'
   done
 } 2>&1 | tee -a "$out/residual.txt"
