@@ -59,7 +59,7 @@ inline KernelProfile kernel_profile_from_trace(const nlohmann::json& trace) {
   };
   std::map<int64_t, std::string> op_of;  // External id -> op name
   for (const auto& e : *events)
-    if (e.value("cat", "") == "cpu_op") op_of[external_id(e)] = e.value("name", "");
+    if (e.value("cat", "") == "cpu_op" && external_id(e) >= 0) op_of[external_id(e)] = e.value("name", "");
   std::map<std::string, KernelStat> kernels;
   std::map<std::string, std::map<std::string, double>> ops_of;  // kernel -> op -> seconds
   double first = 0.0, last = 0.0;

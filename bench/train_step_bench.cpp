@@ -427,7 +427,8 @@ int bench_main(int argc, char** argv) {
                "optimizer, EMA): issued on the host, and with a device synchronisation after each; then every op's "
                "host time, and on CUDA its kernels' time as the GPU measured it (Kineto)");
   app.add_option("--trace-dir", opt.trace_dir,
-                 "with --profile on CUDA: keep each length's Kineto trace here (Chrome trace JSON: Perfetto opens it)");
+                 "with --profile on CUDA: keep each length's Kineto trace here (Chrome trace JSON: Perfetto opens it)")
+      ->check(CLI::ExistingDirectory);
   CLI11_PARSE(app, argc, argv);
   MDS_CHECK(!opt.lengths.empty(), "--lengths is empty");
   MDS_CHECK(opt.steps >= 1 && opt.warmup >= 0, "--steps must be >= 1 and --warmup >= 0");

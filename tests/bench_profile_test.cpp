@@ -15,6 +15,7 @@ nlohmann::json small_trace() {
   return nlohmann::json::parse(R"json({"traceEvents": [
     {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 100, "dur": 30, "args": {"External id": 7}},
     {"ph": "X", "cat": "cpu_op", "name": "aten::add_", "ts": 140, "dur": 10, "args": {"External id": 8}},
+    {"ph": "X", "cat": "cpu_op", "name": "aten::unlinked", "ts": 150, "dur": 1, "args": {}},
     {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 105, "dur": 5, "args": {"External id": 7, "correlation": 1}},
     {"ph": "X", "cat": "kernel", "name": "gemm_a", "ts": 1000, "dur": 40, "args": {"External id": 7, "correlation": 1}},
     {"ph": "X", "cat": "kernel", "name": "gemm_a", "ts": 1050, "dur": 20.5, "args": {"External id": 7}},
@@ -38,7 +39,7 @@ TEST(KernelProfile, SumsTheDeviceEventsByKernelAndByTheOpThatLaunchedThem) {
   EXPECT_NEAR(p.span_seconds, (1091 - 990) * 1e-6, 1e-12);  // first start to last end
   EXPECT_NEAR(p.by_op.at("aten::mm"), 60.5e-6, 1e-12);
   EXPECT_NEAR(p.by_op.at("aten::add_"), 4e-6, 1e-12);
-  // A copy with no op, and a fill whose op is not in the trace.
+  // A copy with no op, and a fill whose op is not in the trace (not the op that has no id either).
   EXPECT_NEAR(p.by_op.at("(no op)"), 3e-6, 1e-12);
   EXPECT_EQ(p.by_op.size(), 3u);
 }
