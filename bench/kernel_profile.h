@@ -93,13 +93,16 @@ inline KernelProfile kernel_profile_from_trace(const nlohmann::json& trace) {
 }
 
 // Runs `run` under Kineto with CPU and CUDA activities and sums what the device ran. `run` must end with
-// the device synchronised. `trace_path`: where the trace goes (kept when `keep_trace`).
-inline KernelProfile record_kernels(const std::function<void()>& run, const std::string& trace_path,
-                                    bool keep_trace = false) {
+// the device synchronised. The trace is kept at `keep_trace_at` when given; otherwise it goes to a
+// temporary file, removed once read.
+inline KernelProfile record_kernels(const std::function<void()>& run, const std::string& keep_trace_at = "") {
   namespace prof = torch::autograd::profiler;
   using torch::profiler::impl::ActivityType;
   using torch::profiler::impl::ProfilerConfig;
   using torch::profiler::impl::ProfilerState;
+  const bool keep_trace = !keep_trace_at.empty();
+  const std::string trace_path =
+      keep_trace ? keep_trace_at : "/tmp/mds_kernel_profile_" + std::to_string(::getpid()) + ".json";
   KernelProfile p;
   try {
     const ProfilerConfig config(ProfilerState::KINETO);

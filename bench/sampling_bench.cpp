@@ -197,25 +197,19 @@ Result run_case(TextGenerator& generator, const Case& c, const Options& opt) {
         r.model_ms.push_back(bench::ms_since(start));
       }
       if (device.is_cuda()) {
-        const std::string trace = "/tmp/sampling_bench_trace_" + std::to_string(::getpid()) + ".json";
-        r.model_kernels = bench::record_kernels(
-            [&] {
-              forward_steps();
-              bench::sync(device);
-            },
-            trace);
+        r.model_kernels = bench::record_kernels([&] {
+          forward_steps();
+          bench::sync(device);
+        });
       }
     }
     if (device.is_cuda()) {
       // One generation as the default runs it (graphs up to sample.cuda_graphs_max_len): how much of
       // its time the GPU is busy.
-      const std::string trace = "/tmp/sampling_bench_trace_" + std::to_string(::getpid()) + ".json";
-      const bench::KernelProfile k = bench::record_kernels(
-          [&] {
-            generate_batch(opt.seed);
-            bench::sync(device);
-          },
-          trace);
+      const bench::KernelProfile k = bench::record_kernels([&] {
+        generate_batch(opt.seed);
+        bench::sync(device);
+      });
       if (k.ok()) r.generate_busy_ms = 1000.0 * k.busy_seconds;
     }
     r.median_ms = bench::median(r.run_ms);

@@ -228,10 +228,9 @@ Profile profile_steps(TrainState& t, const StepOptions& so, const Batch& batch, 
           for (int64_t i = 0; i < steps; ++i) step_once(t, so, batch);
           bench::sync(t.runtime.device);
         },
-        trace_dir.empty() ? "/tmp/train_step_bench_trace_" + std::to_string(::getpid()) + ".json"
+        trace_dir.empty() ? std::string()
                           : trace_dir + "/train_step_L" + std::to_string(batch.length) + "_B" +
-                                std::to_string(batch.batch_size) + ".json",
-        /*keep_trace=*/!trace_dir.empty());
+                                std::to_string(batch.batch_size) + ".json");
     if (p.kernels.ok()) {
       p.device_times = "kineto";
       device = p.kernels.by_op;

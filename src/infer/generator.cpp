@@ -208,17 +208,17 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
 GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B) {
   // Read up to the model's own EOS, but with a decided length never as an empty output (training
   // never sees one) and never as a special token: where the rounding prefers one, the best word is read.
-  const bool length_head = length_B.defined();
+  const bool decided = length_B.defined();  // sample.length or the length head gave each row its length
   const int64_t B = x0_BLC.size(0), T = x0_BLC.size(1) - first;
   torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, T));
   const torch::Tensor any_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
-  torch::Tensor word_BT = any_BT;  // without a length head every id is read as the rounding says
-  if (length_head) {
+  torch::Tensor word_BT = any_BT;  // without a decided length every id is read as the rounding says
+  if (decided) {
     logits_BTV.narrow(-1, 0, SpecialTokens::count).fill_(-std::numeric_limits<float>::infinity());
     word_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
   }
-  const torch::Tensor end_B = length_head ? length_B.to(torch::kCPU, torch::kLong).contiguous()
-                                          : torch::full({B}, T, torch::kLong);
+  const torch::Tensor end_B = decided ? length_B.to(torch::kCPU, torch::kLong).contiguous()
+                                      : torch::full({B}, T, torch::kLong);
   const int64_t *any = any_BT.data_ptr<int64_t>(), *word = word_BT.data_ptr<int64_t>(), *end = end_B.data_ptr<int64_t>();
   GeneratedBatch out;
   out.tokens.resize(static_cast<std::size_t>(B));
@@ -227,7 +227,7 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
     for (int64_t p = 0; p < std::min(T, end[b]); ++p) {
       const int64_t i = b * T + p;
       const bool ends = any[i] == SpecialTokens::eos || any[i] == SpecialTokens::pad;
-      if (ends && (!length_head || p > 0)) break;
+      if (ends && (!decided || p > 0)) break;
       row.push_back(static_cast<int32_t>(word[i]));
     }
   }
