@@ -31,7 +31,8 @@ struct KernelStat {
   std::string name;
   int64_t calls = 0;
   double seconds = 0.0;
-  std::string op;  // the op that launched most of its time
+  std::string op;      // the op that launched most of its time
+  std::string inputs;  // that op's input sizes and dtypes where the trace has them, e.g. "[[4, 8], []] (float, Scalar)"
 };
 
 struct KernelProfile {
@@ -57,11 +58,16 @@ inline KernelProfile kernel_profile_from_trace(const nlohmann::json& trace) {
     const auto id = args->find("External id");
     return id != args->end() && id->is_number() ? id->get<int64_t>() : -1;
   };
-  std::map<int64_t, std::string> op_of;  // External id -> op name
-  for (const auto& e : *events)
-    if (e.value("cat", "") == "cpu_op" && external_id(e) >= 0) op_of[external_id(e)] = e.value("name", "");
+  std::map<int64_t, std::string> op_of, inputs_of;  // External id -> op name, its inputs
+  for (const auto& e : *events) {
+    if (e.value("cat", "") != "cpu_op" || external_id(e) < 0) continue;
+    op_of[external_id(e)] = e.value("name", "");
+    const auto& args = e["args"];
+    if (args.contains("Input Dims"))
+      inputs_of[external_id(e)] = args["Input Dims"].dump() + (args.contains("Input type") ? " " + args["Input type"].dump() : "");
+  }
   std::map<std::string, KernelStat> kernels;
-  std::map<std::string, std::map<std::string, double>> ops_of;  // kernel -> op -> seconds
+  std::map<std::string, std::map<std::pair<std::string, std::string>, double>> ops_of;  // kernel -> (op, inputs) -> seconds
   double first = 0.0, last = 0.0;
   bool any = false;
   for (const auto& e : *events) {
@@ -76,7 +82,8 @@ inline KernelProfile kernel_profile_from_trace(const nlohmann::json& trace) {
     const auto op = op_of.find(external_id(e));
     const std::string& op_name = op != op_of.end() ? op->second : "(no op)";
     p.by_op[op_name] += dur;
-    ops_of[k.name][op_name] += dur;
+    const auto inputs = inputs_of.find(external_id(e));
+    ops_of[k.name][{op_name, inputs != inputs_of.end() ? inputs->second : ""}] += dur;
     first = any ? std::min(first, ts) : ts;
     last = any ? std::max(last, ts + dur) : ts + dur;
     any = true;
@@ -84,7 +91,9 @@ inline KernelProfile kernel_profile_from_trace(const nlohmann::json& trace) {
   p.span_seconds = last - first;
   for (auto& [name, k] : kernels) {
     const auto& ops = ops_of[name];
-    k.op = std::max_element(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second < b.second; })->first;
+    const auto top = std::max_element(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    k.op = top->first.first;
+    k.inputs = top->first.second;
     p.kernels.push_back(std::move(k));
   }
   std::sort(p.kernels.begin(), p.kernels.end(), [](const KernelStat& a, const KernelStat& b) { return a.seconds > b.seconds; });
@@ -105,7 +114,7 @@ inline KernelProfile record_kernels(const std::function<void()>& run, const std:
       keep_trace ? keep_trace_at : "/tmp/mds_kernel_profile_" + std::to_string(::getpid()) + ".json";
   KernelProfile p;
   try {
-    const ProfilerConfig config(ProfilerState::KINETO);
+    const ProfilerConfig config(ProfilerState::KINETO, /*report_input_shapes=*/true);
     const std::set<ActivityType> activities{ActivityType::CPU, ActivityType::CUDA};
     prof::prepareProfiler(config, activities);
     prof::enableProfiler(config, activities);

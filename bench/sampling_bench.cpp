@@ -41,6 +41,7 @@
 #include "bench/bench_common.h"
 #include "bench/bench_model.h"
 #include "bench/kernel_profile.h"
+#include "core/cast_cache.h"
 #include "core/config.h"
 #include "data/batcher.h"
 #include "data/example_source.h"
@@ -126,6 +127,7 @@ nlohmann::json model_kernels_json(const bench::KernelProfile& k) {
   for (std::size_t i = 0; i < k.kernels.size() && i < 25; ++i)
     out.push_back({{"kernel", k.kernels[i].name},
                    {"launched_by", k.kernels[i].op},
+                   {"op_inputs", k.kernels[i].inputs},
                    {"calls", k.kernels[i].calls},
                    {"device_ms", 1000.0 * k.kernels[i].seconds}});
   return out;
@@ -182,6 +184,7 @@ Result run_case(TextGenerator& generator, const Case& c, const Options& opt) {
       const at::Tensor x_BLC = model->embed(bt.ids_BL);
       const at::Tensor t_B = at::full({c.batch}, 500.0, at::TensorOptions().dtype(at::kFloat).device(device));
       auto forward_steps = [&] {
+        const core::CastCacheScope cast_once(generator.options().sampler.cast_cache);  // as generation has it
         PrecisionScope scope(generator.precision(), device);
         for (int64_t s = 0; s < steps; ++s) {
           const at::Tensor x0 = model->forward(x_BLC, t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLC;
@@ -348,9 +351,9 @@ int bench_main(int argc, char** argv) {
                 static_cast<long long>(so.steps), bench::fixed(1000.0 * k.busy_seconds, 2).c_str(),
                 bench::fixed(r.model_median_ms, 2).c_str());
     for (std::size_t i = 0; i < k.kernels.size() && i < 15; ++i)
-      std::printf("  %-80s %5lld %9s  %s\n", k.kernels[i].name.substr(0, 80).c_str(),
+      std::printf("  %-80s %5lld %9s  %s %s\n", k.kernels[i].name.substr(0, 80).c_str(),
                   static_cast<long long>(k.kernels[i].calls), bench::fixed(1000.0 * k.kernels[i].seconds, 3).c_str(),
-                  k.kernels[i].op.c_str());
+                  k.kernels[i].op.c_str(), k.kernels[i].inputs.substr(0, 120).c_str());
     if (!k.ok()) std::printf("  (no kernels: %s)\n", k.error.c_str());
   }
 

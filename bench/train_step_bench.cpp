@@ -277,6 +277,7 @@ nlohmann::json kernels_json(const bench::KernelProfile& k, std::size_t top) {
   for (std::size_t i = 0; i < k.kernels.size() && i < top; ++i)
     out.push_back({{"kernel", k.kernels[i].name},
                    {"launched_by", k.kernels[i].op},
+                   {"op_inputs", k.kernels[i].inputs},
                    {"calls_per_step", k.kernels[i].calls},
                    {"device_ms", 1000.0 * k.kernels[i].seconds}});
   return out;
@@ -582,9 +583,9 @@ int bench_main(int argc, char** argv) {
       if (k.ok()) {
         std::printf("    %-70s %6s %9s  %s\n", "kernel (the most device time)", "calls", "device ms", "launched by");
         for (std::size_t i = 0; i < k.kernels.size() && i < 25; ++i)
-          std::printf("    %-70s %6lld %9s  %s\n", k.kernels[i].name.substr(0, 70).c_str(),
+          std::printf("    %-70s %6lld %9s  %s %s\n", k.kernels[i].name.substr(0, 70).c_str(),
                       static_cast<long long>(k.kernels[i].calls), bench::fixed(1000.0 * k.kernels[i].seconds, 3).c_str(),
-                      k.kernels[i].op.c_str());
+                      k.kernels[i].op.c_str(), k.kernels[i].inputs.substr(0, 120).c_str());
         std::printf("    --\n");
       }
     }

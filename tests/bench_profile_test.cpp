@@ -14,7 +14,7 @@ using mds::bench::kernel_profile_from_trace;
 nlohmann::json small_trace() {
   return nlohmann::json::parse(R"json({"traceEvents": [
     {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 100, "dur": 30, "args": {"External id": 7}},
-    {"ph": "X", "cat": "cpu_op", "name": "aten::add_", "ts": 140, "dur": 10, "args": {"External id": 8}},
+    {"ph": "X", "cat": "cpu_op", "name": "aten::add_", "ts": 140, "dur": 10, "args": {"External id": 8, "Input Dims": [[4, 8], [8]], "Input type": ["c10::BFloat16", "float"]}},
     {"ph": "X", "cat": "cpu_op", "name": "aten::unlinked", "ts": 150, "dur": 1, "args": {}},
     {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 105, "dur": 5, "args": {"External id": 7, "correlation": 1}},
     {"ph": "X", "cat": "kernel", "name": "gemm_a", "ts": 1000, "dur": 40, "args": {"External id": 7, "correlation": 1}},
@@ -34,6 +34,9 @@ TEST(KernelProfile, SumsTheDeviceEventsByKernelAndByTheOpThatLaunchedThem) {
   EXPECT_EQ(p.kernels[0].calls, 2);
   EXPECT_EQ(p.kernels[0].op, "aten::mm");
   EXPECT_EQ(p.kernels.back().op, "(no op)");  // the fill, 1 us: the least time
+  EXPECT_EQ(p.kernels[0].inputs, "");  // recorded without shapes
+  EXPECT_EQ(p.kernels[1].name, "add_kernel");
+  EXPECT_EQ(p.kernels[1].inputs, R"([[4,8],[8]] ["c10::BFloat16","float"])");
   EXPECT_NEAR(p.kernels[0].seconds, 60.5e-6, 1e-12);
   EXPECT_NEAR(p.busy_seconds, (40 + 20.5 + 4 + 2 + 1) * 1e-6, 1e-12);
   EXPECT_NEAR(p.span_seconds, (1091 - 990) * 1e-6, 1e-12);  // first start to last end

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cast_cache.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/torch_compat.h"
@@ -277,6 +278,39 @@ TEST(PrecisionLoss, SamplerStateStaysFloat32WithABf16Model) {
   ASSERT_EQ(seen_x.size(), 4u);  // DPM-Solver++: at x_T, then after every update but the last
   for (auto d : seen_x) EXPECT_EQ(d, at::kFloat);
   for (auto d : seen_out) EXPECT_EQ(d, at::kBFloat16);
+  EXPECT_FALSE(compat::autocast_enabled(c10::kCPU));
+}
+
+// Generation keeps the weights' casts for all its steps (core/cast_cache.h, sample.cast_cache): the
+// same state, bit for bit, as casting them in every model call.
+TEST(PrecisionLoss, SamplingWithTheCastCacheGivesTheSameState) {
+  torch::manual_seed(7);
+  Denoiser model(dense_tiny());
+  model->eval();
+  const BatchTensors bt = tiny_batch();
+  torch::NoGradGuard no_grad;
+  SampleInputs in;
+  in.anchor_BLC = model->embed(bt.ids_BL);
+  in.trg_mask_BL = bt.trg_mask_BL;
+  in.absorbing_C = model->absorbing();
+  in.embedding_VC = model->embedding_weight();
+  auto predict = [&](const at::Tensor& x_BLC, const at::Tensor& t_B) {
+    PrecisionScope scope(Precision::bf16, kCpu);
+    return model->forward(x_BLC, t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLC;
+  };
+  SamplerOptions so;
+  so.sampler = "dpm++2m";
+  so.steps = 4;
+  const auto schedule = NoiseSchedule::make("sqrt", 100);
+  const at::Tensor plain = sample(schedule, predict, in, so, at::make_generator<at::CPUGeneratorImpl>(3));
+  at::Tensor cached;
+  {
+    const core::CastCacheScope scope;
+    cached = sample(schedule, predict, in, so, at::make_generator<at::CPUGeneratorImpl>(3));
+    EXPECT_GT(core::cast_cache_size(), 0u);  // the bf16 stream's layer norms took their weights from it
+  }
+  EXPECT_TRUE(at::equal(plain, cached));
+  EXPECT_EQ(core::cast_cache_size(), 0u);
   EXPECT_FALSE(compat::autocast_enabled(c10::kCPU));
 }
 

@@ -248,6 +248,11 @@ TEST_F(TrainGpuTest, DpmSolverGenerationInBf16) {
     // after the first replay a CUDA graph of the model call, which computes what the calls as issued do.
     const torch::Tensor again = generator.sample_x0(on(c.batch, cuda), so, at::make_generator<at::CPUGeneratorImpl>(4));
     EXPECT_TRUE(torch::equal(x0, again)) << kind;
+    // Without the cast cache every model call casts the weights again: the same values, bit for bit.
+    so.cast_cache = false;
+    const torch::Tensor recast = generator.sample_x0(on(c.batch, cuda), so, at::make_generator<at::CPUGeneratorImpl>(4));
+    EXPECT_TRUE(torch::equal(x0, recast)) << kind;
+    so.cast_cache = true;
     so.cuda_graphs = false;
     const torch::Tensor issued = generator.sample_x0(on(c.batch, cuda), so, at::make_generator<at::CPUGeneratorImpl>(4));
     // (bf16 kernels; a stale input in the graph would differ by the whole scale of x0.)

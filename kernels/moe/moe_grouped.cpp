@@ -29,6 +29,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/cast_cache.h"
 #include "core/error.h"
 #include "core/torch_compat.h"
 #include "kernels/moe/moe_cpu.h"
@@ -259,9 +260,12 @@ at::Tensor moe_ffn_grouped(const at::Tensor& x_ND, const ExpertWeights& experts,
   const SortedPairs s = sort_pairs(expert_NA, E, capacity);
   const int64_t width = augmented_width(D, dtype);
   at::Tensor x_MW = DispatchRows::apply(x_ND, s.dispatch_M, s.pos_NA, dtype, width);
-  at::Tensor w1_EWF = StackBias::apply(experts.w1_EDF, experts.b1_EF, dtype, width);
+  // In generation (a CastCacheScope, grad mode off) the expert weights are stacked and cast once per run.
+  at::Tensor w1_EWF = core::cached_derived("moe_w1_b1", {experts.w1_EDF, experts.b1_EF}, dtype, [&] {
+    return StackBias::apply(experts.w1_EDF, experts.b1_EF, dtype, width);
+  });
   at::Tensor h_MF = at::gelu(group_gemm(x_MW, w1_EWF, s.offs_E));
-  at::Tensor y_MD = group_gemm(h_MF, experts.w2_EFD.to(dtype), s.offs_E);
+  at::Tensor y_MD = group_gemm(h_MF, core::cast_weight(experts.w2_EFD, dtype), s.offs_E);
   at::Tensor w_NA = s.keep_NA.defined()
                         ? at::where(s.keep_NA, weight_NA, at::zeros({}, weight_NA.options()))
                         : weight_NA;

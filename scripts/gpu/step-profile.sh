@@ -10,7 +10,8 @@
 # and returns everything in one archive, $OUT/step-profile.tar.gz, with the program (gpu-bin.tar.gz,
 # for later calls: unpack into .gpu-bin and carry it). STEP_PROFILE_ONLY picks parts (default
 # "profile real sampling"; "reference": the two models with the dense-attention kernels that the fused
-# one replaced; "residual": the two models and sampling with model.bf16_residual = false).
+# one replaced; "residual": the two models and sampling with model.bf16_residual = false; "cast": sampling
+# with sample.cast_cache = false).
 #
 # Here, first: scripts/gpu/fetch-deps (.deps/root); device call with carry [".deps/root", ".data"] and
 #   scripts/gpu/step-profile.sh
@@ -86,6 +87,14 @@ has() { [[ " $parts " == *" $1 "* ]]; }
       > "$work/sampling.txt" 2>&1
     echo "rc $?"
     cat "$work/sampling.txt"
+  fi
+  if has cast; then
+    # Every model call casting the weights again, as before core/cast_cache.h (sample.cast_cache = false).
+    echo "== sampling, sample.cast_cache = false"
+    timeout "$(left 200)" build-gpu/sampling_bench --device cuda --runs 5 --warmup 1 --set sample.cast_cache=false \
+      --json "$work/sampling-no-cast-cache.json" > "$work/sampling-no-cast-cache.txt" 2>&1
+    echo "rc $?"
+    cat "$work/sampling-no-cast-cache.txt"
   fi
   if has residual; then
     echo "== sampling, model.bf16_residual = false"

@@ -137,6 +137,7 @@ std::vector<KeySpec> make_schema() {
       b("sample.start_jumps", true, "With sample.start_time below 1: each source token put at the start jumps to m with probability gamma*sigma(s), as the forward process does (the model then rewrites those); false keeps the source whole, only Gaussian noise (outputs closest to the source)."),
       b("sample.cuda_graphs", true, "On a GPU, replay the model call of every solver step after the first as a CUDA graph captured for the batch (for batches of at most sample.cuda_graphs_max_len positions), so that the host no longer issues hundreds of kernels a step: one request of 30 + 32 tokens samples 2.3 times as fast, a batch of 100 x 128 tokens 5% faster (bench/README.md)."),
       i("sample.cuda_graphs_max_len", 1024, 0, int64_t{1} << 40, "With sample.cuda_graphs: the longest batch (source, target and markers) whose model call is replayed as a graph; longer ones are bound by the GPU, where the capture costs more than it saves (an 8,450-token document samples 6% slower with a graph)."),
+      b("sample.cast_cache", true, "Cast the weights to the compute dtype (bf16) once for all the steps of a sampling run instead of in every model call (false: every call casts them again, as before; for comparisons). Results are the same either way."),
       b("sample.clamp", false, "Replace x0 predictions by the nearest token embedding at every step."),
       b("sample.discrete_noise", false, "DiffuSeq-v2 discrete absorbing noise during ancestral sampling."),
       i("sample.seed", 0, 0, kBig, "Seed of the sampling noise."),

@@ -15,6 +15,7 @@ SamplerOptions sampler_options_from_config(const Config& c) {
   o.start_jumps = c.get_bool("sample.start_jumps");
   o.cuda_graphs = c.get_bool("sample.cuda_graphs");
   o.cuda_graphs_max_len = c.get_int("sample.cuda_graphs_max_len");
+  o.cast_cache = c.get_bool("sample.cast_cache");
   return o;
 }
 

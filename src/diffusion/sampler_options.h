@@ -28,11 +28,14 @@ struct SamplerOptions {
   // capture costs more than it saves).
   bool cuda_graphs = true;
   int64_t cuda_graphs_max_len = 1024;
+  // Not the sampler's either: whether the weights' casts to the compute dtype are made once for all the
+  // steps of a run (core/cast_cache.h) instead of in every model call.
+  bool cast_cache = true;
 };
 
 // sample.sampler, sample.steps, sample.skip_type, sample.time_mapping, sample.clamp,
 // sample.discrete_noise, sample.start_time, sample.start_jumps, sample.cuda_graphs,
-// sample.cuda_graphs_max_len and diffusion.absorb_rate.
+// sample.cuda_graphs_max_len, sample.cast_cache and diffusion.absorb_rate.
 SamplerOptions sampler_options_from_config(const Config& config);
 
 }  // namespace mds::diffusion

@@ -9,6 +9,7 @@
 #include <memory>
 #include <numeric>
 
+#include "core/cast_cache.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -154,6 +155,9 @@ torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOpti
   // CUDA graphs are captured on a stream of the batch's own (a GPU's default stream cannot be).
   const bool graphs = options.cuda_graphs && bt.ids_BL.size(1) <= options.cuda_graphs_max_len;
   const runtime::SideStreamScope side_stream(graphs ? runtime_.device : c10::Device(c10::kCPU));
+  // Each weight cast to the compute dtype once for all the steps; declared before the predictor, whose
+  // CUDA graph may use the cast weights, so that they outlive it.
+  const core::CastCacheScope cast_once(options.cast_cache);
   SampleInputs in;
   in.anchor_BLC = model_->embed(bt.ids_BL);
   in.trg_mask_BL = bt.trg_mask_BL;

@@ -5,6 +5,7 @@
 
 #include <torch/nn/modules/normalization.h>
 
+#include "core/cast_cache.h"
 #include "core/torch_compat.h"
 
 namespace mds::model {
@@ -13,7 +14,8 @@ inline torch::Tensor layer_norm_as_input(torch::nn::LayerNorm ln, const torch::T
   const auto type = x.scalar_type();
   if (type == torch::kFloat || type == torch::kDouble) return ln->forward(x);
   compat::NoAutocast as_given(x);
-  return torch::layer_norm(x, ln->options.normalized_shape(), ln->weight.to(type), ln->bias.to(type),
+  return torch::layer_norm(x, ln->options.normalized_shape(), core::cast_weight(ln->weight, type),
+                           core::cast_weight(ln->bias, type),
                            ln->options.eps());
 }
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <optional>
 
+#include "core/cast_cache.h"
 #include "core/log.h"
 
 #ifdef MDS_WITH_CUDA
@@ -120,9 +121,10 @@ at::Tensor GraphedCall::operator()(const std::vector<at::Tensor>& inputs) {
   auto g = std::make_unique<Graph>();
   g->signature = std::move(sig);
   for (const at::Tensor& t : inputs) g->inputs.push_back(t.defined() ? t.clone() : at::Tensor());
-  // Autocast's cache of cast weights would hand the graph tensors that die with the scope.
+  // Autocast's cache of cast weights would hand the graph tensors that die with the model call's
+  // autocast scope, unless a CastCacheScope keeps them for longer than the graph lives (generation).
   const bool cache = at::autocast::is_autocast_cache_enabled();
-  at::autocast::set_autocast_cache_enabled(false);
+  if (!core::cast_cache_active()) at::autocast::set_autocast_cache_enabled(false);
   try {
     // Thread-local: other threads (the HTTP server's, a checkpoint writer) may use CUDA meanwhile.
     g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
