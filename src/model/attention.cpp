@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "kernels/sliding_attention/sliding_attention.h"
+#include "model/linear.h"
 
 namespace mds::model {
 
@@ -40,7 +41,7 @@ torch::Tensor SelfAttentionImpl::split_heads(const torch::Tensor& x_BLD) const {
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x_BLD, const torch::Tensor& key_mask_BL,
                                          const torch::Tensor& global_mask_BL, const MaskFacts& facts) {
   const auto B = x_BLD.size(0), L = x_BLD.size(1);
-  auto qkv = qkv_->forward(x_BLD).chunk(3, /*dim=*/-1);
+  auto qkv = linear(qkv_, x_BLD).chunk(3, /*dim=*/-1);
   auto q_BHLK = split_heads(qkv[0]), k_BHLK = split_heads(qkv[1]), v_BHLK = split_heads(qkv[2]);
 
   torch::Tensor out_BHLK;
@@ -58,7 +59,7 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x_BLD, const torch
                                                facts.empty_rows != 0);
   }
   if (options_.global_projections) out_BHLK = global_rows(x_BLD, key_mask_BL, global_mask_BL, out_BHLK, facts.max_globals);
-  return out_->forward(out_BHLK.transpose(1, 2).reshape({B, L, dim_}));
+  return linear(out_, out_BHLK.transpose(1, 2).reshape({B, L, dim_}));
 }
 
 // Global rows attend to every non-padding key through their own projections (O(G * L)).
@@ -73,7 +74,7 @@ torch::Tensor SelfAttentionImpl::global_rows(const torch::Tensor& x_BLD, const t
   auto index_BG = order_BL.narrow(1, 0, G);
   auto valid_BG = global_mask_BL.gather(1, index_BG);
 
-  auto qkv = qkv_global_->forward(x_BLD).chunk(3, -1);
+  auto qkv = linear(qkv_global_, x_BLD).chunk(3, -1);
   auto q_BHLK = split_heads(qkv[0]), k_BHLK = split_heads(qkv[1]), v_BHLK = split_heads(qkv[2]);
   auto index_BHGK = index_BG.view({B, 1, G, 1}).expand({B, heads_, G, K});
   auto qg_BHGK = q_BHLK.gather(2, index_BHGK);

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "data/special_tokens.h"
 #include "model/layer_norm.h"
+#include "model/linear.h"
 
 namespace mds::model {
 
@@ -84,7 +85,7 @@ torch::Tensor DenoiserImpl::length_logits(const torch::Tensor& anchor_BLC, const
   const torch::Tensor pooled_BD = (up_BLD * w_BL1).sum(1) / count_B1;
   // The source length itself, as the model sees time: a sinusoid of the count.
   const torch::Tensor length_BD = timestep_embedding(count_B1.squeeze(1), options_.dim).to(pooled_BD.scalar_type());
-  return length_fc2_->forward(torch::silu(length_fc1_->forward(torch::cat({pooled_BD, length_BD}, 1))));
+  return linear(length_fc2_, torch::silu(linear(length_fc1_, torch::cat({pooled_BD, length_BD}, 1))));
 }
 
 DenoiserOutput DenoiserImpl::forward(const torch::Tensor& x_t_BLC, const torch::Tensor& t_B,
@@ -118,7 +119,7 @@ DenoiserOutput DenoiserImpl::forward(const DenoiserInputs& in, bool with_logits)
     h = up_->forward(x_t_BLC) + position_embedding_.narrow(0, 0, L).unsqueeze(0) +
         time_mlp_->forward(t_B).unsqueeze(1);
   }
-  if (self_cond_ && in.self_cond_BLC.defined()) h = h + self_cond_->forward(in.self_cond_BLC.to(x_t_BLC.scalar_type()));
+  if (self_cond_ && in.self_cond_BLC.defined()) h = h + linear(self_cond_, in.self_cond_BLC.to(x_t_BLC.scalar_type()));
   h = dropout_->forward(ln_embed_->forward(h));
   // The residual stream in the compute precision (model.bf16_residual): its adds and norms then read
   // and write half the bytes, with no casts around each norm. Off, autocast keeps it in float32.
@@ -180,8 +181,8 @@ torch::Tensor DenoiserImpl::mix_in_copy(const torch::Tensor& h_BLD, const Denois
   // every row against every key, which gives the same values at L x L cost.
   const int64_t first = in.trg_start > 0 && in.trg_start < L ? in.trg_start : 0;
   const int64_t R = L - first, K = first > 0 ? first : L;
-  const torch::Tensor q_BRc = copy_q_->forward(h_BLD.narrow(1, first, R));
-  const torch::Tensor k_BKc = copy_k_->forward(h_BLD.narrow(1, 0, K));
+  const torch::Tensor q_BRc = linear(copy_q_, h_BLD.narrow(1, first, R));
+  const torch::Tensor k_BKc = linear(copy_k_, h_BLD.narrow(1, 0, K));
   // Attention over the source tokens (BOS and SEP included: the model learns to ignore them), in
   // float32; each row has BOS at least, so no row is empty.
   torch::Tensor s_BRK = torch::matmul(q_BRc, k_BKc.transpose(1, 2)).to(torch::kFloat) /
@@ -196,7 +197,7 @@ torch::Tensor DenoiserImpl::mix_in_copy(const torch::Tensor& h_BLD, const Denois
   const torch::Tensor ids_NK = in.ids_BL.narrow(1, 0, K).to(torch::kLong).index_select(0, row_N);
   const torch::Tensor p_copy_NV = torch::zeros({trg_N.size(0), V}, a_NK.options()).scatter_add_(1, ids_NK, a_NK);
   const torch::Tensor g_N1 =
-      torch::sigmoid(copy_gate_->forward(h_BLD.reshape({B * L, -1}).index_select(0, trg_N)).to(torch::kFloat));
+      torch::sigmoid(linear(copy_gate_, h_BLD.reshape({B * L, -1}).index_select(0, trg_N)).to(torch::kFloat));
   return g_N1 * p_vocab_NV + (1.0 - g_N1) * p_copy_NV;
 }
 

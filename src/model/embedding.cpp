@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "model/linear.h"
+
 namespace mds::model {
 
 torch::Tensor timestep_embedding(const torch::Tensor& t_B, int64_t dim, double max_period) {
@@ -20,7 +22,7 @@ TimeMlpImpl::TimeMlpImpl(int64_t time_dim, int64_t dim) : time_dim_(time_dim) {
 
 torch::Tensor TimeMlpImpl::forward(const torch::Tensor& t_B) {
   auto e = timestep_embedding(t_B, time_dim_).to(fc1_->weight.scalar_type());
-  return fc2_->forward(torch::silu(fc1_->forward(e)));
+  return linear(fc2_, torch::silu(linear(fc1_, e)));
 }
 
 ProjectionImpl::ProjectionImpl(int64_t in, int64_t hidden, int64_t out) {
@@ -28,6 +30,6 @@ ProjectionImpl::ProjectionImpl(int64_t in, int64_t hidden, int64_t out) {
   fc2_ = register_module("fc2", torch::nn::Linear(hidden, out));
 }
 
-torch::Tensor ProjectionImpl::forward(const torch::Tensor& x) { return fc2_->forward(torch::tanh(fc1_->forward(x))); }
+torch::Tensor ProjectionImpl::forward(const torch::Tensor& x) { return linear(fc2_, torch::tanh(linear(fc1_, x))); }
 
 }  // namespace mds::model
