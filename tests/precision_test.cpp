@@ -247,17 +247,23 @@ TEST(PrecisionLoss, AutocastStepKeepsFp32WeightsAndGradients) {
   EXPECT_GT(with_grad, 10);
 }
 
+// What TextGenerator hands the sampler for this batch (run under NoGradGuard).
+SampleInputs sample_inputs(Denoiser& model, const BatchTensors& bt) {
+  SampleInputs in;
+  in.anchor_BLC = model->embed(bt.ids_BL);
+  in.trg_mask_BL = bt.trg_mask_BL;
+  in.absorbing_C = model->absorbing();
+  in.embedding_VC = model->embedding_weight();
+  return in;
+}
+
 TEST(PrecisionLoss, SamplerStateStaysFloat32WithABf16Model) {
   torch::manual_seed(6);
   Denoiser model(dense_tiny());
   model->eval();
   const BatchTensors bt = tiny_batch();
   torch::NoGradGuard no_grad;
-  SampleInputs in;
-  in.anchor_BLC = model->embed(bt.ids_BL);
-  in.trg_mask_BL = bt.trg_mask_BL;
-  in.absorbing_C = model->absorbing();
-  in.embedding_VC = model->embedding_weight();
+  const SampleInputs in = sample_inputs(model, bt);
   std::vector<at::ScalarType> seen_x, seen_out;
   auto predict = [&](const at::Tensor& x_BLC, const at::Tensor& t_B) {
     seen_x.push_back(x_BLC.scalar_type());
@@ -289,11 +295,7 @@ TEST(PrecisionLoss, SamplingWithTheCastCacheGivesTheSameState) {
   model->eval();
   const BatchTensors bt = tiny_batch();
   torch::NoGradGuard no_grad;
-  SampleInputs in;
-  in.anchor_BLC = model->embed(bt.ids_BL);
-  in.trg_mask_BL = bt.trg_mask_BL;
-  in.absorbing_C = model->absorbing();
-  in.embedding_VC = model->embedding_weight();
+  const SampleInputs in = sample_inputs(model, bt);
   auto predict = [&](const at::Tensor& x_BLC, const at::Tensor& t_B) {
     PrecisionScope scope(Precision::bf16, kCpu);
     return model->forward(x_BLC, t_B, bt.key_mask_BL, bt.global_mask_BL).x0_BLC;
