@@ -100,7 +100,7 @@ struct Options {
   bool profile = false;
   std::string trace_dir;  // with --profile on CUDA: keep the Kineto traces here
   std::string data, tokenizer;  // real batches: a prepared directory (or jsonl) and its tokenizer
-  std::string json_path = "bench/results/train_step.json";
+  std::string json_path;  // none unless asked: bench/results holds the committed runs, named by machine
 };
 
 // Issue targets: tokens/s at L.
@@ -417,7 +417,7 @@ int bench_main(int argc, char** argv) {
   bench::add_model_flags(app, opt.model);
   app.add_option("--trg-len", opt.trg_len, "target region T (0 = data.max_trg_len's default, 128; at most L/2)");
   app.add_option("--seed", opt.seed, "seed of the weights, the ids and the noise");
-  app.add_option("--json", opt.json_path, "where to write the results");
+  app.add_option("--json", opt.json_path, "also write the results as JSON here (bench/results/<name>_<gpu>.json for a committed run)");
   app.add_option("--data", opt.data,
                  "also time steps on a real data set's batches (a prepared directory or jsonl, packed as the "
                  "trainer packs them: data.* from --set), beside synthetic batches of its longest row");
@@ -655,7 +655,7 @@ int bench_main(int argc, char** argv) {
                              {"stop_reason", stop_reason},
                              {"runs", search_json}}},
                            {"all_targets_pass", checked > 0 && all_pass}};
-  bench::write_json(opt.json_path, report);
+  if (!opt.json_path.empty()) bench::write_json(opt.json_path, report);
   return 0;
 }
 
