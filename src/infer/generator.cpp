@@ -100,6 +100,8 @@ int64_t model_calls(const SamplerOptions& o, int64_t diffusion_steps) {
 std::vector<std::string> TextGenerator::generate(const std::vector<std::string>& sources, const StepObserver& observe) {
   check_generate_options(options_);
   MDS_CHECK(has_tokenizer_, "TextGenerator::generate: this generator has no tokenizer");
+  // One set of casts for every batch and MBR candidate of the call (sample_x0's scopes nest in it).
+  const core::CastCacheScope cast_once(options_.sampler.cast_cache);
   if (options_.mbr == 1) return generate_once(sources, options_.seed, 0, observe);
   // MBR: candidates from different seeds, then the one that agrees most with the others.
   std::vector<std::vector<std::string>> candidates;
