@@ -32,7 +32,7 @@ struct KernelStat {
   int64_t calls = 0;
   double seconds = 0.0;
   std::string op;      // the op that launched most of its time
-  std::string inputs;  // that op's input sizes and dtypes where the trace has them, e.g. "[[4, 8], []] (float, Scalar)"
+  std::string inputs;  // that op's input sizes and dtypes where recorded: [[4,8],[8]] ["c10::BFloat16","float"]
 };
 
 struct KernelProfile {

@@ -2,9 +2,9 @@
 //
 // Generation calls the model once per solver step with the same weights. Under bf16 autocast each
 // call cast every weight again: 1,472 cast kernels, 16.4 of the 215 ms of model kernels in a 10-step
-// run of the default model over 100 sentences (H100, bench/results/sampling_bf16-residual_h100.json). Inside a scope, a cast made with grad mode off is made once and
-// reused while its sources keep their storage and version counter, so an in-place update or a reload
-// makes a new one. With grad mode on nothing is cached: training updates the weights every step, and
+// run of the default model over 100 sentences (H100, bench/results/sampling_bf16-residual_h100.json).
+// Inside a scope, a cast made with grad mode off is made once and reused while its sources keep their
+// storage and version counter, so an in-place update or a reload makes a new one. With grad mode on nothing is cached: training updates the weights every step, and
 // its casts belong to the autograd graph.
 //
 // A scope also keeps autocast's own cache of cast weights (the casts inside linear and matmul) alive
