@@ -220,6 +220,28 @@ TEST(EvalReport, OneFile) {
   EXPECT_TRUE(report.diversity.empty());
 }
 
+TEST(EvalReport, CopiedCountsOutputsEqualToTheirSource) {
+  EvalSet set;
+  set.prediction_files = {"p.jsonl"};
+  set.matched_by = "line";
+  set.ids = {"1", "2", "3", "4"};
+  set.sources = {"How do I learn German?", "Why is the sky blue?", "What is  AI?", "a b"};
+  set.references = {{"r"}, {"r"}, {"r"}, {"r"}};
+  // Equal, a word changed, equal up to spacing, a prefix of the source.
+  set.predictions = {{"How do I learn German?", "Why is the sea blue?", " What is AI? ", "a"}};
+  EvalOptions options;
+  options.metrics = {"copied"};
+  options.per_example = true;
+  const EvalReport report = evaluate(set, options);
+  EXPECT_DOUBLE_EQ(report.systems[0].metrics[0].value, 50.0);
+  EXPECT_EQ(report.systems[0].per_example[1]["scores"]["copied"], 0.0);
+  EXPECT_EQ(report.systems[0].per_example[2]["scores"]["copied"], 100.0);
+  EXPECT_FALSE(needs_references({"copied"}));
+  set.sources[3] = "";
+  EXPECT_EQ(error_of([&] { evaluate(set, options); }),
+            "eval: metric \"copied\" needs each item's source (\"src\"), but item 4 (id \"4\") has none");
+}
+
 TEST(EvalReport, SeveralFilesGiveDiversityAndMbr) {
   EvalSet set;
   set.prediction_files = {"a.jsonl", "b.jsonl", "c.jsonl"};

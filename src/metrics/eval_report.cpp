@@ -164,6 +164,17 @@ SystemReport score_system(const std::string& name, const std::vector<std::string
       for (const auto& p : preds) values.push_back(trim(p).empty() ? 100.0 : 0.0);
       v = {metric, numpy_mean(values), "0-100", "percent of predictions with no non-space character", nullptr};
       per_item(metric, values);
+    } else if (metric == "copied") {
+      // Outputs that are their source, up to spacing: where a model edits its source (a paraphrase
+      // from a noised copy of the question), the scores alone cannot tell copying from rewriting.
+      std::vector<double> values;
+      for (std::size_t i = 0; i < n; ++i) {
+        MDS_CHECK(!trim(set.sources[i]).empty(), "eval: metric \"copied\" needs each item's source (\"src\"), "
+                  "but item ", i + 1, " (id \"", set.ids[i], "\") has none");
+        values.push_back(python_split(preds[i]) == python_split(set.sources[i]) ? 100.0 : 0.0);
+      }
+      v = {metric, numpy_mean(values), "0-100", "percent of predictions equal to their source, up to spacing", nullptr};
+      per_item(metric, values);
     } else {
       fail("eval: unknown metric \"", metric, "\"");
     }
@@ -216,7 +227,7 @@ void append_rows(std::string& out, const std::vector<MetricValue>& metrics) {
 const std::vector<std::string>& known_metrics() {
   static const std::vector<std::string> names = {
       "bleu", "sentence-bleu", "chrf", "diffuseq-bleu", "nltk-corpus-bleu", "rouge1", "rouge2",
-      "rougeL", "rougeLsum", "diffuseq-rougeL", "exact", "f1", "dist1", "dist2", "len", "empty"};
+      "rougeL", "rougeLsum", "diffuseq-rougeL", "exact", "f1", "dist1", "dist2", "len", "empty", "copied"};
   return names;
 }
 
@@ -251,7 +262,7 @@ std::vector<std::string> parse_metric_list(const std::string& list) {
 
 bool needs_references(const std::vector<std::string>& metrics) {
   for (const auto& m : metrics) {
-    if (m != "dist1" && m != "dist2" && m != "len" && m != "empty") return true;
+    if (m != "dist1" && m != "dist2" && m != "len" && m != "empty" && m != "copied") return true;
   }
   return false;
 }
