@@ -239,7 +239,10 @@ TEST(EvalReport, CopiedCountsOutputsEqualToTheirSource) {
   EXPECT_FALSE(needs_references({"copied"}));
   set.sources[3] = "";
   EXPECT_EQ(error_of([&] { evaluate(set, options); }),
-            "eval: metric \"copied\" needs each item's source (\"src\"), but item 4 (id \"4\") has none");
+            "eval: p.jsonl: metric \"copied\" needs each item's source (\"src\"), but item 4 (id \"4\") has none");
+  set.lines = {1, 2, 3, 7};  // read from a file: its line too
+  EXPECT_EQ(error_of([&] { evaluate(set, options); }),
+            "eval: p.jsonl:7: metric \"copied\" needs each item's source (\"src\"), but item 4 (id \"4\") has none");
 }
 
 TEST(EvalReport, SeveralFilesGiveDiversityAndMbr) {

@@ -169,8 +169,11 @@ SystemReport score_system(const std::string& name, const std::vector<std::string
       // from a noised copy of the question), the scores alone cannot tell copying from rewriting.
       std::vector<double> values;
       for (std::size_t i = 0; i < n; ++i) {
-        MDS_CHECK(!trim(set.sources[i]).empty(), "eval: metric \"copied\" needs each item's source (\"src\"), "
-                  "but item ", i + 1, " (id \"", set.ids[i], "\") has none");
+        // Where the item came from: the first predictions file's line, when the set knows it.
+        const std::string where = set.prediction_files.empty() ? "" : set.prediction_files[0] +
+            (i < set.lines.size() ? ":" + std::to_string(set.lines[i]) : "") + ": ";
+        MDS_CHECK(!trim(set.sources[i]).empty(), "eval: ", where, "metric \"copied\" needs each item's source "
+                  "(\"src\"), but item ", i + 1, " (id \"", set.ids[i], "\") has none");
         values.push_back(python_split(preds[i]) == python_split(set.sources[i]) ? 100.0 : 0.0);
       }
       v = {metric, numpy_mean(values), "0-100", "percent of predictions equal to their source, up to spacing", nullptr};
