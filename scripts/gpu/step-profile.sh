@@ -50,6 +50,15 @@ run() {
   echo "rc $?"
   sed -n '/where a step/,$p' "$work/$name.txt"
 }
+# sampling_bench once: the stem of its files under $work, the heading, then its extra arguments.
+sampling() {
+  local stem=$1 heading=$2; shift 2
+  echo "== $heading"
+  timeout "$(left 200)" build-gpu/sampling_bench --device cuda --runs 5 --warmup 1 "$@" --json "$work/$stem.json" \
+    > "$work/$stem.txt" 2>&1
+  echo "rc $?"
+  cat "$work/$stem.txt"
+}
 parts=${STEP_PROFILE_ONLY:-profile real sampling}
 has() { [[ " $parts " == *" $1 "* ]]; }
 {
@@ -81,27 +90,11 @@ has() { [[ " $parts " == *" $1 "* ]]; }
     run sumpubmed-real --data .data/sumpubmed/train.jsonl.zst --tokenizer .data/sumpubmed-tok \
       --set data.max_src_len=7680 --set data.max_trg_len=512 --set data.batch_tokens=16384
   fi
-  if has sampling; then
-    echo "== sampling"
-    timeout "$(left 200)" build-gpu/sampling_bench --device cuda --runs 5 --warmup 1 --json "$work/sampling.json" \
-      > "$work/sampling.txt" 2>&1
-    echo "rc $?"
-    cat "$work/sampling.txt"
-  fi
-  if has cast; then
-    # Every model call casting the weights again, as before core/cast_cache.h (sample.cast_cache = false).
-    echo "== sampling, sample.cast_cache = false"
-    timeout "$(left 200)" build-gpu/sampling_bench --device cuda --runs 5 --warmup 1 --set sample.cast_cache=false \
-      --json "$work/sampling-no-cast-cache.json" > "$work/sampling-no-cast-cache.txt" 2>&1
-    echo "rc $?"
-    cat "$work/sampling-no-cast-cache.txt"
-  fi
+  if has sampling; then sampling sampling "sampling"; fi
+  # Every model call casting the weights again, as before core/cast_cache.h (sample.cast_cache = false).
+  if has cast; then sampling sampling-no-cast-cache "sampling, sample.cast_cache = false" --set sample.cast_cache=false; fi
   if has residual; then
-    echo "== sampling, model.bf16_residual = false"
-    timeout "$(left 200)" build-gpu/sampling_bench --device cuda --runs 5 --warmup 1 --set model.bf16_residual=false \
-      --json "$work/sampling-fp32-residual.json" > "$work/sampling-fp32-residual.txt" 2>&1
-    echo "rc $?"
-    sed -n '/^case/,/^targets/p' "$work/sampling-fp32-residual.txt"
+    sampling sampling-fp32-residual "sampling, model.bf16_residual = false" --set model.bf16_residual=false
   fi
 } 2>&1 | tee "$work/profile.txt"
 cp "$work/profile.txt" "$out/profile.txt"
