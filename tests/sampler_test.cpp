@@ -403,6 +403,37 @@ TEST(Sampler, StartTimeBelowOneNoisesTheGivenX0) {
   EXPECT_THROW(sample(s, r2.fn(), in, o, gen(9)), Error);
 }
 
+// SampleInputs::start_jump_BL (mask-predict rounds): exactly the given target positions start at m,
+// whatever absorb_rate and start_jumps say; the others keep the closed form (no draw is spent on jumps).
+TEST(Sampler, GivenJumpsReplaceTheDrawnOnes) {
+  const NoiseSchedule s = NoiseSchedule::make("sqrt", 20);
+  SampleInputs in = make_inputs(true);
+  in.start_x0_BLC = at::randn({B, L, C}, gen(40), kF64);
+  in.start_jump_BL = at::zeros({B, L}, at::kBool);
+  in.start_jump_BL.index_put_({0, L - 1}, true);
+  in.start_jump_BL.index_put_({1, L - 2}, true);
+  in.start_jump_BL.index_put_({1, 0}, true);  // a source position: the anchor stays there
+  const detail::DiscreteVP vp(s);
+  const double start = 0.4, alpha = vp.alpha(start), sigma = vp.sigma(start);
+  SamplerOptions o = opts("dpm++2m", 4);
+  o.start_time = start;
+  o.absorb_rate = 1.0;
+  Recorder rec;
+  sample(s, rec.fn(), in, o, gen(9));
+  const at::Tensor noise = at::randn({B, L, C}, gen(9), at::TensorOptions().dtype(at::kFloat)).to(at::kDouble);
+  const at::Tensor m = in.absorbing_C.view({1, 1, C});
+  const at::Tensor expected = at::where(in.start_jump_BL.unsqueeze(-1), m.expand({B, L, C}),
+                                        m + alpha * (in.start_x0_BLC - m) + sigma * noise);
+  EXPECT_LT(max_diff(target(rec.x[0], in), target(expected, in)), 1e-12);
+  EXPECT_TRUE(at::equal(source(rec.x[0], in), source(in.anchor_BLC, in)));
+  const at::Tensor is_m_BL = (rec.x[0] == m.expand({B, L, C})).all(-1);
+  EXPECT_TRUE(at::equal(is_m_BL, in.start_jump_BL.logical_and(in.trg_mask_BL)));
+  // A mask of the wrong shape is refused.
+  in.start_jump_BL = at::zeros({B, L + 1}, at::kBool);
+  Recorder bad;
+  EXPECT_THROW(sample(s, bad.fn(), in, o, gen(9)), Error);
+}
+
 TEST(Sampler, TimeMappings) {
   const NoiseSchedule s = NoiseSchedule::make("sqrt", 13);
   const SampleInputs in = make_inputs(false);

@@ -22,7 +22,7 @@ struct GenerateArgs {
   std::string checkpoint, input, output;
   std::vector<std::string> sets;
   std::optional<std::string> sampler, skip_type, mbr_metric, length;
-  std::optional<int64_t> steps, seed, batch_size, mbr;
+  std::optional<int64_t> steps, seed, batch_size, mbr, remask_rounds;
   std::optional<double> start_time;
   bool clamp = false, discrete_noise = false;
 };
@@ -52,6 +52,10 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--mbr", a->mbr, "candidates per input for minimum-Bayes-risk selection");
   cmd->add_option("--mbr-metric", a->mbr_metric, "bleu (default) | rouge-l")
       ->check(CLI::IsMember({"bleu", "rouge-l"}));
+  cmd->add_option("--remask-rounds", a->remask_rounds,
+                  "mask-predict rounds after the solver: the least confident tokens are denoised again (default "
+                  "sample.remask_rounds; sample.remask_share, sample.remask_time)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--clamp", a->clamp, "round x0 predictions to the nearest embedding at every step");
   cmd->add_flag("--discrete-noise", a->discrete_noise, "DiffuSeq-v2 discrete absorbing noise (ancestral)");
   cmd->add_option("--set", a->sets, "override a key of the checkpoint's configuration (e.g. train.device=cpu)");
@@ -67,12 +71,14 @@ void add_generate_command(CLI::App& app) {
     if (a->batch_size) o.batch_size = *a->batch_size;
     if (a->mbr) o.mbr = *a->mbr;
     if (a->mbr_metric) o.mbr_metric = *a->mbr_metric;
+    if (a->remask_rounds) o.remask_rounds = *a->remask_rounds;
     if (a->clamp) o.sampler.clamp = true;
     if (a->discrete_noise) o.sampler.discrete_noise = true;
     check_generate_options(o);
     GenerateFileStats stats = generate_file(generator, a->input, a->output);
     log_info("generated ", stats.examples, " predictions with ", o.sampler.sampler, " (", o.sampler.steps, " steps",
-             o.mbr > 1 ? str_cat(", MBR over ", o.mbr) : std::string(), ") on ", generator.device(), " (",
+             o.mbr > 1 ? str_cat(", MBR over ", o.mbr) : std::string(),
+             o.remask_rounds > 0 ? str_cat(", ", o.remask_rounds, " mask-predict rounds") : std::string(), ") on ", generator.device(), " (",
              to_string(generator.precision()), ") in ", stats.seconds, " s (",
              1000.0 * stats.seconds / static_cast<double>(stats.examples), " ms per example) -> ", a->output);
   });

@@ -312,7 +312,13 @@ at::Tensor sample(const NoiseSchedule& schedule, const X0Predictor& predict,
     const double alpha = vp.alpha(options.start_time), sigma = vp.sigma(options.start_time);
     const at::Tensor x0_BLC = inputs.start_x0_BLC.to(x_T_BLC.device(), x_T_BLC.scalar_type());
     x_T_BLC = m_11C.defined() ? m_11C + alpha * (x0_BLC - m_11C) + sigma * x_T_BLC : alpha * x0_BLC + sigma * x_T_BLC;
-    if (m_11C.defined() && options.start_jumps && options.absorb_rate > 0) {
+    if (m_11C.defined() && inputs.start_jump_BL.defined()) {
+      MDS_CHECK(inputs.start_jump_BL.scalar_type() == at::kBool &&
+                    inputs.start_jump_BL.sizes() == inputs.anchor_BLC.sizes().slice(0, 2),
+                "sampler: start_jump_BL must be a bool [B, L] tensor");
+      const at::Tensor jump_BL1 = inputs.start_jump_BL.to(x_T_BLC.device()).unsqueeze(-1);
+      x_T_BLC = at::where(jump_BL1, m_11C.expand_as(x_T_BLC), x_T_BLC);
+    } else if (m_11C.defined() && options.start_jumps && options.absorb_rate > 0) {
       const at::Tensor jump_BL1 = (noise.rand_BL(x_T_BLC.size(0), x_T_BLC.size(1)) < options.absorb_rate * sigma).unsqueeze(-1);
       x_T_BLC = at::where(jump_BL1, m_11C.expand_as(x_T_BLC), x_T_BLC);
     }

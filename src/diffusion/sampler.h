@@ -34,6 +34,9 @@ struct SampleInputs {
   at::Tensor absorbing_C;     // m, or undefined (x_T then starts at N(0, I))
   at::Tensor embedding_VC;    // word embedding, for clamping
   at::Tensor start_x0_BLC;    // with options.start_time < 1: the x0 the solver starts from (target positions)
+  // With options.start_time < 1 and m: bool [B, L], the positions that start at m. Undefined: each
+  // target token jumps with probability absorb_rate * sigma (options.start_jumps), as training's noise.
+  at::Tensor start_jump_BL;
 };
 
 // Starts from x_T = m + N(0, I) on target positions (anchor elsewhere), or with options.start_time

@@ -14,6 +14,9 @@ GenerateOptions generate_options_from_config(const Config& c) {
   o.mbr = c.get_int("sample.mbr");
   o.mbr_metric = c.get_string("sample.mbr_metric");
   o.length = c.get_string("sample.length");
+  o.remask_rounds = c.get_int("sample.remask_rounds");
+  o.remask_share = c.get_float("sample.remask_share");
+  o.remask_time = c.get_float("sample.remask_time");
   return o;
 }
 
@@ -28,6 +31,13 @@ void check_generate_options(const GenerateOptions& o) {
             o.sampler.sampler);
   MDS_CHECK(o.mbr_metric == "bleu" || o.mbr_metric == "rouge-l", "--mbr-metric must be bleu or rouge-l, got \"",
             o.mbr_metric, "\"");
+  MDS_CHECK(o.remask_rounds >= 0, "--remask-rounds (sample.remask_rounds) must be at least 0, got ", o.remask_rounds);
+  MDS_CHECK(o.remask_rounds == 0 || o.sampler.sampler.rfind("dpm++", 0) == 0,
+            "--remask-rounds (sample.remask_rounds) needs a DPM-Solver++ sampler (dpm++2m, dpm++3m), not ",
+            o.sampler.sampler);
+  MDS_CHECK(o.remask_share >= 0.0 && o.remask_share <= 1.0, "sample.remask_share must be in [0, 1], got ",
+            o.remask_share);
+  MDS_CHECK(o.remask_time > 0.0 && o.remask_time <= 1.0, "sample.remask_time must be in (0, 1], got ", o.remask_time);
   MDS_CHECK(o.length == "predict" || o.length == "source", "--length (sample.length) must be predict or source, got \"",
             o.length, "\"");
 }

@@ -20,6 +20,11 @@ struct GenerateOptions {
   // whole region, the model's EOS ending the text), or the row's source length (the start from the
   // source puts target token j on source token j: the same length keeps every source word in place).
   std::string length = "predict";  // predict | source
+  // Mask-predict rounds after the solver (infer/remask.h): round r of R sends remask_share (R - r + 1) / R
+  // of each output's tokens, the least confident, to m, and solves again from remask_time.
+  int64_t remask_rounds = 0;
+  double remask_share = 0.3;
+  double remask_time = 0.1;
 };
 
 // The sample.* keys (and diffusion.absorb_rate for the discrete noise).

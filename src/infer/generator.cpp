@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "data/jsonl.h"
 #include "data/special_tokens.h"
+#include "infer/remask.h"
 #include "io/checkpoint.h"
 #include "metrics/mbr.h"
 #include "model/model_options.h"
@@ -93,8 +94,9 @@ void TextGenerator::init_from_config() {
   pack_.mask_target_padding = false;   // a length head, if any, cuts each row (generate_ids)
 }
 
-int64_t model_calls(const SamplerOptions& o, int64_t diffusion_steps) {
-  return o.sampler == "ancestral" ? std::min(o.steps, diffusion_steps) : o.steps;
+int64_t model_calls(const GenerateOptions& o, int64_t diffusion_steps) {
+  const SamplerOptions& s = o.sampler;
+  return (s.sampler == "ancestral" ? std::min(s.steps, diffusion_steps) : s.steps) * (1 + o.remask_rounds);
 }
 
 std::vector<std::string> TextGenerator::generate(const std::vector<std::string>& sources, const StepObserver& observe) {
@@ -152,7 +154,7 @@ diffusion::X0Predictor x0_predictor(Denoiser& model, const BatchTensors& bt, con
 }
 
 torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOptions& options, at::Generator gen,
-                                       const std::function<void(const torch::Tensor&)>& on_x0) {
+                                       const std::function<void(const torch::Tensor&)>& on_x0, const SolverStart& start) {
   torch::NoGradGuard no_grad;
   // CUDA graphs are captured on a stream of the batch's own (a GPU's default stream cannot be).
   const bool graphs = options.cuda_graphs && bt.ids_BL.size(1) <= options.cuda_graphs_max_len;
@@ -165,7 +167,12 @@ torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOpti
   in.trg_mask_BL = bt.trg_mask_BL;
   in.absorbing_C = model_->absorbing();
   in.embedding_VC = model_->embedding_weight();
-  if (options.start_time < 1.0) in.start_x0_BLC = model::source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C);
+  if (start.x0_BLC.defined()) {
+    in.start_x0_BLC = start.x0_BLC;
+    in.start_jump_BL = start.jump_BL;
+  } else if (options.start_time < 1.0) {
+    in.start_x0_BLC = model::source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C);
+  }
   diffusion::X0Predictor predict = x0_predictor(model_, bt, in.anchor_BLC, runtime_, graphs);
   if (on_x0) {
     predict = [predict, on_x0](const torch::Tensor& x_BLC, const torch::Tensor& t_B) {
@@ -208,7 +215,50 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
   int64_t step = 0;
   std::function<void(const torch::Tensor&)> on_x0;
   if (observe) on_x0 = [&](const torch::Tensor& x0_BLC) { observe(++step, read_ids(x0_BLC.to(torch::kFloat), first, length_B)); };
-  return read_ids(sample_x0(bt, options_.sampler, gen, on_x0), first, length_B);
+  torch::Tensor x0_BLC = sample_x0(bt, options_.sampler, gen, on_x0);
+  for (int64_t r = 1; r <= options_.remask_rounds; ++r) x0_BLC = remask_round(bt, x0_BLC, first, length_B, r, gen, on_x0);
+  return read_ids(x0_BLC, first, length_B);
+}
+
+torch::Tensor TextGenerator::target_logits(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B) {
+  torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, x0_BLC.size(1) - first)).to(torch::kFloat);
+  if (length_B.defined())
+    logits_BTV.narrow(-1, 0, SpecialTokens::count).fill_(-std::numeric_limits<float>::infinity());
+  return logits_BTV;
+}
+
+torch::Tensor TextGenerator::remask_round(const BatchTensors& bt, const torch::Tensor& x0_BLC, int64_t first,
+                                          const torch::Tensor& length_B, int64_t round, at::Generator gen,
+                                          const std::function<void(const torch::Tensor&)>& on_x0) {
+  SamplerOptions options = options_.sampler;
+  options.start_time = options_.remask_time;
+  return sample_x0(bt, options, gen, on_x0, remask_start(bt, x0_BLC, first, length_B, round));
+}
+
+TextGenerator::SolverStart TextGenerator::remask_start(const BatchTensors& bt, const torch::Tensor& x0_BLC,
+                                                       int64_t first, const torch::Tensor& length_B, int64_t round) {
+  torch::NoGradGuard no_grad;
+  MDS_CHECK(model_->absorbing().defined(),
+            "sample.remask_rounds needs a model with the absorbing state m (diffusion.soft_absorbing = true)");
+  const int64_t B = x0_BLC.size(0), L = x0_BLC.size(1), T = L - first;
+  // The words as read_ids reads them, and how sure the rounding is of each.
+  const auto [p_BT, word_BT] = torch::softmax(target_logits(x0_BLC, first, length_B), -1).max(-1);
+  torch::Tensor eligible_BT = bt.trg_mask_BL.narrow(1, first, T);
+  if (length_B.defined())  // the decided tokens, not the EOS after them
+    eligible_BT = eligible_BT & (torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(x0_BLC.device())).unsqueeze(0) <
+                                  length_B.to(x0_BLC.device()).unsqueeze(1));
+  const torch::Tensor jump_BT =
+      least_confident(p_BT, eligible_BT, remask_share_of_round(options_.remask_share, round, options_.remask_rounds));
+  // Each read word starts from its own embedding; the EOS and padding from where the solver left them.
+  torch::Tensor ids_BL = bt.ids_BL.clone();
+  ids_BL.narrow(1, first, T).copy_(torch::where(eligible_BT, word_BT, ids_BL.narrow(1, first, T)));
+  torch::Tensor eligible_BL = torch::zeros({B, L}, eligible_BT.options());
+  eligible_BL.narrow(1, first, T).copy_(eligible_BT);
+  SolverStart start;
+  start.x0_BLC = torch::where(eligible_BL.unsqueeze(-1), model_->embed(ids_BL).to(x0_BLC.scalar_type()), x0_BLC);
+  start.jump_BL = torch::zeros({B, L}, eligible_BT.options());
+  start.jump_BL.narrow(1, first, T).copy_(jump_BT);
+  return start;
 }
 
 GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B) {
@@ -218,11 +268,9 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
   const int64_t B = x0_BLC.size(0), T = x0_BLC.size(1) - first;
   torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, T));
   const torch::Tensor any_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
-  torch::Tensor word_BT = any_BT;  // without a decided length every id is read as the rounding says
-  if (decided) {
-    logits_BTV.narrow(-1, 0, SpecialTokens::count).fill_(-std::numeric_limits<float>::infinity());
-    word_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
-  }
+  // Without a decided length every id is read as the rounding says.
+  const torch::Tensor word_BT =
+      decided ? target_logits(x0_BLC, first, length_B).argmax(-1).to(torch::kCPU, torch::kLong).contiguous() : any_BT;
   const torch::Tensor end_B = decided ? length_B.to(torch::kCPU, torch::kLong).contiguous()
                                       : torch::full({B}, T, torch::kLong);
   const int64_t *any = any_BT.data_ptr<int64_t>(), *word = word_BT.data_ptr<int64_t>(), *end = end_B.data_ptr<int64_t>();
@@ -263,7 +311,7 @@ std::vector<std::string> TextGenerator::generate_once(const std::vector<std::str
         StepUpdate u;
         u.candidate = candidate;
         u.step = step;
-        u.steps = model_calls(options_.sampler, schedule_.steps);
+        u.steps = model_calls(options_, schedule_.steps);
         u.rows = idx;
         for (const auto& row : ids.tokens) u.texts.push_back(tokenizer_.decode(row));
         observe(u);

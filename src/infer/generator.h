@@ -51,9 +51,9 @@ using StepObserver = std::function<void(const StepUpdate&)>;
 // The ids of one packed batch after a model call, as generate_ids reads them: (step, ids).
 using IdsObserver = std::function<void(int64_t step, const GeneratedBatch&)>;
 
-// The number of model calls a sampler makes: sample.steps, or the T diffusion steps for ancestral
-// sampling asked for more.
-int64_t model_calls(const diffusion::SamplerOptions& options, int64_t diffusion_steps);
+// The number of model calls a generation makes per candidate: sample.steps (or the T diffusion steps
+// for ancestral sampling asked for more), once more for every mask-predict round.
+int64_t model_calls(const GenerateOptions& options, int64_t diffusion_steps);
 
 class TextGenerator {
  public:
@@ -86,8 +86,19 @@ class TextGenerator {
   GeneratedBatch generate_ids(const data::Batch& batch, at::Generator generator, const IdsObserver& observe = {});
   // x0 of one packed batch (tensors on device()): float32 [B, L, C], whatever precision() the model
   // runs in. `on_x0` sees each model call's x0 estimate.
+  // `start`, where given (x0_BLC and jump_BL), replaces the start from the source (options.start_time
+  // below 1): the solver starts from start.x0_BLC with the start.jump_BL positions at m.
+  struct SolverStart {
+    torch::Tensor x0_BLC, jump_BL;
+  };
   torch::Tensor sample_x0(const model::BatchTensors& batch, const diffusion::SamplerOptions& options, at::Generator generator,
-                          const std::function<void(const torch::Tensor&)>& on_x0 = {});
+                          const std::function<void(const torch::Tensor&)>& on_x0 = {}, const SolverStart& start = {});
+  // Where mask-predict round `round` (1 .. options().remask_rounds) starts from a solved x0 of `batch`
+  // (first: the first target position; length_B as output_lengths() gives it): the target tokens the
+  // rounding reads with the least confidence (the share of remask_share_of_round) go to m (jump_BL),
+  // the other read tokens start from their words' embeddings, the rest (EOS, padding) from x0.
+  SolverStart remask_start(const model::BatchTensors& batch, const torch::Tensor& x0_BLC, int64_t first,
+                           const torch::Tensor& length_B, int64_t round);
   // The length head's choice for each row: the number of target tokens before EOS, the median of its
   // distribution over 1 .. T-1 tokens, int64 [B].
   torch::Tensor predict_lengths(const model::BatchTensors& batch);
@@ -108,6 +119,14 @@ class TextGenerator {
                                          const StepObserver& observe);
   // The target ids of x0 (as the final rounding reads them): rows end at EOS / PAD, or at length_B.
   GeneratedBatch read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B);
+  // The rounding's logits of x0's target positions [B, T, V], float32; with a decided length
+  // (length_B defined) the special tokens can't win.
+  torch::Tensor target_logits(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B);
+  // Mask-predict round `round` of options().remask_rounds on a solved x0 (infer/remask.h): the solver
+  // runs again from options().remask_time, started by remask_start(). Returns the new x0.
+  torch::Tensor remask_round(const model::BatchTensors& batch, const torch::Tensor& x0_BLC, int64_t first,
+                             const torch::Tensor& length_B, int64_t round, at::Generator generator,
+                             const std::function<void(const torch::Tensor&)>& on_x0);
 
   Config config_;
   data::Tokenizer tokenizer_;
