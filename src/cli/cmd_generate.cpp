@@ -55,7 +55,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--remask-rounds", a->remask_rounds,
                   "mask-predict rounds after the solver: the least confident tokens are denoised again (default "
                   "sample.remask_rounds; sample.remask_share, sample.remask_time)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(int64_t{0}, int64_t{16}));
   cmd->add_flag("--clamp", a->clamp, "round x0 predictions to the nearest embedding at every step");
   cmd->add_flag("--discrete-noise", a->discrete_noise, "DiffuSeq-v2 discrete absorbing noise (ancestral)");
   cmd->add_option("--set", a->sets, "override a key of the checkpoint's configuration (e.g. train.device=cpu)");

@@ -220,12 +220,13 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
   return read_ids(x0_BLC, first, length_B);
 }
 
-torch::Tensor TextGenerator::target_logits(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B) {
-  torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, x0_BLC.size(1) - first)).to(torch::kFloat);
-  if (length_B.defined())
-    logits_BTV.narrow(-1, 0, SpecialTokens::count).fill_(-std::numeric_limits<float>::infinity());
-  return logits_BTV;
+namespace {
+// Where each output's length is decided, no special token may be read as a word: their logits go to
+// -inf, in place (read_ids and the mask-predict rounds read the same words).
+void exclude_specials_(torch::Tensor& logits_BTV) {
+  logits_BTV.narrow(-1, 0, SpecialTokens::count).fill_(-std::numeric_limits<float>::infinity());
 }
+}  // namespace
 
 torch::Tensor TextGenerator::remask_round(const BatchTensors& bt, const torch::Tensor& x0_BLC, int64_t first,
                                           const torch::Tensor& length_B, int64_t round, at::Generator gen,
@@ -242,7 +243,9 @@ TextGenerator::SolverStart TextGenerator::remask_start(const BatchTensors& bt, c
             "sample.remask_rounds needs a model with the absorbing state m (diffusion.soft_absorbing = true)");
   const int64_t B = x0_BLC.size(0), L = x0_BLC.size(1), T = L - first;
   // The words as read_ids reads them, and how sure the rounding is of each.
-  const auto [p_BT, word_BT] = torch::softmax(target_logits(x0_BLC, first, length_B), -1).max(-1);
+  torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, T)).to(torch::kFloat);
+  if (length_B.defined()) exclude_specials_(logits_BTV);
+  const auto [p_BT, word_BT] = torch::softmax(logits_BTV, -1).max(-1);
   torch::Tensor eligible_BT = bt.trg_mask_BL.narrow(1, first, T);
   if (length_B.defined())  // the decided tokens, not the EOS after them
     eligible_BT = eligible_BT & (torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(x0_BLC.device())).unsqueeze(0) <
@@ -268,9 +271,11 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
   const int64_t B = x0_BLC.size(0), T = x0_BLC.size(1) - first;
   torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, T));
   const torch::Tensor any_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
-  // Without a decided length every id is read as the rounding says.
-  const torch::Tensor word_BT =
-      decided ? target_logits(x0_BLC, first, length_B).argmax(-1).to(torch::kCPU, torch::kLong).contiguous() : any_BT;
+  torch::Tensor word_BT = any_BT;  // without a decided length every id is read as the rounding says
+  if (decided) {
+    exclude_specials_(logits_BTV);
+    word_BT = logits_BTV.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
+  }
   const torch::Tensor end_B = decided ? length_B.to(torch::kCPU, torch::kLong).contiguous()
                                       : torch::full({B}, T, torch::kLong);
   const int64_t *any = any_BT.data_ptr<int64_t>(), *word = word_BT.data_ptr<int64_t>(), *end = end_B.data_ptr<int64_t>();

@@ -119,9 +119,6 @@ class TextGenerator {
                                          const StepObserver& observe);
   // The target ids of x0 (as the final rounding reads them): rows end at EOS / PAD, or at length_B.
   GeneratedBatch read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B);
-  // The rounding's logits of x0's target positions [B, T, V], float32; with a decided length
-  // (length_B defined) the special tokens can't win.
-  torch::Tensor target_logits(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B);
   // Mask-predict round `round` of options().remask_rounds on a solved x0 (infer/remask.h): the solver
   // runs again from options().remask_time, started by remask_start(). Returns the new x0.
   torch::Tensor remask_round(const model::BatchTensors& batch, const torch::Tensor& x0_BLC, int64_t first,
