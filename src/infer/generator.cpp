@@ -255,12 +255,15 @@ TextGenerator::SolverStart TextGenerator::remask_start(const BatchTensors& bt, c
   // Each read word starts from its own embedding; the EOS and padding from where the solver left them.
   torch::Tensor ids_BL = bt.ids_BL.clone();
   ids_BL.narrow(1, first, T).copy_(torch::where(eligible_BT, word_BT, ids_BL.narrow(1, first, T)));
-  torch::Tensor eligible_BL = torch::zeros({B, L}, eligible_BT.options());
-  eligible_BL.narrow(1, first, T).copy_(eligible_BT);
+  // A target-region mask [B, T] as one over the whole row [B, L] (false on the source and markers).
+  const auto whole_row = [&](const torch::Tensor& mask_BT) {
+    torch::Tensor mask_BL = torch::zeros({B, L}, mask_BT.options());
+    mask_BL.narrow(1, first, T).copy_(mask_BT);
+    return mask_BL;
+  };
   SolverStart start;
-  start.x0_BLC = torch::where(eligible_BL.unsqueeze(-1), model_->embed(ids_BL).to(x0_BLC.scalar_type()), x0_BLC);
-  start.jump_BL = torch::zeros({B, L}, eligible_BT.options());
-  start.jump_BL.narrow(1, first, T).copy_(jump_BT);
+  start.x0_BLC = torch::where(whole_row(eligible_BT).unsqueeze(-1), model_->embed(ids_BL).to(x0_BLC.scalar_type()), x0_BLC);
+  start.jump_BL = whole_row(jump_BT);
   return start;
 }
 
