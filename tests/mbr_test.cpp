@@ -1,6 +1,5 @@
-// NLTK sentence BLEU (method4), DiffuSeq's MBR pick and ROUGE-L: hand-computed values and, when
-// the shared conformance vectors are present (../shared/metrics/vectors.jsonl), the values the
-// Python libraries produced.
+// NLTK sentence BLEU (method4), DiffuSeq's MBR pick and ROUGE-L: hand-computed values and the values
+// the Python libraries produced for the conformance vectors (test::metric_vectors_path()).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +13,7 @@
 #include "core/error.h"
 #include "metrics/mbr.h"
 #include "metrics/nltk_bleu.h"
+#include "test_util.h"
 
 namespace mds {
 namespace {
@@ -127,10 +127,6 @@ TEST(Mbr, RougeL) {
 
 // ---- conformance vectors (shared/metrics/README.md) -------------------------------------------
 
-std::string vectors_path() {
-  if (const char* env = std::getenv("MDS_METRIC_VECTORS")) return env;
-  return std::string(MDS_SOURCE_DIR) + "/../shared/metrics/vectors.jsonl";
-}
 
 bool is_ascii(const std::string& s) {
   for (unsigned char c : s) {
@@ -141,19 +137,13 @@ bool is_ascii(const std::string& s) {
 
 struct Vectors {
   std::vector<nlohmann::json> items;
-  bool found = false;
 };
 
 const Vectors& vectors() {
   static const Vectors v = [] {
     Vectors out;
-    std::ifstream in(vectors_path());
-    if (!in) return out;
-    out.found = true;
-    std::string line;
-    while (std::getline(in, line)) {
-      if (!line.empty()) out.items.push_back(nlohmann::json::parse(line));
-    }
+    for (const std::string& line : test::read_lines(test::metric_vectors_path()))
+      out.items.push_back(nlohmann::json::parse(line));
     return out;
   }();
   return v;
@@ -211,14 +201,12 @@ int check_mbr_vectors(bool ascii_only) {
 }
 
 TEST(MetricVectors, NltkBleuAscii) {
-  if (!vectors().found) GTEST_SKIP() << "no " << vectors_path();
   const int n = check_sentence_vectors(true);
   EXPECT_GT(n, 0);
   std::cout << "checked " << n << " ASCII sentence vectors\n";
 }
 
 TEST(MetricVectors, MbrSelectedAscii) {
-  if (!vectors().found) GTEST_SKIP() << "no " << vectors_path();
   const int n = check_mbr_vectors(true);
   EXPECT_GT(n, 0);
   std::cout << "checked " << n << " ASCII MBR groups\n";
@@ -226,7 +214,6 @@ TEST(MetricVectors, MbrSelectedAscii) {
 
 // The same on the non-ASCII vectors (Unicode whitespace for str.split()).
 TEST(MetricVectors, NltkBleuAndMbrNonAscii) {
-  if (!vectors().found) GTEST_SKIP() << "no " << vectors_path();
   const int n = check_sentence_vectors(false), g = check_mbr_vectors(false);
   std::cout << "checked " << n << " non-ASCII sentence vectors and " << g << " groups\n";
 }

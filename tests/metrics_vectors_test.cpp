@@ -1,8 +1,9 @@
-// Checks every metric against ../shared/metrics/vectors.jsonl: values computed by the original
+// Checks every metric against the conformance vectors (test::metric_vectors_path(): the shared
+// directory's vectors.jsonl, else the copy under tests/fixtures): values computed by the original
 // Python libraries (sacreBLEU 2.6.0, NLTK 3.8.1, rouge-score 0.1.2, torchmetrics 1.9.0, SQuAD v1.1,
 // DiffuSeq's eval_seq2seq.py). Tolerances are the README's: exact for counts, lengths and booleans,
 // 1e-9 on 0-100 scales, 1e-12 on 0-1 scales, 1e-6 for torchmetrics corpus means (float32, torch's
-// summation order). Skipped, with a message, when the file is absent.
+// summation order).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/fs.h"
 #include "metrics/chrf.h"
 #include "metrics/diversity.h"
 #include "metrics/mbr.h"
@@ -25,6 +27,7 @@
 #include "metrics/squad.h"
 #include "metrics/text.h"
 #include "metrics/torchmetrics_rouge.h"
+#include "test_util.h"
 
 namespace mds::metrics {
 namespace {
@@ -35,11 +38,6 @@ constexpr double kTol100 = 1e-9;    // 0-100 scales
 constexpr double kTol1 = 1e-12;     // 0-1 scales
 constexpr double kTolTorch = 1e-6;  // torchmetrics corpus means
 
-std::string vectors_path() {
-  const char* env = std::getenv("MDS_SOURCE_DIR");
-  std::string root = env != nullptr ? env : MDS_SOURCE_DIR;
-  return root + "/../shared/metrics/vectors.jsonl";
-}
 
 std::string fmt(double v) {
   char buf[64];
@@ -231,17 +229,14 @@ void check_corpus(Checker& c, const json& v) {
 }
 
 TEST(MetricsVectors, AllSharedVectorsMatch) {
-  const std::string path = vectors_path();
-  std::ifstream in(path);
-  if (!in) GTEST_SKIP() << path << " is absent: the shared metric vectors are not checked";
+  const std::string path = test::metric_vectors_path();
+  const std::vector<std::string> lines = test::read_lines(path);
 
   std::map<std::string, int> vectors_per_family, passed_per_family, fields_per_family,
       exact_per_family;
   std::vector<std::string> failures;
-  std::string line;
   int vectors = 0, passed = 0;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
+  for (const std::string& line : lines) {
     const json v = json::parse(line);
     Checker c(v["id"].get<std::string>());
     try {
@@ -278,6 +273,15 @@ TEST(MetricsVectors, AllSharedVectorsMatch) {
   EXPECT_GT(vectors, 0) << path << " holds no vector";
   for (std::size_t i = 0; i < failures.size() && i < 200; ++i) ADD_FAILURE() << failures[i];
   EXPECT_TRUE(failures.empty()) << failures.size() << " field mismatches";
+}
+
+// The copy a clean clone checks is the shared file, line for line (refresh it with
+// zstd -19 ../shared/metrics/vectors.jsonl -o tests/fixtures/metric-vectors.jsonl.zst).
+TEST(MetricsVectors, CommittedCopyIsTheSharedFile) {
+  const std::string shared = test::source_path("../shared/metrics/vectors.jsonl");
+  if (!fs::exists(shared)) GTEST_SKIP() << shared << " is absent: nothing to compare the copy with";
+  EXPECT_EQ(test::read_lines(test::source_path("tests/fixtures/metric-vectors.jsonl.zst")),
+            test::read_lines(shared));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "core/fs.h"
+#include "data/line_reader.h"
 
 namespace mds::test {
 
@@ -99,6 +100,23 @@ std::string source_path(const std::string& relative) {
 #else
   return relative;
 #endif
+}
+
+std::string metric_vectors_path() {
+  if (const char* env = std::getenv("MDS_METRIC_VECTORS")) return env;
+  const std::string shared = source_path("../shared/metrics/vectors.jsonl");
+  if (fs::exists(shared)) return shared;
+  return source_path("tests/fixtures/metric-vectors.jsonl.zst");
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  data::LineReader reader(path);
+  std::vector<std::string> lines;
+  std::string line;
+  while (reader.next(line)) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  return lines;
 }
 
 }  // namespace mds::test
