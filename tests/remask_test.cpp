@@ -18,6 +18,7 @@
 #include "model/batch_tensors.h"
 #include "model/denoiser.h"
 #include "runtime/runtime.h"
+#include "test_util.h"
 
 namespace mds {
 namespace {
@@ -151,6 +152,17 @@ TEST(Remask, GenerationRunsTheRoundsItIsAskedFor) {
   o = generator.options();
   o.remask_time = 0.0;
   EXPECT_THROW(infer::check_generate_options(o), Error);
+}
+
+// A model without m cannot send tokens back to it: the generator says so when it is made.
+TEST(Remask, AModelWithoutTheAbsorbingStateIsRefusedByName) {
+  const Config c = tiny_config({"sample.remask_rounds=1", "diffusion.soft_absorbing=false"});
+  const std::string message =
+      test::error_of([&] { infer::TextGenerator generator(c, tiny_model(c), runtime::Runtime{}); });
+  EXPECT_NE(message.find("sample.remask_rounds needs a model with the absorbing state m"), std::string::npos)
+      << message;
+  const Config off = tiny_config({"diffusion.soft_absorbing=false"});
+  EXPECT_NO_THROW(infer::TextGenerator(off, tiny_model(off), runtime::Runtime{}));  // no rounds asked
 }
 
 }  // namespace

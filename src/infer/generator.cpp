@@ -89,6 +89,9 @@ TextGenerator::TextGenerator(const Config& config, Denoiser model, const Runtime
 void TextGenerator::init_from_config() {
   schedule_ = NoiseSchedule::from_config(config_);
   options_ = generate_options_from_config(config_);
+  // Refused here, not after the first solve has run.
+  MDS_CHECK(options_.remask_rounds == 0 || model_->absorbing().defined(),
+            "sample.remask_rounds needs a model with the absorbing state m (diffusion.soft_absorbing = true)");
   pack_ = pack_options_from_config(config_);
   pack_.trg_pad = TargetPadding::max;  // the output may use the whole target region
   pack_.mask_target_padding = false;   // a length head, if any, cuts each row (generate_ids)
@@ -239,8 +242,6 @@ torch::Tensor TextGenerator::remask_round(const BatchTensors& bt, const torch::T
 TextGenerator::SolverStart TextGenerator::remask_start(const BatchTensors& bt, const torch::Tensor& x0_BLC,
                                                        int64_t first, const torch::Tensor& length_B, int64_t round) {
   torch::NoGradGuard no_grad;
-  MDS_CHECK(model_->absorbing().defined(),
-            "sample.remask_rounds needs a model with the absorbing state m (diffusion.soft_absorbing = true)");
   const int64_t B = x0_BLC.size(0), L = x0_BLC.size(1), T = L - first;
   // The words as read_ids reads them, and how sure the rounding is of each.
   torch::Tensor logits_BTV = model_->logits(x0_BLC.narrow(1, first, T)).to(torch::kFloat);
