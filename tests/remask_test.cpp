@@ -162,7 +162,19 @@ TEST(Remask, AModelWithoutTheAbsorbingStateIsRefusedByName) {
   EXPECT_NE(message.find("sample.remask_rounds needs a model with the absorbing state m"), std::string::npos)
       << message;
   const Config off = tiny_config({"diffusion.soft_absorbing=false"});
-  EXPECT_NO_THROW(infer::TextGenerator(off, tiny_model(off), runtime::Runtime{}));  // no rounds asked
+  infer::TextGenerator generator(off, tiny_model(off), runtime::Runtime{});  // no rounds asked: fine
+  // Asked for later, through options(), before anything is solved.
+  generator.options().remask_rounds = 1;
+  data::InMemorySource source;
+  source.add({10, 11, 12}, {});
+  const data::Batch batch = data::pack_batch(source, {0}, generator.pack_options());
+  int64_t steps = 0;
+  EXPECT_NE(test::error_of([&] {
+              generator.generate_ids(batch, at::detail::createCPUGenerator(3),
+                                     [&](int64_t, const infer::GeneratedBatch&) { ++steps; });
+            }).find("absorbing state m"),
+            std::string::npos);
+  EXPECT_EQ(steps, 0);
 }
 
 }  // namespace

@@ -94,7 +94,7 @@ std::pair<int, std::string> refused(const std::string& body, const ApiLimits& li
 
 TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
   const infer::GenerateRequest one = parse_generate_request(R"({"src": "hello", "steps": 4, "seed": 9, "mbr": 2,
-      "sampler": "dpm++3m", "start_time": 0.5, "length": "source"})", GenerateOptions(), {});
+      "sampler": "dpm++3m", "start_time": 0.5, "length": "source", "remask_rounds": 2})", GenerateOptions(), {});
   EXPECT_TRUE(one.single);
   EXPECT_EQ(one.sources, std::vector<std::string>{"hello"});
   EXPECT_EQ(one.options.sampler.steps, 4);
@@ -103,6 +103,7 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
   EXPECT_EQ(one.options.sampler.sampler, "dpm++3m");
   EXPECT_DOUBLE_EQ(one.options.sampler.start_time, 0.5);
   EXPECT_EQ(one.options.length, "source");
+  EXPECT_EQ(one.options.remask_rounds, 2);
   const infer::GenerateRequest many = parse_generate_request(R"({"inputs": ["a", "b"]})", GenerateOptions(), {});
   EXPECT_FALSE(many.single);
   EXPECT_EQ(many.sources.size(), 2u);
@@ -136,6 +137,8 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {R"({"src": "a", "sampler": "ddim", "start_time": 0.5})", 400, "DPM-Solver++"},
       {R"({"src": "a", "length": "long"})", 400, "\"length\" must be \"predict\" or \"source\", got \"long\""},
       {R"({"src": "a", "length": 3})", 400, "\"length\" must be \"predict\" or \"source\", got 3"},
+      {R"({"src": "a", "remask_rounds": 17})", 400, "\"remask_rounds\" must be in [0, 16], got 17"},
+      {R"({"src": "a", "remask_rounds": 1, "sampler": "ancestral"})", 400, "remask"},
       {"{\"src\": \"\xff\xfe\"}", 400, "not valid JSON"},  // invalid UTF-8
       {R"({"src": "a", "seed": 1e999})", 400, "not valid JSON"},  // past a double
       {R"({"src": "a", "seed": 1e300})", 400, "\"seed\" must be an integer, got number"},
@@ -326,6 +329,15 @@ TEST_F(ServeTest, ServesTheApiOnLoopback) {
   ASSERT_TRUE(not_bool);
   EXPECT_EQ(not_bool->status, 400);
 
+  // "remask_rounds": mask-predict rounds after the solver, as `generate --remask-rounds` runs them.
+  auto rounds = client.Post("/v1/generate", R"({"src": "a tool to manage packages", "seed": 3, "remask_rounds": 1})",
+                            "application/json");
+  ASSERT_TRUE(rounds);
+  EXPECT_EQ(rounds->status, 200) << rounds->body;
+  GenerateOptions one_round = o;
+  one_round.remask_rounds = 1;
+  EXPECT_EQ(json::parse(rounds->body)["prediction"], direct({"a tool to manage packages"}, one_round).at(0));
+
   auto missing = client.Get("/nowhere");
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
@@ -334,6 +346,34 @@ TEST_F(ServeTest, ServesTheApiOnLoopback) {
   auto again = client.Get("/healthz");
   ASSERT_TRUE(again);
   EXPECT_EQ(again->status, 200);
+  server.stop();
+  listener.join();
+}
+
+// A request for what the model cannot do is the client's error (400), named, not a failed generation.
+TEST_F(ServeTest, RoundsOnAModelWithoutTheAbsorbingStateAreRefusedWith400) {
+  const Config c = Config::load("", {"data.max_src_len=24", "data.max_trg_len=8", "model.embed_dim=8",
+                                     "model.dim=32", "model.layers=1", "model.heads=2", "model.ffn_dim=32",
+                                     "model.time_embed_dim=16", "moe.experts=1", "attention.type=dense",
+                                     "sample.steps=2", "diffusion.soft_absorbing=false", "train.threads=1"});
+  model::Denoiser m(model::model_options_from_config(c, tokenizer_->vocab_size()));
+  m->eval();
+  TextGenerator generator(c, m, runtime::Runtime{}, tokenizer_.get());
+  GenerationService service(generator, ServiceLimits{});
+  HttpServer server(generator, service, ApiLimits{});
+  const int port = server.bind("127.0.0.1", 0);
+  std::thread listener([&] { server.listen(); });
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(120, 0);
+  auto refused_rounds = client.Post("/v1/generate", R"({"src": "fonts", "remask_rounds": 1})", "application/json");
+  ASSERT_TRUE(refused_rounds);
+  EXPECT_EQ(refused_rounds->status, 400);
+  EXPECT_NE(json::parse(refused_rounds->body)["error"].get<std::string>().find("absorbing state m"),
+            std::string::npos)
+      << refused_rounds->body;
+  auto plain = client.Post("/v1/generate", R"({"src": "fonts"})", "application/json");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->status, 200) << plain->body;
   server.stop();
   listener.join();
 }

@@ -89,12 +89,15 @@ TextGenerator::TextGenerator(const Config& config, Denoiser model, const Runtime
 void TextGenerator::init_from_config() {
   schedule_ = NoiseSchedule::from_config(config_);
   options_ = generate_options_from_config(config_);
-  // Refused here, not after the first solve has run.
-  MDS_CHECK(options_.remask_rounds == 0 || model_->absorbing().defined(),
-            "sample.remask_rounds needs a model with the absorbing state m (diffusion.soft_absorbing = true)");
+  check_options_for_model(options_);  // here, not after the first solve has run
   pack_ = pack_options_from_config(config_);
   pack_.trg_pad = TargetPadding::max;  // the output may use the whole target region
   pack_.mask_target_padding = false;   // a length head, if any, cuts each row (generate_ids)
+}
+
+void TextGenerator::check_options_for_model(const GenerateOptions& options) const {
+  MDS_CHECK(options.remask_rounds == 0 || model_->absorbing().defined(),
+            "sample.remask_rounds needs a model with the absorbing state m (diffusion.soft_absorbing = true)");
 }
 
 int64_t model_calls(const GenerateOptions& o, int64_t diffusion_steps) {
@@ -209,6 +212,7 @@ torch::Tensor TextGenerator::output_lengths(const Batch& batch, const BatchTenso
 
 GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen, const IdsObserver& observe) {
   torch::NoGradGuard no_grad;
+  check_options_for_model(options_);  // options() may have changed since the generator was made
   BatchTensors bt = to_tensors(batch, runtime_.device);
   // Where each row's length is decided (sample.length), exactly that many positions (and the EOS)
   // are denoised.

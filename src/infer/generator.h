@@ -70,6 +70,9 @@ class TextGenerator {
   // whatever the caller changes.
   GenerateOptions& options() { return options_; }
   const GenerateOptions& options() const { return options_; }
+  // What this model cannot do of `options` (check_generate_options checks the rest): rounds need
+  // the absorbing state m. Throws mds::Error naming the key.
+  void check_options_for_model(const GenerateOptions& options) const;
 
   // One prediction per source, in order. `observe`, when given, sees the text of every step.
   std::vector<std::string> generate(const std::vector<std::string>& sources, const StepObserver& observe = {});

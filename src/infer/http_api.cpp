@@ -192,6 +192,11 @@ HttpServer::HttpServer(ServeParts parts, ApiLimits limits) : impl_(new Impl{std:
     const auto start = std::chrono::steady_clock::now();
     try {
       GenerateRequest r = parse_generate_request(req.body, generator.options(), s.limits);
+      try {
+        generator.check_options_for_model(r.options);  // e.g. "remask_rounds" on a model without m
+      } catch (const Error& e) {
+        throw ApiError(400, e.what());
+      }
       const std::size_t n = r.sources.size();
       const std::size_t cut = generator.sources_cut(r.sources);  // before the sources move into the queue
       if (r.stream) {

@@ -53,11 +53,13 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
     bad(str_cat("the body is not valid JSON: ", e.what()));
   }
   if (!body.is_object()) bad(str_cat("the body must be a JSON object, got ", body.type_name()));
-  static const char* known[] = {"src", "inputs", "steps", "sampler", "seed", "mbr", "start_time", "length", "stream"};
+  static const char* known[] = {"src",        "inputs", "steps",  "sampler",      "seed",
+                                "mbr",        "start_time", "length", "remask_rounds", "stream"};
   for (const auto& [key, value] : body.items()) {
     bool ok = false;
     for (const char* k : known) ok = ok || key == k;
-    if (!ok) bad(str_cat("unknown field \"", key, "\" (known: src, inputs, steps, sampler, seed, mbr, start_time, length, stream)"));
+    if (!ok) bad(str_cat("unknown field \"", key, "\" (known: src, inputs, steps, sampler, seed, mbr, start_time, length, "
+                    "remask_rounds, stream)"));
   }
   GenerateRequest r;
   const bool has_src = body.contains("src"), has_inputs = body.contains("inputs");
@@ -77,6 +79,8 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
   r.options = defaults;
   if (body.contains("steps")) r.options.sampler.steps = integer_field(body, "steps", 1, limits.max_steps);
   if (body.contains("mbr")) r.options.mbr = integer_field(body, "mbr", 1, limits.max_mbr);
+  // Each round is one more solve: bounded as the key sample.remask_rounds is.
+  if (body.contains("remask_rounds")) r.options.remask_rounds = integer_field(body, "remask_rounds", 0, 16);
   if (body.contains("seed")) r.options.seed = static_cast<uint64_t>(integer_field(body, "seed", 0, int64_t{1} << 53));
   if (body.contains("sampler")) {
     const json& v = body["sampler"];
