@@ -44,6 +44,23 @@ try {
   await page.waitForFunction(() => /^done in .*longer than the model reads/.test(document.getElementById("status").textContent),
                              null, { timeout: 60000 });
 
+  // Mask-predict rounds: each round is one more solve, streamed like the first (3 steps x 2 solves).
+  await page.fill("#src", source);
+  await page.fill("#steps", "3");
+  await page.fill("#remask_rounds", "1");
+  await page.click("#go");
+  await page.waitForFunction(() => document.querySelectorAll("tr.step-row").length === 6 &&
+                                   /^done in/.test(document.getElementById("status").textContent),
+                             null, { timeout: 60000 });
+  const roundRows = await page.$$eval("tr.step-row td.step", (cells) => cells.map((c) => c.textContent));
+  assert.deepEqual(roundRows, Array.from({ length: 6 }, (_, k) => `step ${k + 1}/6`));
+  const withRound = await (await fetch(url + "/v1/generate", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ src: source, steps: 3, seed, remask_rounds: 1 }),
+  })).json();
+  assert.equal(await page.textContent("#final"), withRound.prediction);
+  await page.fill("#remask_rounds", "");
+
   // A bad request shows the server's error on the page.
   await page.fill("#steps", "100000");
   await page.click("#go");
