@@ -44,6 +44,7 @@ rm -rf "$work"
 mkdir -p "$work"
 pids=()
 labels=()
+jsons=()
 while read -r data minutes label rest; do
   case "$data" in ''|'#'*) continue ;; esac
   eval "args=($rest)"  # the plan's quoting holds: --extra-gen "mbr4=--mbr 4"
@@ -52,16 +53,18 @@ while read -r data minutes label rest; do
     --set train.threads="${QUALITY_THREADS:-2}" "${args[@]}" > "$work/$data-$label.log" 2>&1 &
   pids+=($!)
   labels+=("$data-$label")
+  jsons+=("$work/quality_${data}_${label}.json")
 done < "$plan"
 failed=0
 for i in "${!pids[@]}"; do
-  if wait "${pids[$i]}"; then echo "== ${labels[$i]}: done"; else echo "== ${labels[$i]}: FAILED"; failed=1; tail -20 "$work/${labels[$i]}.log"; fi
+  # Each result comes back as soon as its race ends: a call cut short by its time limit keeps them.
+  if wait "${pids[$i]}"; then echo "== ${labels[$i]}: done"; cp "${jsons[$i]}" "$out/" 2>/dev/null; else echo "== ${labels[$i]}: FAILED"; failed=1; tail -20 "$work/${labels[$i]}.log"; fi
 done
 # One table of every race: the model's row and the baselines', from each race's eval table.
 for label in "${labels[@]}"; do
   echo "== $label"
   grep -E "^quality race:" "$work/$label/race.log" 2>/dev/null || true
-  sed -n '/^system/,$p' "$work/$label/scores.txt" 2>/dev/null | head -8
+  sed -n '/^system/,/^$/p' "$work/$label/scores.txt" 2>/dev/null
 done | tee "$out/quality.txt"
 # The results on their own (they must come back even when the archive is over the device's 16 MiB),
 # then the logs, tables, predictions and metrics of every race (no checkpoints, no prepared data).
