@@ -120,7 +120,9 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
   } cases[] = {
       {"{\"src\": ", 400, "not valid JSON"},
       {"[1, 2]", 400, "must be a JSON object, got array"},
-      {R"({"source": "x"})", 400, "unknown field \"source\""},
+      {R"({"source": "x"})", 400,
+       "unknown field \"source\" (known: src, inputs, steps, sampler, seed, mbr, start_time, length, "
+       "remask_rounds, stream)"},
       {R"({})", 400, "either \"src\""},
       {R"({"src": "a", "inputs": ["b"]})", 400, "either \"src\""},
       {R"({"src": 3})", 400, "\"src\" must be a string, got number"},

@@ -53,13 +53,16 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
     bad(str_cat("the body is not valid JSON: ", e.what()));
   }
   if (!body.is_object()) bad(str_cat("the body must be a JSON object, got ", body.type_name()));
-  static const char* known[] = {"src",        "inputs", "steps",  "sampler",      "seed",
-                                "mbr",        "start_time", "length", "remask_rounds", "stream"};
+  static const char* known[] = {"src", "inputs",     "steps",  "sampler",       "seed",
+                                "mbr", "start_time", "length", "remask_rounds", "stream"};
   for (const auto& [key, value] : body.items()) {
     bool ok = false;
-    for (const char* k : known) ok = ok || key == k;
-    if (!ok) bad(str_cat("unknown field \"", key, "\" (known: src, inputs, steps, sampler, seed, mbr, start_time, length, "
-                    "remask_rounds, stream)"));
+    std::string names;
+    for (const char* k : known) {
+      ok = ok || key == k;
+      names += names.empty() ? k : str_cat(", ", k);
+    }
+    if (!ok) bad(str_cat("unknown field \"", key, "\" (known: ", names, ")"));
   }
   GenerateRequest r;
   const bool has_src = body.contains("src"), has_inputs = body.contains("inputs");
