@@ -245,6 +245,38 @@ TEST(EvalReport, CopiedCountsOutputsEqualToTheirSource) {
             "eval: p.jsonl:7: metric \"copied\" needs each item's source (\"src\"), but item 4 (id \"4\") has none");
 }
 
+// A rewrite is better (worse) when its token F1 against the references is above (below) the source's.
+TEST(EvalReport, RewritesAreCountedBetterOrWorseThanTheirSource) {
+  EvalSet set;
+  set.prediction_files = {"p.jsonl"};
+  set.matched_by = "line";
+  set.ids = {"1", "2", "3", "4", "5"};
+  set.sources = {"how do i learn german", "why is the sky blue", "what is ai", "p q r", "x y"};
+  set.references = {{"how can i learn german"}, {"why is the sky blue"}, {"what is ai"}, {"p q s"}, {"x z"}};
+  // The sources' token F1 (SQuAD: lower case, no punctuation or articles): 4 of 5 words -> 0.8, 1, 1,
+  // 2 of 3 -> 2/3, 1 of 2 -> 0.5.
+  // 1: the reference itself, F1 1 > 0.8: better. 2: "why is sea blue" against "why is sky blue",
+  // 0.75 < 1: worse. 3: the source up to spacing: copied, neither. 4: P 3/4, R 1 -> 6/7 > 2/3: better.
+  // 5: 0.5 = 0.5: neither.
+  set.predictions = {{"how can i learn german", "why is the sea blue", " what  is ai ", "p q s t", "x q"}};
+  EvalOptions options;
+  options.metrics = {"rewrite-better", "rewrite-worse", "copied"};
+  options.per_example = true;
+  const EvalReport report = evaluate(set, options);
+  EXPECT_DOUBLE_EQ(report.systems[0].metrics[0].value, 40.0);  // 2 of 5
+  EXPECT_DOUBLE_EQ(report.systems[0].metrics[1].value, 20.0);  // 1 of 5
+  EXPECT_DOUBLE_EQ(report.systems[0].metrics[2].value, 20.0);
+  const std::vector<double> better = {100, 0, 0, 100, 0}, worse = {0, 100, 0, 0, 0};
+  for (std::size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(report.systems[0].per_example[i]["scores"]["rewrite-better"], better[i]) << i;
+    EXPECT_EQ(report.systems[0].per_example[i]["scores"]["rewrite-worse"], worse[i]) << i;
+  }
+  EXPECT_TRUE(needs_references({"rewrite-better"}));
+  set.sources[2] = " ";
+  EXPECT_EQ(error_of([&] { evaluate(set, options); }),
+            "eval: p.jsonl: metric \"rewrite-better\" needs each item's source (\"src\"), but item 3 (id \"3\") has none");
+}
+
 TEST(EvalReport, SeveralFilesGiveDiversityAndMbr) {
   EvalSet set;
   set.prediction_files = {"a.jsonl", "b.jsonl", "c.jsonl"};

@@ -168,6 +168,7 @@ void add_eval_command(CLI::App& app) {
       "--metrics", a->metrics,
       "comma list: bleu sentence-bleu chrf diffuseq-bleu nltk-corpus-bleu rouge1 rouge2 rougeL "
       "rougeLsum diffuseq-rougeL exact f1 dist1 dist2 len empty copied (outputs equal to their source) "
+      "rewrite-better rewrite-worse (outputs that differ from their source with a higher / lower token F1) "
       "(default: bleu,chrf,diffuseq-bleu,rouge1,rouge2,rougeL,exact,f1,dist1,len,empty)");
   cmd->add_flag("--no-stemmer", a->no_stemmer, "ROUGE without rouge-score's Porter stemmer");
   cmd->add_flag("--systems", a->systems,

@@ -164,19 +164,29 @@ SystemReport score_system(const std::string& name, const std::vector<std::string
       for (const auto& p : preds) values.push_back(trim(p).empty() ? 100.0 : 0.0);
       v = {metric, numpy_mean(values), "0-100", "percent of predictions with no non-space character", nullptr};
       per_item(metric, values);
-    } else if (metric == "copied") {
-      // Outputs that are their source, up to spacing: where a model edits its source (a paraphrase
-      // from a noised copy of the question), the scores alone cannot tell copying from rewriting.
+    } else if (metric == "copied" || metric == "rewrite-better" || metric == "rewrite-worse") {
+      // Against the source: where a model edits its source (a paraphrase from a noised copy of the
+      // question), the scores alone cannot tell copying from rewriting, nor good rewrites from bad.
       std::vector<double> values;
       for (std::size_t i = 0; i < n; ++i) {
         // Where the item came from: the first predictions file's line, when the set knows it.
         const std::string where = set.prediction_files.empty() ? "" : set.prediction_files[0] +
             (i < set.lines.size() ? ":" + std::to_string(set.lines[i]) : "") + ": ";
-        MDS_CHECK(!trim(set.sources[i]).empty(), "eval: ", where, "metric \"copied\" needs each item's source "
+        MDS_CHECK(!trim(set.sources[i]).empty(), "eval: ", where, "metric \"", metric, "\" needs each item's source "
                   "(\"src\"), but item ", i + 1, " (id \"", set.ids[i], "\") has none");
-        values.push_back(python_split(preds[i]) == python_split(set.sources[i]) ? 100.0 : 0.0);
+        const bool copied = python_split(preds[i]) == python_split(set.sources[i]);
+        bool counted = copied;
+        if (metric != "copied") {
+          const double gain = squad_f1(preds[i], refs[i]) - squad_f1(set.sources[i], refs[i]);
+          counted = !copied && (metric == "rewrite-better" ? gain > 0 : gain < 0);
+        }
+        values.push_back(counted ? 100.0 : 0.0);
       }
-      v = {metric, numpy_mean(values), "0-100", "percent of predictions equal to their source, up to spacing", nullptr};
+      const char* what = metric == "copied" ? "percent of predictions equal to their source, up to spacing"
+                         : metric == "rewrite-better"
+                             ? "percent of predictions that differ from their source and score a higher SQuAD token F1 than it"
+                             : "percent of predictions that differ from their source and score a lower SQuAD token F1 than it";
+      v = {metric, numpy_mean(values), "0-100", what, nullptr};
       per_item(metric, values);
     } else {
       fail("eval: unknown metric \"", metric, "\"");
@@ -230,7 +240,8 @@ void append_rows(std::string& out, const std::vector<MetricValue>& metrics) {
 const std::vector<std::string>& known_metrics() {
   static const std::vector<std::string> names = {
       "bleu", "sentence-bleu", "chrf", "diffuseq-bleu", "nltk-corpus-bleu", "rouge1", "rouge2",
-      "rougeL", "rougeLsum", "diffuseq-rougeL", "exact", "f1", "dist1", "dist2", "len", "empty", "copied"};
+      "rougeL", "rougeLsum", "diffuseq-rougeL", "exact", "f1", "dist1", "dist2", "len", "empty", "copied",
+      "rewrite-better", "rewrite-worse"};
   return names;
 }
 
@@ -357,8 +368,10 @@ std::string EvalReport::table() const {
     char buf[512];
     std::snprintf(buf, sizeof buf, "%-*s", static_cast<int>(width), "system");
     out += buf;
+    // A column is as wide as its name, and at least 13.
+    auto column = [](const MetricValue& m) { return static_cast<int>(std::max<std::size_t>(13, m.name.size())); };
     for (const auto& m : systems.front().metrics) {
-      std::snprintf(buf, sizeof buf, " %13s", m.name.c_str());
+      std::snprintf(buf, sizeof buf, " %*s", column(m), m.name.c_str());
       out += buf;
     }
     out += "\n";
@@ -366,7 +379,7 @@ std::string EvalReport::table() const {
       std::snprintf(buf, sizeof buf, "%-*s", static_cast<int>(width), s.name.c_str());
       out += buf;
       for (const auto& m : s.metrics) {
-        std::snprintf(buf, sizeof buf, " %13s", format_value(m).c_str());
+        std::snprintf(buf, sizeof buf, " %*s", column(m), format_value(m).c_str());
         out += buf;
       }
       out += "\n";
