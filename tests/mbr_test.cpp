@@ -125,6 +125,29 @@ TEST(Mbr, RougeL) {
       1u);
 }
 
+TEST(Mbr, TheSourceWinsUnlessTheSamplesAgreeOnAChange) {
+  // ROUGE-L over 6-token texts. Damage at three different places: every pair of samples shares 4 of
+  // 6 tokens (F 4/6), the source shares 5 with each (F 5/6), so the source's mean 5/6 beats 4/6.
+  const std::string source = "how do i learn to cook";
+  EXPECT_EQ(mbr_select_or_source({"how do i learn to book", "how can i learn to cook", "what do i learn to cook"},
+                                 "rouge-l", source),
+            3u);
+  // Two samples agree on "can": c0 and c1 score (1 + 5/6) / 2 = 11/12 each, c2 (5/6 + 5/6) / 2; the
+  // source (5/6 + 5/6 + 4/6) / 3 = 7/9 < 11/12: the first of the agreeing samples.
+  const std::vector<std::string> agree = {"how can i learn to cook", "how can i learn to cook", "how can i learn to book"};
+  EXPECT_EQ(mbr_select_or_source(agree, "rouge-l", source), 0u);
+  EXPECT_EQ(mbr_select(agree, "rouge-l"), 0u);
+  // A tie goes to the sample (the same text, when every sample is the source).
+  EXPECT_EQ(mbr_select_or_source({source, source}, "bleu", source), 0u);
+  // BLEU: the damaged samples lose to the source as well.
+  EXPECT_EQ(mbr_select_or_source({"how do i learn to book today", "how can i learn to cook today",
+                                  "what do i learn to cook today"},
+                                 "bleu", "how do i learn to cook today"),
+            3u);
+  EXPECT_THROW(mbr_select_or_source({"one"}, "bleu", source), Error);
+  EXPECT_THROW(mbr_select_or_source({"a", "b"}, "meteor", source), Error);
+}
+
 // ---- conformance vectors (shared/metrics/README.md) -------------------------------------------
 
 

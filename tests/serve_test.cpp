@@ -21,6 +21,7 @@
 #include "infer/generator.h"
 #include "infer/http_api.h"
 #include "infer/httplib_abi.h"
+#include "metrics/mbr.h"
 #include "model/denoiser.h"
 #include "model/model_options.h"
 #include "test_util.h"
@@ -121,7 +122,7 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {"{\"src\": ", 400, "not valid JSON"},
       {"[1, 2]", 400, "must be a JSON object, got array"},
       {R"({"source": "x"})", 400,
-       "unknown field \"source\" (known: src, inputs, steps, sampler, seed, mbr, start_time, length, "
+       "unknown field \"source\" (known: src, inputs, steps, sampler, seed, mbr, mbr_source, start_time, length, "
        "remask_rounds, stream)"},
       {R"({})", 400, "either \"src\""},
       {R"({"src": "a", "inputs": ["b"]})", 400, "either \"src\""},
@@ -141,6 +142,8 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {R"({"src": "a", "length": 3})", 400, "\"length\" must be \"predict\" or \"source\", got 3"},
       {R"({"src": "a", "remask_rounds": 17})", 400, "\"remask_rounds\" must be in [0, 16], got 17"},
       {R"({"src": "a", "remask_rounds": 1, "sampler": "ancestral"})", 400, "remask"},
+      {R"({"src": "a", "mbr_source": 1})", 400, "\"mbr_source\" must be true or false, got number"},
+      {R"({"src": "a", "mbr_source": true})", 400, "needs --mbr (sample.mbr) of at least 2, got 1"},
       {"{\"src\": \"\xff\xfe\"}", 400, "not valid JSON"},  // invalid UTF-8
       {R"({"src": "a", "seed": 1e999})", 400, "not valid JSON"},  // past a double
       {R"({"src": "a", "seed": 1e300})", 400, "\"seed\" must be an integer, got number"},
@@ -182,6 +185,38 @@ TEST_F(ServeTest, ConcurrentRequestsShareOneBatchAndGetTheirOwnPredictions) {
   f1.get();
   EXPECT_EQ(f2.get(), direct({"y"}, other));
   EXPECT_EQ(service.batches_run(), 3u);
+}
+
+// MBR with the source (sample.mbr_source): each output is the source text itself or the candidate
+// mbr_select_or_source picks among the seeds' generations, which are those of seed, seed + 1, ...
+TEST_F(ServeTest, MbrWithTheSourceChoosesAmongTheSeedsAndTheSourceText) {
+  const std::vector<std::string> sources = {"a tool to manage packages", "fonts for the console", "a chess game"};
+  GenerateOptions o = defaults_;
+  o.sampler.steps = 3;
+  o.seed = 11;
+  std::vector<std::vector<std::string>> seeds;
+  for (uint64_t k = 0; k < 3; ++k) {
+    GenerateOptions one = o;
+    one.seed = o.seed + k;
+    seeds.push_back(direct(sources, one));
+  }
+  o.mbr = 3;
+  o.mbr_source = true;
+  const std::vector<std::string> out = direct(sources, o);
+  ASSERT_EQ(out.size(), sources.size());
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    const std::vector<std::string> candidates = {seeds[0][i], seeds[1][i], seeds[2][i]};
+    const std::size_t pick = mbr_select_or_source(candidates, "bleu", sources[i]);
+    EXPECT_EQ(out[i], pick < 3 ? candidates[pick] : sources[i]) << sources[i];
+  }
+  // Without the source among the candidates: the plain MBR pick.
+  o.mbr_source = false;
+  const std::vector<std::string> plain = direct(sources, o);
+  for (std::size_t i = 0; i < sources.size(); ++i)
+    EXPECT_EQ(plain[i], seeds[mbr_select({seeds[0][i], seeds[1][i], seeds[2][i]}, "bleu")][i]);
+  o.mbr = 1;
+  o.mbr_source = true;
+  EXPECT_THROW(direct(sources, o), Error);
 }
 
 // The steps of the denoising: every model call of every candidate reports the text of each source

@@ -24,7 +24,7 @@ struct GenerateArgs {
   std::optional<std::string> sampler, skip_type, mbr_metric, length;
   std::optional<int64_t> steps, seed, batch_size, mbr, remask_rounds;
   std::optional<double> start_time;
-  bool clamp = false, discrete_noise = false;
+  bool clamp = false, discrete_noise = false, mbr_source = false;
 };
 }  // namespace
 
@@ -52,6 +52,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--mbr", a->mbr, "candidates per input for minimum-Bayes-risk selection");
   cmd->add_option("--mbr-metric", a->mbr_metric, "bleu (default) | rouge-l")
       ->check(CLI::IsMember({"bleu", "rouge-l"}));
+  cmd->add_flag("--mbr-source", a->mbr_source,
+                "editing tasks: the source is one more MBR candidate, so an output changes its source only where "
+                "the samples agree on the change (needs --mbr of at least 2; sample.mbr_source)");
   cmd->add_option("--remask-rounds", a->remask_rounds,
                   "mask-predict rounds after the solver: the least confident tokens are denoised again (default "
                   "sample.remask_rounds; sample.remask_share, sample.remask_time)")
@@ -71,13 +74,14 @@ void add_generate_command(CLI::App& app) {
     if (a->batch_size) o.batch_size = *a->batch_size;
     if (a->mbr) o.mbr = *a->mbr;
     if (a->mbr_metric) o.mbr_metric = *a->mbr_metric;
+    if (a->mbr_source) o.mbr_source = true;
     if (a->remask_rounds) o.remask_rounds = *a->remask_rounds;
     if (a->clamp) o.sampler.clamp = true;
     if (a->discrete_noise) o.sampler.discrete_noise = true;
     check_generate_options(o);
     GenerateFileStats stats = generate_file(generator, a->input, a->output);
     log_info("generated ", stats.examples, " predictions with ", o.sampler.sampler, " (", o.sampler.steps, " steps",
-             o.mbr > 1 ? str_cat(", MBR over ", o.mbr) : std::string(),
+             o.mbr > 1 ? str_cat(", MBR over ", o.mbr, o.mbr_source ? " and the source" : "") : std::string(),
              o.remask_rounds > 0 ? str_cat(", ", o.remask_rounds, " mask-predict rounds") : std::string(), ") on ", generator.device(), " (",
              to_string(generator.precision()), ") in ", stats.seconds, " s (",
              1000.0 * stats.seconds / static_cast<double>(stats.examples), " ms per example) -> ", a->output);

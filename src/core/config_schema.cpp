@@ -144,6 +144,7 @@ std::vector<KeySpec> make_schema() {
       i("sample.batch_size", 64, 1, kBig, "Sequences generated at once."),
       i("sample.mbr", 1, 1, 1024, "Candidates per input for minimum-Bayes-risk selection; 1 = off."),
       s("sample.mbr_metric", "bleu", {"bleu", "rouge-l"}, "Agreement measure used by MBR."),
+      b("sample.mbr_source", false, "For editing tasks (paraphrase, simplification), with sample.mbr of at least 2: the source text is one more candidate MBR may choose, scored by its mean agreement with the samples (it is not evidence). Samples damaged at different places agree with the source more than with each other, so an output differs from its source only where the samples agree on the change."),
       i("sample.remask_rounds", 0, 0, 16, "Mask-predict rounds after the solver (DPM-Solver++, a model with the absorbing state m): each round reads the output, sends its least confident target tokens to m and solves again from sample.remask_time, the other tokens starting from their words. 0 = off (one solve, DiffuSeq). Each round costs one more solve."),
       f("sample.remask_share", 0.3, 0.0, 1.0, "With sample.remask_rounds = R: round r (1..R) sends share * (R - r + 1) / R of each output's tokens, the least confident (the rounding's softmax), to m."),
       f("sample.remask_time", 0.1, 0.0, 1.0, "With sample.remask_rounds: where each round's solve starts, as a share of the diffusion time (as sample.start_time)."),

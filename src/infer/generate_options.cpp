@@ -13,6 +13,7 @@ GenerateOptions generate_options_from_config(const Config& c) {
   o.batch_size = c.get_int("sample.batch_size");
   o.mbr = c.get_int("sample.mbr");
   o.mbr_metric = c.get_string("sample.mbr_metric");
+  o.mbr_source = c.get_bool("sample.mbr_source");
   o.length = c.get_string("sample.length");
   o.remask_rounds = c.get_int("sample.remask_rounds");
   o.remask_share = c.get_float("sample.remask_share");
@@ -31,6 +32,8 @@ void check_generate_options(const GenerateOptions& o) {
             o.sampler.sampler);
   MDS_CHECK(o.mbr_metric == "bleu" || o.mbr_metric == "rouge-l", "--mbr-metric must be bleu or rouge-l, got \"",
             o.mbr_metric, "\"");
+  MDS_CHECK(!o.mbr_source || o.mbr >= 2, "--mbr-source (sample.mbr_source) needs --mbr (sample.mbr) of at least 2, got ",
+            o.mbr);
   MDS_CHECK(o.remask_rounds >= 0, "--remask-rounds (sample.remask_rounds) must be at least 0, got ", o.remask_rounds);
   MDS_CHECK(o.remask_rounds == 0 || o.sampler.sampler.rfind("dpm++", 0) == 0,
             "--remask-rounds (sample.remask_rounds) needs a DPM-Solver++ sampler (dpm++2m, dpm++3m), not ",

@@ -16,6 +16,9 @@ struct GenerateOptions {
   int64_t batch_size = 64;
   int64_t mbr = 1;                  // candidates per input; 1 = no MBR
   std::string mbr_metric = "bleu";  // bleu | rouge-l
+  // The source is one more MBR candidate (metrics/mbr.h mbr_select_or_source): an output differs from
+  // its source only where the samples agree on the change. Needs mbr >= 2.
+  bool mbr_source = false;
   // How many target positions each row denoises: the length head's prediction (without one, the
   // whole region, the model's EOS ending the text), or the row's source length (the start from the
   // source puts target token j on source token j: the same length keeps every source word in place).

@@ -53,8 +53,8 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
     bad(str_cat("the body is not valid JSON: ", e.what()));
   }
   if (!body.is_object()) bad(str_cat("the body must be a JSON object, got ", body.type_name()));
-  static const char* known[] = {"src", "inputs",     "steps",  "sampler",       "seed",
-                                "mbr", "start_time", "length", "remask_rounds", "stream"};
+  static const char* known[] = {"src",        "inputs", "steps",         "sampler", "seed", "mbr", "mbr_source",
+                                "start_time", "length", "remask_rounds", "stream"};
   for (const auto& [key, value] : body.items()) {
     bool ok = false;
     std::string names;
@@ -92,6 +92,11 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
     if (name != "dpm++2m" && name != "dpm++3m" && name != "ddim" && name != "ancestral")
       bad(str_cat("\"sampler\" must be one of dpm++2m, dpm++3m, ddim, ancestral, got \"", name, "\""));
     r.options.sampler.sampler = name;
+  }
+  if (body.contains("mbr_source")) {
+    const json& v = body["mbr_source"];
+    if (!v.is_boolean()) bad(str_cat("\"mbr_source\" must be true or false, got ", v.type_name()));
+    r.options.mbr_source = v.get<bool>();
   }
   if (body.contains("stream")) {
     const json& v = body["stream"];

@@ -16,35 +16,72 @@ double rouge_l_fmeasure(const std::string& hypothesis, const std::string& refere
   return metrics::rouge_score(reference, hypothesis, /*stemmer=*/false).rougeL.fmeasure;
 }
 
-std::size_t mbr_select(const std::vector<std::string>& candidates, const std::string& metric) {
-  MDS_CHECK(!candidates.empty(), "MBR: no candidates");
-  const bool bleu = metric == "bleu";
-  MDS_CHECK(bleu || metric == "rouge-l", "MBR: unknown metric \"", metric,
-            "\" (known: bleu, rouge-l)");
-  const std::size_t n = candidates.size();
-  std::vector<std::vector<std::string>> tokens;
-  if (bleu) {
-    for (const auto& c : candidates) tokens.push_back(split_python_whitespace(c));
+namespace {
+
+// score(hypothesis, reference) under `metric`, on the texts or on their whitespace tokens (BLEU).
+class Agreement {
+ public:
+  explicit Agreement(const std::string& metric) : bleu_(metric == "bleu") {
+    MDS_CHECK(bleu_ || metric == "rouge-l", "MBR: unknown metric \"", metric, "\" (known: bleu, rouge-l)");
   }
-  std::size_t best = 0;
-  double best_score = 0.0;
+  double operator()(const std::string& hypothesis, const std::vector<std::string>& hyp_tokens,
+                    const std::string& reference, const std::vector<std::string>& ref_tokens) const {
+    return bleu_ ? nltk_sentence_bleu_method4({ref_tokens}, hyp_tokens) : rouge_l_fmeasure(hypothesis, reference);
+  }
+  std::vector<std::string> tokens(const std::string& text) const {
+    return bleu_ ? split_python_whitespace(text) : std::vector<std::string>{};
+  }
+
+ private:
+  bool bleu_;
+};
+
+struct Pick {
+  std::size_t index = 0;
+  double sum = 0.0;  // its agreement with the other candidates, summed
+};
+
+Pick mbr_pick(const std::vector<std::string>& candidates, const Agreement& agree,
+              const std::vector<std::vector<std::string>>& tokens) {
+  const std::size_t n = candidates.size();
+  Pick best;
   std::vector<double> row(n);
   for (std::size_t i = 0; i < n; ++i) {
-    for (std::size_t j = 0; j < n; ++j) {
-      if (i == j) {
-        row[j] = 0.0;  // selfBleu[i][i] = 0
-      } else {
-        row[j] = bleu ? nltk_sentence_bleu_method4({tokens[j]}, tokens[i])
-                      : rouge_l_fmeasure(candidates[i], candidates[j]);
-      }
-    }
+    for (std::size_t j = 0; j < n; ++j)
+      row[j] = i == j ? 0.0  // selfBleu[i][i] = 0
+                      : agree(candidates[i], tokens[i], candidates[j], tokens[j]);
     const double score = metrics::numpy_pairwise_sum(row.data(), n);
-    if (i == 0 || score > best_score) {  // np.argmax: the first maximum
-      best = i;
-      best_score = score;
-    }
+    if (i == 0 || score > best.sum) best = {i, score};  // np.argmax: the first maximum
   }
   return best;
+}
+
+std::vector<std::vector<std::string>> tokens_of(const std::vector<std::string>& texts, const Agreement& agree) {
+  std::vector<std::vector<std::string>> tokens;
+  for (const auto& t : texts) tokens.push_back(agree.tokens(t));
+  return tokens;
+}
+
+}  // namespace
+
+std::size_t mbr_select(const std::vector<std::string>& candidates, const std::string& metric) {
+  MDS_CHECK(!candidates.empty(), "MBR: no candidates");
+  const Agreement agree(metric);
+  return mbr_pick(candidates, agree, tokens_of(candidates, agree)).index;
+}
+
+std::size_t mbr_select_or_source(const std::vector<std::string>& candidates, const std::string& metric,
+                                 const std::string& source) {
+  MDS_CHECK(candidates.size() >= 2, "MBR with the source: needs at least 2 candidates, got ", candidates.size());
+  const Agreement agree(metric);
+  const auto tokens = tokens_of(candidates, agree);
+  const Pick best = mbr_pick(candidates, agree, tokens);
+  const std::size_t n = candidates.size();
+  const std::vector<std::string> source_tokens = agree.tokens(source);
+  std::vector<double> row(n);
+  for (std::size_t j = 0; j < n; ++j) row[j] = agree(source, source_tokens, candidates[j], tokens[j]);
+  const double source_mean = metrics::numpy_pairwise_sum(row.data(), n) / static_cast<double>(n);
+  return source_mean > best.sum / static_cast<double>(n - 1) ? n : best.index;
 }
 
 }  // namespace mds
