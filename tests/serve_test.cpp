@@ -371,9 +371,17 @@ TEST_F(ServeTest, ServesTheApiOnLoopback) {
                             "application/json");
   ASSERT_TRUE(rounds);
   EXPECT_EQ(rounds->status, 200) << rounds->body;
+  // The next request, without the field, gets the checkpoint's setting, not the request before's
+  // (the service leaves the generator with the options of the last batch it ran).
+  auto after = client.Post("/v1/generate", R"({"src": "a tool to manage packages", "seed": 3})", "application/json");
+  ASSERT_TRUE(after);
   GenerateOptions one_round = o;
   one_round.remask_rounds = 1;
-  EXPECT_EQ(json::parse(rounds->body)["prediction"], direct({"a tool to manage packages"}, one_round).at(0));
+  const std::string with_round = direct({"a tool to manage packages"}, one_round).at(0);
+  EXPECT_EQ(json::parse(rounds->body)["prediction"], with_round);
+  const std::string without = direct({"a tool to manage packages"}, o).at(0);
+  ASSERT_NE(with_round, without) << "the test needs the round to change the text";
+  EXPECT_EQ(json::parse(after->body)["prediction"], without);
 
   auto missing = client.Get("/nowhere");
   ASSERT_TRUE(missing);

@@ -125,13 +125,17 @@ struct HttpServer::Impl {
   ApiLimits limits;
   httplib::Server server;
   json info;
+  // What a request leaves out: the generator's options when the server is made (the checkpoint's
+  // sample.* keys and --set). Not the generator's options later: the service sets them to each batch's.
+  GenerateOptions defaults;
 };
 
-HttpServer::HttpServer(ServeParts parts, ApiLimits limits) : impl_(new Impl{std::move(parts), limits, {}, {}}) {
+HttpServer::HttpServer(ServeParts parts, ApiLimits limits) : impl_(new Impl{std::move(parts), limits, {}, {}, {}}) {
   Impl& s = *impl_;
   if (s.parts.web_dir.empty()) s.parts.web_dir = default_web_dir();
   s.info = {{"model", nullptr}, {"run_dir", s.parts.run_dir.empty() ? json(nullptr) : json(s.parts.run_dir)}};
   if (TextGenerator* g = s.parts.generator) {
+    s.defaults = g->options();
     s.info.update({{"model", g->model()->describe()},
                    {"vocab_size", g->tokenizer().vocab_size()},
                    {"device", g->device().str()},
@@ -191,7 +195,7 @@ HttpServer::HttpServer(ServeParts parts, ApiLimits limits) : impl_(new Impl{std:
     GenerationService& service = *s.parts.service;
     const auto start = std::chrono::steady_clock::now();
     try {
-      GenerateRequest r = parse_generate_request(req.body, generator.options(), s.limits);
+      GenerateRequest r = parse_generate_request(req.body, s.defaults, s.limits);
       try {
         generator.check_options_for_model(r.options);  // e.g. "remask_rounds" on a model without m
       } catch (const Error& e) {
