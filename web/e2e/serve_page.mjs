@@ -61,6 +61,24 @@ try {
   assert.equal(await page.textContent("#final"), withRound.prediction);
   await page.fill("#remask_rounds", "");
 
+  // MBR with the source a candidate: two samples of 3 steps each streamed, the answer the API's.
+  await page.fill("#mbr", "2");
+  await page.selectOption("#mbr_source", "true");
+  await page.click("#go");
+  await page.waitForFunction(() => document.querySelectorAll("tr.step-row").length === 6 &&
+                                   /^done in/.test(document.getElementById("status").textContent),
+                             null, { timeout: 60000 });
+  const mbrRows = await page.$$eval("tr.step-row td.step", (cells) => cells.map((c) => c.textContent));
+  assert.deepEqual(mbrRows, ["step 1/3", "step 2/3", "step 3/3", "step 1/3 (candidate 2)", "step 2/3 (candidate 2)",
+                             "step 3/3 (candidate 2)"]);
+  const withSource = await (await fetch(url + "/v1/generate", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ src: source, steps: 3, seed, mbr: 2, mbr_source: true }),
+  })).json();
+  assert.equal(await page.textContent("#final"), withSource.prediction);
+  await page.fill("#mbr", "");
+  await page.selectOption("#mbr_source", "");
+
   // A bad request shows the server's error on the page.
   await page.fill("#steps", "100000");
   await page.click("#go");
