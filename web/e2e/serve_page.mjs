@@ -44,38 +44,33 @@ try {
   await page.waitForFunction(() => /^done in .*longer than the model reads/.test(document.getElementById("status").textContent),
                              null, { timeout: 60000 });
 
+  // Generates on the page and checks the streamed rows and that the final text is the API's answer
+  // to `fields` (the page's own fields already filled in).
+  const streamsAsTheApi = async (rows, fields) => {
+    await page.click("#go");
+    await page.waitForFunction((n) => document.querySelectorAll("tr.step-row").length === n &&
+                                      /^done in/.test(document.getElementById("status").textContent),
+                               rows.length, { timeout: 60000 });
+    assert.deepEqual(await page.$$eval("tr.step-row td.step", (cells) => cells.map((c) => c.textContent)), rows);
+    const answer = await (await fetch(url + "/v1/generate", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ src: source, steps: 3, seed, ...fields }),
+    })).json();
+    assert.equal(await page.textContent("#final"), answer.prediction);
+  };
+
   // Mask-predict rounds: each round is one more solve, streamed like the first (3 steps x 2 solves).
   await page.fill("#src", source);
   await page.fill("#steps", "3");
   await page.fill("#remask_rounds", "1");
-  await page.click("#go");
-  await page.waitForFunction(() => document.querySelectorAll("tr.step-row").length === 6 &&
-                                   /^done in/.test(document.getElementById("status").textContent),
-                             null, { timeout: 60000 });
-  const roundRows = await page.$$eval("tr.step-row td.step", (cells) => cells.map((c) => c.textContent));
-  assert.deepEqual(roundRows, Array.from({ length: 6 }, (_, k) => `step ${k + 1}/6`));
-  const withRound = await (await fetch(url + "/v1/generate", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ src: source, steps: 3, seed, remask_rounds: 1 }),
-  })).json();
-  assert.equal(await page.textContent("#final"), withRound.prediction);
+  await streamsAsTheApi(Array.from({ length: 6 }, (_, k) => `step ${k + 1}/6`), { remask_rounds: 1 });
   await page.fill("#remask_rounds", "");
 
-  // MBR with the source a candidate: two samples of 3 steps each streamed, the answer the API's.
+  // MBR with the source a candidate: two samples of 3 steps each (and no round left over from above).
   await page.fill("#mbr", "2");
   await page.selectOption("#mbr_source", "true");
-  await page.click("#go");
-  await page.waitForFunction(() => document.querySelectorAll("tr.step-row").length === 6 &&
-                                   /^done in/.test(document.getElementById("status").textContent),
-                             null, { timeout: 60000 });
-  const mbrRows = await page.$$eval("tr.step-row td.step", (cells) => cells.map((c) => c.textContent));
-  assert.deepEqual(mbrRows, ["step 1/3", "step 2/3", "step 3/3", "step 1/3 (candidate 2)", "step 2/3 (candidate 2)",
-                             "step 3/3 (candidate 2)"]);
-  const withSource = await (await fetch(url + "/v1/generate", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ src: source, steps: 3, seed, mbr: 2, mbr_source: true }),
-  })).json();
-  assert.equal(await page.textContent("#final"), withSource.prediction);
+  await streamsAsTheApi(["step 1/3", "step 2/3", "step 3/3", "step 1/3 (candidate 2)", "step 2/3 (candidate 2)",
+                         "step 3/3 (candidate 2)"], { mbr: 2, mbr_source: true });
   await page.fill("#mbr", "");
   await page.selectOption("#mbr_source", "");
 
