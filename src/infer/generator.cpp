@@ -119,11 +119,9 @@ std::vector<std::string> TextGenerator::generate(const std::vector<std::string>&
   for (std::size_t i = 0; i < sources.size(); ++i) {
     std::vector<std::string> options;
     for (const auto& c : candidates) options.push_back(c[i]);
-    if (!options_.mbr_source) {
-      out[i] = options[mbr_select(options, options_.mbr_metric)];
-      continue;
-    }
-    const std::size_t pick = mbr_select_or_source(options, options_.mbr_metric, sources[i]);
+    // With the source a candidate, index options.size() is the source itself.
+    const std::size_t pick = options_.mbr_source ? mbr_select_or_source(options, options_.mbr_metric, sources[i])
+                                                 : mbr_select(options, options_.mbr_metric);
     out[i] = pick < options.size() ? options[pick] : sources[i];
   }
   return out;

@@ -3,8 +3,7 @@
 //   GET  /v1/info       the model, tokenizer, device, configuration and limits
 //   POST /v1/generate   {"src": "..."} or {"inputs": ["...", ...]}, optional "steps", "sampler",
 //                       "seed", "mbr", "mbr_source", "start_time", "length", "remask_rounds";
-//                       answers
-//                       {"prediction": "..."} or {"predictions": [...]};
+//                       answers {"prediction": "..."} or {"predictions": [...]};
 //                       with "stream": true, Server-Sent Events: an "step" event with the text of the
 //                       current x0 estimate after every solver step, then "done" with the answer
 //                       (or "error")

@@ -32,6 +32,12 @@ int64_t integer_field(const json& body, const char* name, int64_t lo, int64_t hi
   return *x;
 }
 
+bool boolean_field(const json& body, const char* name) {
+  const json& v = body.at(name);
+  if (!v.is_boolean()) bad(str_cat("\"", name, "\" must be true or false, got ", v.type_name()));
+  return v.get<bool>();
+}
+
 std::string source_field(const json& v, const std::string& where, const ApiLimits& limits) {
   if (!v.is_string()) bad(str_cat(where, " must be a string, got ", v.type_name()));
   std::string s = v.get<std::string>();
@@ -93,16 +99,8 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
       bad(str_cat("\"sampler\" must be one of dpm++2m, dpm++3m, ddim, ancestral, got \"", name, "\""));
     r.options.sampler.sampler = name;
   }
-  if (body.contains("mbr_source")) {
-    const json& v = body["mbr_source"];
-    if (!v.is_boolean()) bad(str_cat("\"mbr_source\" must be true or false, got ", v.type_name()));
-    r.options.mbr_source = v.get<bool>();
-  }
-  if (body.contains("stream")) {
-    const json& v = body["stream"];
-    if (!v.is_boolean()) bad(str_cat("\"stream\" must be true or false, got ", v.type_name()));
-    r.stream = v.get<bool>();
-  }
+  if (body.contains("mbr_source")) r.options.mbr_source = boolean_field(body, "mbr_source");
+  if (body.contains("stream")) r.stream = boolean_field(body, "stream");
   if (body.contains("start_time")) {
     const json& v = body["start_time"];
     if (!v.is_number()) bad(str_cat("\"start_time\" must be a number, got ", v.type_name()));
