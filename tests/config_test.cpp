@@ -127,6 +127,12 @@ TEST(Config, CrossKeyValidation) {
   msg = error_of([] { Config::load("", {"sample.start_time=0"}); });
   EXPECT_NE(msg.find("sample.start_time"), std::string::npos) << msg;
   EXPECT_NO_THROW(Config::load("", {"sample.start_time=0.3", "sample.sampler=dpm++3m"}));
+  msg = error_of([] { Config::load("", {"sample.remask_rounds=1", "sample.sampler=ancestral"}); });
+  EXPECT_NE(msg.find("sample.remask_rounds (from --set): sample.remask_rounds = 1 needs a DPM-Solver++ sampler, but "
+                     "sample.sampler = \"ancestral\""),
+            std::string::npos)
+      << msg;
+  EXPECT_NO_THROW(Config::load("", {"sample.remask_rounds=1", "sample.sampler=dpm++2m"}));
 }
 
 TEST(Config, InvalidTomlNamesLine) {

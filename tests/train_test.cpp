@@ -238,14 +238,6 @@ TEST_F(TrainTest, BestCheckpointIsTheHighestScoringValidation) {
               train::train(Config::load("", tiny("no-valid", {"train.eval_samples=2", "train.best_metric=f1"})), {});
             }).find("train.best_metric = \"f1\" needs data.valid"),
             std::string::npos);
-  // Sampling keys that cannot generate together are refused before training starts, not at the
-  // first validation, and nothing is written.
-  EXPECT_NE(test::error_of([&] {
-              train::train(Config::load("", tiny("mbr-source", {valid, "train.eval_samples=2", "sample.mbr_source=true"})),
-                           {});
-            }).find("sample.mbr_source) needs --mbr (sample.mbr) of at least 2, got 1"),
-            std::string::npos);
-  EXPECT_FALSE(fs::exists(dir_->file("mbr-source")));
 }
 
 TEST_F(TrainTest, NonFiniteLossesAreSkippedThenStopTheRun) {

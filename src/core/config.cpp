@@ -369,6 +369,10 @@ void Config::validate() const {
   if (start < 1.0 && get_string("sample.sampler").rfind("dpm++", 0) != 0)
     fail_keys("sample.start_time", str_cat("sample.start_time = ", start, " (below 1) needs a DPM-Solver++ sampler, but "
                                            "sample.sampler = \"", get_string("sample.sampler"), "\""));
+  if (get_int("sample.remask_rounds") > 0 && get_string("sample.sampler").rfind("dpm++", 0) != 0)
+    fail_keys("sample.remask_rounds", str_cat("sample.remask_rounds = ", get_int("sample.remask_rounds"),
+                                              " needs a DPM-Solver++ sampler, but sample.sampler = \"",
+                                              get_string("sample.sampler"), "\""));
 }
 
 const Value& Config::get(const std::string& key) const {

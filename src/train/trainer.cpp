@@ -23,7 +23,6 @@
 #include "data/batcher.h"
 #include "data/open_examples.h"
 #include "data/tokenizer.h"
-#include "infer/generate_options.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_writer.h"
 #include "metrics/eval_report.h"
@@ -182,13 +181,6 @@ struct LogLevelScope {
 
 TrainResult train(const Config& c, const TrainOptions& options) {
   const auto t_start = Clock::now();
-  // The run generates with its sample.* keys (validation, and every checkpoint afterwards): keys that
-  // cannot generate together are refused now, before anything is written, not at the first validation.
-  try {
-    infer::check_generate_options(infer::generate_options_from_config(c));
-  } catch (const Error& e) {
-    fail("the configuration's sample.* keys: ", e.what());
-  }
   const std::string run_dir = c.get_string("train.out_dir");
   fs::create_directories(run_dir);
   // Data-parallel (RANK / WORLD_SIZE set): rank 0 logs, validates and writes; every rank trains, on
