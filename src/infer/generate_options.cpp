@@ -32,8 +32,6 @@ void check_generate_options(const GenerateOptions& o) {
             o.sampler.sampler);
   MDS_CHECK(o.mbr_metric == "bleu" || o.mbr_metric == "rouge-l", "--mbr-metric must be bleu or rouge-l, got \"",
             o.mbr_metric, "\"");
-  MDS_CHECK(!o.mbr_source || o.mbr >= 2, "--mbr-source (sample.mbr_source) needs --mbr (sample.mbr) of at least 2, got ",
-            o.mbr);
   MDS_CHECK(o.remask_rounds >= 0, "--remask-rounds (sample.remask_rounds) must be at least 0, got ", o.remask_rounds);
   MDS_CHECK(o.remask_rounds == 0 || o.sampler.sampler.rfind("dpm++", 0) == 0,
             "--remask-rounds (sample.remask_rounds) needs a DPM-Solver++ sampler (dpm++2m, dpm++3m), not ",

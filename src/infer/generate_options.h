@@ -17,7 +17,8 @@ struct GenerateOptions {
   int64_t mbr = 1;                  // candidates per input; 1 = no MBR
   std::string mbr_metric = "bleu";  // bleu | rouge-l
   // The source is one more MBR candidate (metrics/mbr.h mbr_select_or_source): an output differs from
-  // its source only where the samples agree on the change. Needs mbr >= 2.
+  // its source only where the samples agree on the change. Inert with mbr = 1 (no samples to agree):
+  // a checkpoint that sets it still answers --mbr 1 with its one sample.
   bool mbr_source = false;
   // How many target positions each row denoises: the length head's prediction (without one, the
   // whole region, the model's EOS ending the text), or the row's source length (the start from the
