@@ -189,8 +189,44 @@ TEST_F(ServeTest, ConcurrentRequestsShareOneBatchAndGetTheirOwnPredictions) {
 
 // MBR with the source (sample.mbr_source): each output is the source text itself or the candidate
 // mbr_select_or_source picks among the seeds' generations, which are those of seed, seed + 1, ...
+// Each source cut to its output's length: the whole text as given where the output may be as long
+// (sample.length = "source" gives a row min(source tokens, the target region's 8)), else its first tokens.
+TEST_F(ServeTest, StartTextsAreTheSourcesCutToTheirOutputsLengths) {
+  const std::vector<std::string> sources = {"a chess game", "a tool to manage packages",
+                                            "fonts for the console and a library to read the manual pages of many tools"};
+  std::vector<std::vector<int32_t>> tokens;
+  for (const auto& s : sources) tokens.push_back(tokenizer_->encode(s));
+  ASSERT_LE(tokens[1].size(), 8u);
+  ASSERT_GT(tokens[2].size(), 8u);  // cut at 8 tokens ...
+  ASSERT_LE(tokens[2].size(), 24u);  // ... of a source the model reads whole
+  const auto cut = [&](std::size_t i, int64_t n) {
+    return n >= static_cast<int64_t>(tokens[i].size())
+               ? sources[i]
+               : tokenizer_->decode(std::vector<int32_t>(tokens[i].begin(), tokens[i].begin() + n));
+  };
+  GenerateOptions o = defaults_;
+  o.length = "source";
+  generator_->options() = o;
+  std::vector<std::string> starts = generator_->start_texts(sources);
+  EXPECT_EQ(starts, (std::vector<std::string>{sources[0], sources[1], cut(2, 8)}));
+  EXPECT_NE(starts[2], sources[2]);
+  // The length head's lengths (an untrained head: whatever it predicts), read from a batch of all three.
+  generator_->options() = defaults_;
+  data::InMemorySource packed;
+  for (const auto& t : tokens) packed.add(t, {});
+  const data::Batch batch = data::pack_batch(packed, {0, 1, 2}, generator_->pack_options());
+  const torch::Tensor n_B = generator_->output_lengths(batch, model::to_tensors(batch, generator_->device()));
+  ASSERT_TRUE(n_B.defined());
+  starts = generator_->start_texts(sources);
+  for (std::size_t i = 0; i < sources.size(); ++i) EXPECT_EQ(starts[i], cut(i, n_B[static_cast<int64_t>(i)].item<int64_t>())) << i;
+}
+
 TEST_F(ServeTest, MbrWithTheSourceChoosesAmongTheSeedsAndTheSourceText) {
-  const std::vector<std::string> sources = {"a tool to manage packages", "fonts for the console", "a chess game"};
+  // The last source is longer than its output may be: its candidate is its start (start_texts).
+  const std::vector<std::string> sources = {"a tool to manage packages", "fonts for the console", "a chess game",
+                                            "fonts for the console and a library to read the manual pages of many tools"};
+  const std::vector<std::string> starts = generator_->start_texts(sources);
+  EXPECT_NE(starts.back(), sources.back());
   GenerateOptions o = defaults_;
   o.sampler.steps = 3;
   o.seed = 11;
@@ -206,8 +242,8 @@ TEST_F(ServeTest, MbrWithTheSourceChoosesAmongTheSeedsAndTheSourceText) {
   ASSERT_EQ(out.size(), sources.size());
   for (std::size_t i = 0; i < sources.size(); ++i) {
     const std::vector<std::string> candidates = {seeds[0][i], seeds[1][i], seeds[2][i]};
-    const std::size_t pick = mbr_select_or_source(candidates, "bleu", sources[i]);
-    EXPECT_EQ(out[i], pick < 3 ? candidates[pick] : sources[i]) << sources[i];
+    const std::size_t pick = mbr_select_or_source(candidates, "bleu", starts[i]);
+    EXPECT_EQ(out[i], pick < 3 ? candidates[pick] : starts[i]) << sources[i];
   }
   // Without the source among the candidates: the plain MBR pick.
   o.mbr_source = false;

@@ -53,8 +53,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--mbr-metric", a->mbr_metric, "bleu (default) | rouge-l")
       ->check(CLI::IsMember({"bleu", "rouge-l"}));
   cmd->add_flag("--mbr-source", a->mbr_source,
-                "editing tasks: the source is one more MBR candidate, so an output changes its source only where "
-                "the samples agree on the change (with --mbr of at least 2; sample.mbr_source)");
+                "editing tasks: the source (cut to the output's length: a summary's lead) is one more MBR "
+                "candidate, so an output changes it only where the samples agree on the change (with --mbr of at "
+                "least 2; sample.mbr_source)");
   cmd->add_option("--remask-rounds", a->remask_rounds,
                   "mask-predict rounds after the solver: the least confident tokens are denoised again (default "
                   "sample.remask_rounds; sample.remask_share, sample.remask_time)")

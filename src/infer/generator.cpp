@@ -115,14 +115,55 @@ std::vector<std::string> TextGenerator::generate(const std::vector<std::string>&
   std::vector<std::vector<std::string>> candidates;
   for (int64_t k = 0; k < options_.mbr; ++k)
     candidates.push_back(generate_once(sources, options_.seed + static_cast<uint64_t>(k), k, observe));
+  // With the source a candidate: as far as each output reaches (a summary is offered the lead, not
+  // the article), and index options.size() is that text.
+  const std::vector<std::string> starts = options_.mbr_source ? start_texts(sources) : std::vector<std::string>();
   std::vector<std::string> out(sources.size());
   for (std::size_t i = 0; i < sources.size(); ++i) {
     std::vector<std::string> options;
     for (const auto& c : candidates) options.push_back(c[i]);
-    // With the source a candidate, index options.size() is the source itself.
-    const std::size_t pick = options_.mbr_source ? mbr_select_or_source(options, options_.mbr_metric, sources[i])
+    const std::size_t pick = options_.mbr_source ? mbr_select_or_source(options, options_.mbr_metric, starts[i])
                                                  : mbr_select(options, options_.mbr_metric);
-    out[i] = pick < options.size() ? options[pick] : sources[i];
+    out[i] = pick < options.size() ? options[pick] : starts[i];
+  }
+  return out;
+}
+
+TextGenerator::PackedSources TextGenerator::pack_sources(const std::vector<std::string>& sources) const {
+  PackedSources p;
+  for (const auto& s : sources) p.source.add(tokenizer_.encode(s), {});
+  // Similar lengths together: less source padding. Callers put results back in the sources' order.
+  std::vector<std::size_t> order(sources.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return p.source.src(a).size < p.source.src(b).size; });
+  const auto batch_size = static_cast<std::size_t>(options_.batch_size);
+  for (std::size_t start = 0; start < order.size(); start += batch_size)
+    p.batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(start),
+                           order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), start + batch_size)));
+  return p;
+}
+
+std::vector<std::string> TextGenerator::start_texts(const std::vector<std::string>& sources) {
+  MDS_CHECK(has_tokenizer_, "TextGenerator::start_texts: this generator has no tokenizer");
+  torch::NoGradGuard no_grad;
+  PackedSources packed = pack_sources(sources);
+  std::vector<std::string> out(sources.size());
+  for (const auto& idx : packed.batches) {
+    const Batch batch = pack_batch(packed.source, idx, pack_);
+    const torch::Tensor length_B = output_lengths(batch, to_tensors(batch, runtime_.device));
+    const torch::Tensor n_B = length_B.defined() ? length_B.to(torch::kCPU, torch::kLong).contiguous() : length_B;
+    for (std::size_t b = 0; b < idx.size(); ++b) {
+      const int64_t src = batch.src_len[b];
+      const int64_t n = n_B.defined() ? n_B.data_ptr<int64_t>()[b] : src;
+      if (n >= src) {  // the output may be as long as the source: all of it, as given
+        out[idx[b]] = sources[idx[b]];
+        continue;
+      }
+      // Target position j starts from source token j, at position 1 + j of the row (model::source_aligned_x0).
+      const auto first = batch.ids.begin() + static_cast<std::ptrdiff_t>(static_cast<int64_t>(b) * batch.length + 1);
+      out[idx[b]] = tokenizer_.decode(std::vector<int32_t>(first, first + n));
+    }
   }
   return out;
 }
@@ -306,21 +347,10 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
 
 std::vector<std::string> TextGenerator::generate_once(const std::vector<std::string>& sources, uint64_t seed,
                                                      int64_t candidate, const StepObserver& observe) {
-  InMemorySource source;
-  for (const auto& s : sources) source.add(tokenizer_.encode(s), {});
-  // Similar lengths together: less source padding. The output order is restored below.
-  std::vector<std::size_t> order(sources.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return source.src(a).size < source.src(b).size; });
-
+  const PackedSources packed = pack_sources(sources);
   at::Generator gen = at::detail::createCPUGenerator(seed);
-  const auto batch_size = static_cast<std::size_t>(options_.batch_size);
   std::vector<std::string> out(sources.size());
-  for (std::size_t start = 0; start < order.size(); start += batch_size) {
-    const auto end = std::min(order.size(), start + batch_size);
-    std::vector<std::size_t> idx(order.begin() + static_cast<std::ptrdiff_t>(start),
-                                 order.begin() + static_cast<std::ptrdiff_t>(end));
+  for (const auto& idx : packed.batches) {
     IdsObserver on_ids;
     if (observe) {
       on_ids = [&](int64_t step, const GeneratedBatch& ids) {
@@ -333,7 +363,7 @@ std::vector<std::string> TextGenerator::generate_once(const std::vector<std::str
         observe(u);
       };
     }
-    GeneratedBatch generated = generate_ids(pack_batch(source, idx, pack_), gen, on_ids);
+    GeneratedBatch generated = generate_ids(pack_batch(packed.source, idx, pack_), gen, on_ids);
     for (std::size_t b = 0; b < idx.size(); ++b) out[idx[b]] = tokenizer_.decode(generated.tokens[b]);
   }
   return out;

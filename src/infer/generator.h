@@ -76,6 +76,11 @@ class TextGenerator {
 
   // One prediction per source, in order. `observe`, when given, sees the text of every step.
   std::vector<std::string> generate(const std::vector<std::string>& sources, const StepObserver& observe = {});
+  // Each source as far as its output reaches: the words a start from the source begins with
+  // (sample.start_time below 1), and the candidate sample.mbr_source offers MBR. Where an output is
+  // given fewer tokens than its source has (output_lengths), the decoded first tokens of the source as
+  // the model reads it; otherwise the source text as given, whole.
+  std::vector<std::string> start_texts(const std::vector<std::string>& sources);
   // How generation packs a row: the configuration's data.* keys, with the whole target region.
   const data::PackOptions& pack_options() const { return pack_; }
   // How many of `sources` are longer than data.max_src_len tokens: the model reads only the part that
@@ -118,6 +123,12 @@ class TextGenerator {
 
  private:
   void init_from_config();
+  // The sources tokenized, and the rows of each batch generation packs (similar lengths together).
+  struct PackedSources {
+    data::InMemorySource source;
+    std::vector<std::vector<std::size_t>> batches;
+  };
+  PackedSources pack_sources(const std::vector<std::string>& sources) const;
   std::vector<std::string> generate_once(const std::vector<std::string>& sources, uint64_t seed, int64_t candidate,
                                          const StepObserver& observe);
   // The target ids of x0 (as the final rounding reads them): rows end at EOS / PAD, or at length_B.
