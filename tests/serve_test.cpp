@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <future>
 #include <map>
 #include <memory>
@@ -190,15 +191,15 @@ TEST_F(ServeTest, ConcurrentRequestsShareOneBatchAndGetTheirOwnPredictions) {
 // MBR with the source (sample.mbr_source): each output is the source text itself or the candidate
 // mbr_select_or_source picks among the seeds' generations, which are those of seed, seed + 1, ...
 // Each source cut to its output's length: the whole text as given where the output may be as long
-// (sample.length = "source" gives a row min(source tokens, the target region's 8)), else its first tokens.
+// (sample.length = "source" gives a row min(source tokens, 7): the target region of 8 less its EOS),
+// else its first tokens.
 TEST_F(ServeTest, StartTextsAreTheSourcesCutToTheirOutputsLengths) {
-  const std::vector<std::string> sources = {"a chess game", "a tool to manage packages",
-                                            "fonts for the console and a library to read the manual pages of many tools"};
+  const std::vector<std::string> sources = {"chess", "a chess game", "fonts for the console"};
   std::vector<std::vector<int32_t>> tokens;
   for (const auto& s : sources) tokens.push_back(tokenizer_->encode(s));
-  ASSERT_LE(tokens[1].size(), 8u);
-  ASSERT_GT(tokens[2].size(), 8u);  // cut at 8 tokens ...
-  ASSERT_LE(tokens[2].size(), 24u);  // ... of a source the model reads whole
+  ASSERT_LE(tokens[0].size(), 7u);   // whole ...
+  ASSERT_GT(tokens[2].size(), 7u);   // ... and cut at 7 tokens, of a source
+  ASSERT_LE(tokens[2].size(), 24u);  // the model reads whole
   const auto cut = [&](std::size_t i, int64_t n) {
     return n >= static_cast<int64_t>(tokens[i].size())
                ? sources[i]
@@ -208,7 +209,9 @@ TEST_F(ServeTest, StartTextsAreTheSourcesCutToTheirOutputsLengths) {
   o.length = "source";
   generator_->options() = o;
   std::vector<std::string> starts = generator_->start_texts(sources);
-  EXPECT_EQ(starts, (std::vector<std::string>{sources[0], sources[1], cut(2, 8)}));
+  for (std::size_t i = 0; i < sources.size(); ++i)
+    EXPECT_EQ(starts[i], cut(i, std::min<int64_t>(static_cast<int64_t>(tokens[i].size()), 7))) << i;
+  EXPECT_EQ(starts[0], sources[0]);
   EXPECT_NE(starts[2], sources[2]);
   // The length head's lengths (an untrained head: whatever it predicts), read from a batch of all three.
   generator_->options() = defaults_;
@@ -219,12 +222,13 @@ TEST_F(ServeTest, StartTextsAreTheSourcesCutToTheirOutputsLengths) {
   ASSERT_TRUE(n_B.defined());
   starts = generator_->start_texts(sources);
   for (std::size_t i = 0; i < sources.size(); ++i) EXPECT_EQ(starts[i], cut(i, n_B[static_cast<int64_t>(i)].item<int64_t>())) << i;
+  EXPECT_NE(starts[2], sources[2]);  // no prediction exceeds the region's 7 tokens
 }
 
 TEST_F(ServeTest, MbrWithTheSourceChoosesAmongTheSeedsAndTheSourceText) {
   // The last source is longer than its output may be: its candidate is its start (start_texts).
-  const std::vector<std::string> sources = {"a tool to manage packages", "fonts for the console", "a chess game",
-                                            "fonts for the console and a library to read the manual pages of many tools"};
+  const std::vector<std::string> sources = {"a tool to manage packages", "chess", "a chess game",
+                                            "fonts for the console"};
   const std::vector<std::string> starts = generator_->start_texts(sources);
   EXPECT_NE(starts.back(), sources.back());
   GenerateOptions o = defaults_;
