@@ -24,10 +24,10 @@ struct SamplerOptions {
   double start_time = 1.0;
   bool start_jumps = true;  // false: no token jumps to m at the start (the given x0 kept whole)
   // Not the sampler's: whether the generator replays the model call of each step as a CUDA graph,
-  // for batches of at most cuda_graphs_max_len positions (longer ones are bound by the GPU, where the
-  // capture costs more than it saves).
+  // for batches of at most cuda_graphs_max_len positions a row (longer ones are bound by the GPU, where
+  // the capture costs more than it saves: bench/README.md, "Where CUDA graphs stop paying").
   bool cuda_graphs = true;
-  int64_t cuda_graphs_max_len = 1024;
+  int64_t cuda_graphs_max_len = 8704;
   // Not the sampler's either: whether the weights' casts to the compute dtype are made once for all the
   // steps of a run (core/cast_cache.h) instead of in every model call.
   bool cast_cache = true;
