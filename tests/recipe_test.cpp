@@ -414,6 +414,25 @@ TEST(SampleLength, SourceGivesEachRowItsSourceLength) {
   }
 }
 
+// An output of decided length reads as text: a row whose every id is blank (ids 1 and 3 here) gets the
+// best id that is not at its first position; any other row is left as it is.
+TEST(SampleLength, ADecidedOutputIsNeverBlankText) {
+  const std::vector<uint8_t> blank = {0, 1, 0, 1, 0};
+  const torch::Tensor logits_V = torch::tensor({0.5f, 9.0f, 2.0f, 7.0f, 1.0f});  // blank ids score highest
+  std::vector<int32_t> row = {3, 1, 1};
+  EXPECT_TRUE(infer::reads_blank(row, blank));
+  infer::ensure_text(row, logits_V, blank);
+  EXPECT_EQ(row, (std::vector<int32_t>{2, 1, 1}));
+  EXPECT_FALSE(infer::reads_blank(row, blank));
+  for (std::vector<int32_t> kept : {std::vector<int32_t>{1, 4}, std::vector<int32_t>{0}, std::vector<int32_t>{}}) {
+    const std::vector<int32_t> before = kept;
+    infer::ensure_text(kept, logits_V, blank);
+    EXPECT_EQ(kept, before);
+  }
+  std::vector<int32_t> one = {1};
+  EXPECT_THROW(infer::ensure_text(one, torch::zeros({4}), blank), Error);  // 4 logits, 5 flags
+}
+
 // sample.start_time < 1 starts from the source: target position j holds source token j's embedding
 // where the row has one, m elsewhere.
 TEST(StartFromSource, TargetPositionJHoldsSourceTokenJ) {

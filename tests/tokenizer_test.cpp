@@ -192,6 +192,26 @@ TEST_F(TrainedTokenizer, DecodeDropsSpecialTokens) {
   EXPECT_THROW(tok_->decode({-1}), Error);
 }
 
+// The ids that alone read as no text: the special tokens, the lone word boundary "▁" (a word the
+// vocabulary splits begins with it) and the byte pieces of whitespace (byte fallback), no other piece.
+TEST_F(TrainedTokenizer, BlankIdsAreTheSpecialsAndTheLoneWordBoundary) {
+  const std::vector<uint8_t> blank = tok_->blank_ids();
+  ASSERT_EQ(blank.size(), static_cast<std::size_t>(tok_->vocab_size()));
+  for (int32_t id : {SpecialTokens::pad, SpecialTokens::bos, SpecialTokens::eos, SpecialTokens::sep, SpecialTokens::mask})
+    EXPECT_EQ(blank[static_cast<std::size_t>(id)], 1) << id;
+  int32_t boundary = -1;
+  for (int32_t id = SpecialTokens::count; id < tok_->vocab_size(); ++id) {
+    const std::string piece = tok_->piece(id);
+    const bool is_boundary = piece == "\u2581";
+    if (is_boundary) boundary = id;
+    const bool space_byte = piece == "<0x09>" || piece == "<0x0A>" || piece == "<0x0B>" || piece == "<0x0C>" ||
+                            piece == "<0x0D>" || piece == "<0x20>";
+    EXPECT_EQ(blank[static_cast<std::size_t>(id)], is_boundary || space_byte ? 1 : 0) << id << " " << piece;
+  }
+  ASSERT_GE(boundary, 0) << "no lone \u2581 piece in this vocabulary";
+  EXPECT_EQ(tok_->decode({boundary}), "");
+}
+
 TEST_F(TrainedTokenizer, LoadsFromDirectoryFileAndBytesIdentically) {
   const Tokenizer from_dir = Tokenizer::load(dir_->file("tok"));
   const Tokenizer from_file = Tokenizer::load(dir_->file("tok/tokenizer.model"));

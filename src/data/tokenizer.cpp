@@ -5,6 +5,8 @@
 // SentencePiece symbol is linked); every call goes through the module.
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
+#include <cctype>
 #include <string>
 
 #include "core/error.h"
@@ -97,6 +99,16 @@ std::string Tokenizer::piece(int32_t id) const {
   std::size_t size = 0;
   const char* data = spm().piece(sp_.get(), id, &size);
   return std::string(data, size);
+}
+
+std::vector<uint8_t> Tokenizer::blank_ids() const {
+  std::vector<uint8_t> blank(static_cast<std::size_t>(vocab_size()));
+  for (int32_t id = 0; id < vocab_size(); ++id) {
+    const std::string text = decode({id});
+    blank[static_cast<std::size_t>(id)] =
+        std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c) != 0; });
+  }
+  return blank;
 }
 
 std::string Tokenizer::serialized() const {

@@ -87,6 +87,7 @@ TextGenerator::TextGenerator(const Config& config, Denoiser model, const Runtime
 }
 
 void TextGenerator::init_from_config() {
+  if (has_tokenizer_) blank_ = tokenizer_.blank_ids();
   schedule_ = NoiseSchedule::from_config(config_);
   options_ = generate_options_from_config(config_);
   check_options_for_model(options_);  // here, not after the first solve has run
@@ -316,6 +317,20 @@ TextGenerator::SolverStart TextGenerator::remask_start(const BatchTensors& bt, c
   return start;
 }
 
+bool reads_blank(const std::vector<int32_t>& row, const std::vector<uint8_t>& blank_V) {
+  return !row.empty() && std::all_of(row.begin(), row.end(), [&](int32_t id) { return blank_V.at(static_cast<std::size_t>(id)) != 0; });
+}
+
+void ensure_text(std::vector<int32_t>& row, const torch::Tensor& first_logits_V, const std::vector<uint8_t>& blank_V) {
+  MDS_CHECK(static_cast<int64_t>(blank_V.size()) == first_logits_V.numel(), "ensure_text: ", blank_V.size(),
+            " blank flags for ", first_logits_V.numel(), " logits");
+  if (!reads_blank(row, blank_V)) return;
+  const torch::Tensor is_blank_V =
+      torch::tensor(std::vector<int64_t>(blank_V.begin(), blank_V.end()), torch::kLong).to(torch::kBool);
+  const torch::Tensor logits_V = first_logits_V.to(torch::kCPU, torch::kFloat).masked_fill(is_blank_V, -std::numeric_limits<float>::infinity());
+  row[0] = static_cast<int32_t>(logits_V.argmax().item<int64_t>());
+}
+
 GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B) {
   // Read up to the model's own EOS, but with a decided length never as an empty output (training
   // never sees one) and never as a special token: where the rounding prefers one, the best word is read.
@@ -341,6 +356,8 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
       if (ends && (!decided || p > 0)) break;
       row.push_back(static_cast<int32_t>(word[i]));
     }
+    // Read as text, the decided tokens could still be none (a lone word boundary "▁" and the EOS).
+    if (decided && !blank_.empty() && reads_blank(row, blank_)) ensure_text(row, logits_BTV[b][0], blank_);
   }
   return out;
 }

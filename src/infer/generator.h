@@ -39,6 +39,13 @@ struct GeneratedBatch {
   std::vector<std::vector<int32_t>> tokens;
 };
 
+// Whether `row` holds ids and every one of them is blank (blank_V, as Tokenizer::blank_ids gives it).
+bool reads_blank(const std::vector<int32_t>& row, const std::vector<uint8_t>& blank_V);
+// An output of decided length reads as text: where every id of `row` is blank (blank_V, as
+// Tokenizer::blank_ids gives it), the first becomes the id that `first_logits_V` (the first target
+// position's logits over the vocabulary) prefers among the ids that are not. Other rows are left alone.
+void ensure_text(std::vector<int32_t>& row, const torch::Tensor& first_logits_V, const std::vector<uint8_t>& blank_V);
+
 // What the denoising looks like after a solver step: the text that the model's current x0 estimate
 // reads as, for the sources of one packed batch (`rows`: their indices in generate()'s list).
 // `candidate` counts the MBR candidates (0 without MBR); `step` runs 1 .. `steps` (model calls).
@@ -142,6 +149,7 @@ class TextGenerator {
   Config config_;
   data::Tokenizer tokenizer_;
   bool has_tokenizer_ = false;
+  std::vector<uint8_t> blank_;  // tokenizer_.blank_ids(), for read_ids (empty without a tokenizer)
   model::Denoiser model_{nullptr};
   diffusion::NoiseSchedule schedule_;
   runtime::Runtime runtime_;
