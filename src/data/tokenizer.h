@@ -48,8 +48,8 @@ class Tokenizer {
 
   int32_t vocab_size() const;
   std::string piece(int32_t id) const;
-  // One entry per id: 1 where the id alone decodes to no text but whitespace (SentencePiece's lone
-  // word boundary "▁", and the special tokens, which decode to nothing), else 0.
+  // One entry per id: 1 where the id alone decodes to nothing but whitespace (SentencePiece's lone
+  // word boundary "▁", the byte pieces of whitespace, the special tokens), else 0.
   std::vector<uint8_t> blank_ids() const;
   std::string serialized() const;  // the tokenizer.model bytes
   // A short fingerprint of the model (FNV-1a of its bytes, hex) recorded in prepared data.

@@ -148,7 +148,7 @@ TextGenerator::PackedSources TextGenerator::pack_sources(const std::vector<std::
 std::vector<std::string> TextGenerator::start_texts(const std::vector<std::string>& sources) {
   MDS_CHECK(has_tokenizer_, "TextGenerator::start_texts: this generator has no tokenizer");
   torch::NoGradGuard no_grad;
-  PackedSources packed = pack_sources(sources);
+  const PackedSources packed = pack_sources(sources);
   std::vector<std::string> out(sources.size());
   for (const auto& idx : packed.batches) {
     const Batch batch = pack_batch(packed.source, idx, pack_);
@@ -326,7 +326,7 @@ void ensure_text(std::vector<int32_t>& row, const torch::Tensor& first_logits_V,
             " blank flags for ", first_logits_V.numel(), " logits");
   if (!reads_blank(row, blank_V)) return;
   const torch::Tensor is_blank_V =
-      torch::tensor(std::vector<int64_t>(blank_V.begin(), blank_V.end()), torch::kLong).to(torch::kBool);
+      torch::from_blob(const_cast<uint8_t*>(blank_V.data()), {first_logits_V.numel()}, torch::kUInt8).to(torch::kBool);
   const torch::Tensor logits_V = first_logits_V.to(torch::kCPU, torch::kFloat).masked_fill(is_blank_V, -std::numeric_limits<float>::infinity());
   row[0] = static_cast<int32_t>(logits_V.argmax().item<int64_t>());
 }
