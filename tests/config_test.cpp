@@ -157,7 +157,7 @@ TEST(Config, ShowRoundTrips) {
 // task configurations hold the measured choices bench/README.md reports.
 TEST(Config, CommittedFilesLoad) {
   for (const char* name : {"configs/tiny-cpu.toml", "configs/paraphrase.toml", "configs/summarization.toml",
-                           "configs/qa.toml"}) {
+                           "configs/qa.toml", "configs/translation.toml"}) {
     Config c = Config::load(test::source_path(name));
     EXPECT_NO_THROW(c.validate()) << name;
     EXPECT_GE(c.get_int("model.layers"), 1) << name;
@@ -170,6 +170,14 @@ TEST(Config, CommittedFilesLoad) {
   EXPECT_TRUE(qa.get_bool("model.copy_head"));
   EXPECT_EQ(qa.get_int("data.max_src_len"), 64);
   EXPECT_EQ(qa.get_int("data.batch_tokens"), 8192);
+  const Config translation = Config::load(test::source_path("configs/translation.toml"));
+  EXPECT_FALSE(translation.get_bool("data.swap_pairs"));
+  EXPECT_FALSE(translation.get_bool("model.copy_head"));
+  EXPECT_EQ(translation.get_float("train.source_start_prob"), 0.9);
+  EXPECT_EQ(translation.get_float("train.source_start_time"), 0.2);
+  EXPECT_EQ(translation.get_float("sample.start_time"), 0.4);
+  EXPECT_FALSE(translation.get_bool("sample.start_jumps"));
+  EXPECT_EQ(translation.get_string("sample.length"), "predict");
 }
 
 TEST(Config, DocsAreGeneratedFromSchema) {
