@@ -261,6 +261,52 @@ TEST_F(ServeTest, MbrWithTheSourceChoosesAmongTheSeedsAndTheSourceText) {
   EXPECT_EQ(direct(sources, o), seeds[0]);
 }
 
+// sample.mbr_noise_share: the last round(share * mbr) candidates are the generations of their seeds
+// from noise, the others those from sample.start_time; MBR chooses among them as before.
+TEST_F(ServeTest, MbrCandidatesFromNoiseAreTheSeedsGenerationsFromNoise) {
+  GenerateOptions o = defaults_;
+  o.sampler.start_time = 0.3;
+  o.mbr = 4;
+  o.mbr_noise_share = 0.5;
+  EXPECT_EQ(infer::mbr_noise_candidates(o), 2);
+  for (int64_t k = 0; k < 4; ++k) EXPECT_EQ(infer::candidate_sampler(o, k).start_time, k < 2 ? 0.3 : 1.0) << k;
+  o.mbr_noise_share = 0.3;  // 1.2 candidates: one
+  EXPECT_EQ(infer::mbr_noise_candidates(o), 1);
+  o.mbr = 1;  // no MBR: the one sample starts where sample.start_time says
+  o.mbr_noise_share = 1.0;
+  EXPECT_EQ(infer::mbr_noise_candidates(o), 0);
+  EXPECT_EQ(infer::candidate_sampler(o, 0).start_time, 0.3);
+  o.mbr_noise_share = 1.5;
+  EXPECT_THROW(infer::check_generate_options(o), Error);
+
+  const std::vector<std::string> sources = {"a tool to manage packages", "chess", "a chess game",
+                                            "fonts for the console"};
+  o = defaults_;
+  o.sampler.steps = 3;
+  o.sampler.start_time = 0.3;
+  o.seed = 5;
+  std::vector<std::vector<std::string>> from_source, from_noise;
+  for (uint64_t k = 0; k < 4; ++k) {
+    GenerateOptions one = o;
+    one.seed = o.seed + k;
+    from_source.push_back(direct(sources, one));
+    one.sampler.start_time = 1.0;
+    from_noise.push_back(direct(sources, one));
+  }
+  o.mbr = 4;
+  o.mbr_noise_share = 0.5;
+  const std::vector<std::string> out = direct(sources, o);
+  ASSERT_EQ(out.size(), sources.size());
+  std::size_t differ = 0;  // sources whose choice changes with the noise candidates (the test can fail)
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    const std::vector<std::string> mixed = {from_source[0][i], from_source[1][i], from_noise[2][i], from_noise[3][i]};
+    const std::vector<std::string> same = {from_source[0][i], from_source[1][i], from_source[2][i], from_source[3][i]};
+    EXPECT_EQ(out[i], mixed[mbr_select(mixed, "bleu")]) << sources[i];
+    differ += mixed[mbr_select(mixed, "bleu")] != same[mbr_select(same, "bleu")];
+  }
+  EXPECT_GT(differ, 0u);
+}
+
 // The steps of the denoising: every model call of every candidate reports the text of each source
 // once, in order; the last candidate's texts are what the generator reads at that step.
 TEST_F(ServeTest, GenerationReportsEveryStepOfEverySource) {

@@ -23,7 +23,7 @@ struct GenerateArgs {
   std::vector<std::string> sets;
   std::optional<std::string> sampler, skip_type, mbr_metric, length;
   std::optional<int64_t> steps, seed, batch_size, mbr, remask_rounds;
-  std::optional<double> start_time;
+  std::optional<double> start_time, mbr_noise_share;
   bool clamp = false, discrete_noise = false, mbr_source = false;
 };
 }  // namespace
@@ -56,6 +56,10 @@ void add_generate_command(CLI::App& app) {
                 "editing tasks: the source (cut to the output's length: a summary's lead) is one more MBR "
                 "candidate, so an output changes it only where the samples agree on the change (with --mbr of at "
                 "least 2; sample.mbr_source)");
+  cmd->add_option("--mbr-noise-share", a->mbr_noise_share,
+                  "with --mbr and --start-time below 1: this share of the candidates starts from noise (default "
+                  "sample.mbr_noise_share)")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--remask-rounds", a->remask_rounds,
                   "mask-predict rounds after the solver: the least confident tokens are denoised again (default "
                   "sample.remask_rounds; sample.remask_share, sample.remask_time)")
@@ -76,13 +80,16 @@ void add_generate_command(CLI::App& app) {
     if (a->mbr) o.mbr = *a->mbr;
     if (a->mbr_metric) o.mbr_metric = *a->mbr_metric;
     if (a->mbr_source) o.mbr_source = true;
+    if (a->mbr_noise_share) o.mbr_noise_share = *a->mbr_noise_share;
     if (a->remask_rounds) o.remask_rounds = *a->remask_rounds;
     if (a->clamp) o.sampler.clamp = true;
     if (a->discrete_noise) o.sampler.discrete_noise = true;
     check_generate_options(o);
     GenerateFileStats stats = generate_file(generator, a->input, a->output);
     log_info("generated ", stats.examples, " predictions with ", o.sampler.sampler, " (", o.sampler.steps, " steps",
-             o.mbr > 1 ? str_cat(", MBR over ", o.mbr, o.mbr_source ? " and the source" : "") : std::string(),
+             o.mbr > 1 ? str_cat(", MBR over ", o.mbr, o.mbr_source ? " and the source" : "",
+                                 mbr_noise_candidates(o) > 0 ? str_cat(", ", mbr_noise_candidates(o), " from noise") : "")
+                      : std::string(),
              o.remask_rounds > 0 ? str_cat(", ", o.remask_rounds, " mask-predict rounds") : std::string(), ") on ", generator.device(), " (",
              to_string(generator.precision()), ") in ", stats.seconds, " s (",
              1000.0 * stats.seconds / static_cast<double>(stats.examples), " ms per example) -> ", a->output);

@@ -1,5 +1,8 @@
 #include "infer/generate_options.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/error.h"
 
 namespace mds::infer {
@@ -14,11 +17,23 @@ GenerateOptions generate_options_from_config(const Config& c) {
   o.mbr = c.get_int("sample.mbr");
   o.mbr_metric = c.get_string("sample.mbr_metric");
   o.mbr_source = c.get_bool("sample.mbr_source");
+  o.mbr_noise_share = c.get_float("sample.mbr_noise_share");
   o.length = c.get_string("sample.length");
   o.remask_rounds = c.get_int("sample.remask_rounds");
   o.remask_share = c.get_float("sample.remask_share");
   o.remask_time = c.get_float("sample.remask_time");
   return o;
+}
+
+int64_t mbr_noise_candidates(const GenerateOptions& o) {
+  if (o.mbr < 2) return 0;
+  return std::clamp<int64_t>(std::llround(o.mbr_noise_share * static_cast<double>(o.mbr)), 0, o.mbr);
+}
+
+diffusion::SamplerOptions candidate_sampler(const GenerateOptions& o, int64_t k) {
+  diffusion::SamplerOptions s = o.sampler;
+  if (k >= o.mbr - mbr_noise_candidates(o)) s.start_time = 1.0;
+  return s;
 }
 
 void check_generate_options(const GenerateOptions& o) {
@@ -30,6 +45,8 @@ void check_generate_options(const GenerateOptions& o) {
   MDS_CHECK(o.sampler.start_time == 1.0 || o.sampler.sampler.rfind("dpm++", 0) == 0,
             "--start-time (sample.start_time) below 1 needs a DPM-Solver++ sampler (dpm++2m, dpm++3m), not ",
             o.sampler.sampler);
+  MDS_CHECK(o.mbr_noise_share >= 0.0 && o.mbr_noise_share <= 1.0,
+            "--mbr-noise-share (sample.mbr_noise_share) must be in [0, 1], got ", o.mbr_noise_share);
   MDS_CHECK(o.mbr_metric == "bleu" || o.mbr_metric == "rouge-l", "--mbr-metric must be bleu or rouge-l, got \"",
             o.mbr_metric, "\"");
   MDS_CHECK(o.remask_rounds >= 0, "--remask-rounds (sample.remask_rounds) must be at least 0, got ", o.remask_rounds);

@@ -20,6 +20,11 @@ struct GenerateOptions {
   // its source only where the samples agree on the change. Inert with mbr = 1 (no samples to agree):
   // a checkpoint that sets it still answers --mbr 1 with its one sample.
   bool mbr_source = false;
+  // The share of the MBR candidates that start from noise where the sampler starts from the source
+  // (sample.start_time < 1): a model trained to edit its source writes short outputs right from noise
+  // and long ones from the source, and MBR keeps the candidate the others agree with. 0 = all start at
+  // start_time; inert with mbr = 1.
+  double mbr_noise_share = 0.0;
   // How many target positions each row denoises: the length head's prediction (without one, the
   // whole region, the model's EOS ending the text), or the row's source length (the start from the
   // source puts target token j on source token j: the same length keeps every source word in place).
@@ -30,6 +35,13 @@ struct GenerateOptions {
   double remask_share = 0.3;
   double remask_time = 0.1;
 };
+
+// How many of the options.mbr candidates start from noise (the last ones): round(mbr_noise_share * mbr),
+// none without MBR.
+int64_t mbr_noise_candidates(const GenerateOptions& options);
+// The sampler of MBR candidate k (0-based): options.sampler, from noise for the last
+// mbr_noise_candidates(options) of them.
+diffusion::SamplerOptions candidate_sampler(const GenerateOptions& options, int64_t k);
 
 // The sample.* keys (and diffusion.absorb_rate for the discrete noise).
 GenerateOptions generate_options_from_config(const Config& config);

@@ -111,11 +111,13 @@ std::vector<std::string> TextGenerator::generate(const std::vector<std::string>&
   MDS_CHECK(has_tokenizer_, "TextGenerator::generate: this generator has no tokenizer");
   // One set of casts for every batch and MBR candidate of the call (sample_x0's scopes nest in it).
   const core::CastCacheScope cast_once(options_.sampler.cast_cache);
-  if (options_.mbr == 1) return generate_once(sources, options_.seed, 0, observe);
-  // MBR: candidates from different seeds, then the one that agrees most with the others.
+  if (options_.mbr == 1) return generate_once(sources, options_.sampler, options_.seed, 0, observe);
+  // MBR: candidates from different seeds (the last sample.mbr_noise_share of them from noise), then
+  // the one that agrees most with the others.
   std::vector<std::vector<std::string>> candidates;
   for (int64_t k = 0; k < options_.mbr; ++k)
-    candidates.push_back(generate_once(sources, options_.seed + static_cast<uint64_t>(k), k, observe));
+    candidates.push_back(generate_once(sources, candidate_sampler(options_, k),
+                                       options_.seed + static_cast<uint64_t>(k), k, observe));
   // With the source a candidate: as far as each output reaches (a summary is offered the lead, not
   // the article), and index options.size() is that text.
   const std::vector<std::string> starts = options_.mbr_source ? start_texts(sources) : std::vector<std::string>();
@@ -256,6 +258,11 @@ torch::Tensor TextGenerator::output_lengths(const Batch& batch, const BatchTenso
 }
 
 GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen, const IdsObserver& observe) {
+  return generate_ids(batch, gen, observe, options_.sampler);
+}
+
+GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen, const IdsObserver& observe,
+                                           const SamplerOptions& sampler) {
   torch::NoGradGuard no_grad;
   check_options_for_model(options_);  // options() may have changed since the generator was made
   BatchTensors bt = to_tensors(batch, runtime_.device);
@@ -267,7 +274,7 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
   int64_t step = 0;
   std::function<void(const torch::Tensor&)> on_x0;
   if (observe) on_x0 = [&](const torch::Tensor& x0_BLC) { observe(++step, read_ids(x0_BLC.to(torch::kFloat), first, length_B)); };
-  torch::Tensor x0_BLC = sample_x0(bt, options_.sampler, gen, on_x0);
+  torch::Tensor x0_BLC = sample_x0(bt, sampler, gen, on_x0);
   for (int64_t r = 1; r <= options_.remask_rounds; ++r) x0_BLC = remask_round(bt, x0_BLC, first, length_B, r, gen, on_x0);
   return read_ids(x0_BLC, first, length_B);
 }
@@ -362,8 +369,9 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
   return out;
 }
 
-std::vector<std::string> TextGenerator::generate_once(const std::vector<std::string>& sources, uint64_t seed,
-                                                     int64_t candidate, const StepObserver& observe) {
+std::vector<std::string> TextGenerator::generate_once(const std::vector<std::string>& sources,
+                                                     const SamplerOptions& sampler, uint64_t seed, int64_t candidate,
+                                                     const StepObserver& observe) {
   const PackedSources packed = pack_sources(sources);
   at::Generator gen = at::detail::createCPUGenerator(seed);
   std::vector<std::string> out(sources.size());
@@ -380,7 +388,7 @@ std::vector<std::string> TextGenerator::generate_once(const std::vector<std::str
         observe(u);
       };
     }
-    GeneratedBatch generated = generate_ids(pack_batch(packed.source, idx, pack_), gen, on_ids);
+    GeneratedBatch generated = generate_ids(pack_batch(packed.source, idx, pack_), gen, on_ids, sampler);
     for (std::size_t b = 0; b < idx.size(); ++b) out[idx[b]] = tokenizer_.decode(generated.tokens[b]);
   }
   return out;

@@ -136,8 +136,12 @@ class TextGenerator {
     std::vector<std::vector<std::size_t>> batches;
   };
   PackedSources pack_sources(const std::vector<std::string>& sources) const;
-  std::vector<std::string> generate_once(const std::vector<std::string>& sources, uint64_t seed, int64_t candidate,
+  std::vector<std::string> generate_once(const std::vector<std::string>& sources,
+                                         const diffusion::SamplerOptions& sampler, uint64_t seed, int64_t candidate,
                                          const StepObserver& observe);
+  // generate_ids with a sampler of its own (an MBR candidate's: candidate_sampler).
+  GeneratedBatch generate_ids(const data::Batch& batch, at::Generator generator, const IdsObserver& observe,
+                              const diffusion::SamplerOptions& sampler);
   // The target ids of x0 (as the final rounding reads them): rows end at EOS / PAD, or at length_B.
   GeneratedBatch read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B);
   // Mask-predict round `round` of options().remask_rounds on a solved x0 (infer/remask.h): the solver
