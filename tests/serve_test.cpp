@@ -96,13 +96,14 @@ std::pair<int, std::string> refused(const std::string& body, const ApiLimits& li
 
 TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
   const infer::GenerateRequest one = parse_generate_request(R"({"src": "hello", "steps": 4, "seed": 9, "mbr": 2,
-      "sampler": "dpm++3m", "start_time": 0.5, "length": "source", "remask_rounds": 2, "mbr_source": true})", GenerateOptions(), {});
+      "sampler": "dpm++3m", "start_time": 0.5, "length": "source", "remask_rounds": 2, "mbr_source": true, "mbr_noise_share": 0.25})", GenerateOptions(), {});
   EXPECT_TRUE(one.single);
   EXPECT_EQ(one.sources, std::vector<std::string>{"hello"});
   EXPECT_EQ(one.options.sampler.steps, 4);
   EXPECT_EQ(one.options.seed, 9u);
   EXPECT_EQ(one.options.mbr, 2);
   EXPECT_TRUE(one.options.mbr_source);
+  EXPECT_DOUBLE_EQ(one.options.mbr_noise_share, 0.25);
   EXPECT_EQ(one.options.sampler.sampler, "dpm++3m");
   EXPECT_DOUBLE_EQ(one.options.sampler.start_time, 0.5);
   EXPECT_EQ(one.options.length, "source");
@@ -124,7 +125,8 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {"{\"src\": ", 400, "not valid JSON"},
       {"[1, 2]", 400, "must be a JSON object, got array"},
       {R"({"source": "x"})", 400,
-       "unknown field \"source\" (known: src, inputs, steps, sampler, seed, mbr, mbr_source, start_time, length, "
+       "unknown field \"source\" (known: src, inputs, steps, sampler, seed, mbr, mbr_source, mbr_noise_share, "
+       "start_time, length, "
        "remask_rounds, stream)"},
       {R"({})", 400, "either \"src\""},
       {R"({"src": "a", "inputs": ["b"]})", 400, "either \"src\""},
@@ -145,6 +147,8 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {R"({"src": "a", "remask_rounds": 17})", 400, "\"remask_rounds\" must be in [0, 16], got 17"},
       {R"({"src": "a", "remask_rounds": 1, "sampler": "ancestral"})", 400, "remask"},
       {R"({"src": "a", "mbr_source": 1})", 400, "\"mbr_source\" must be true or false, got number"},
+      {R"({"src": "a", "mbr_noise_share": "half"})", 400, "\"mbr_noise_share\" must be a number, got string"},
+      {R"({"src": "a", "mbr_noise_share": 2})", 400, "sample.mbr_noise_share) must be in [0, 1], got 2"},
       {"{\"src\": \"\xff\xfe\"}", 400, "not valid JSON"},  // invalid UTF-8
       {R"({"src": "a", "seed": 1e999})", 400, "not valid JSON"},  // past a double
       {R"({"src": "a", "seed": 1e300})", 400, "\"seed\" must be an integer, got number"},

@@ -59,8 +59,8 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
     bad(str_cat("the body is not valid JSON: ", e.what()));
   }
   if (!body.is_object()) bad(str_cat("the body must be a JSON object, got ", body.type_name()));
-  static const char* known[] = {"src",        "inputs", "steps",         "sampler", "seed", "mbr", "mbr_source",
-                                "start_time", "length", "remask_rounds", "stream"};
+  static const char* known[] = {"src",        "inputs",          "steps",      "sampler", "seed",          "mbr",
+                                "mbr_source", "mbr_noise_share", "start_time", "length",  "remask_rounds", "stream"};
   for (const auto& [key, value] : body.items()) {
     bool ok = false;
     std::string names;
@@ -101,6 +101,11 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
   }
   if (body.contains("mbr_source")) r.options.mbr_source = boolean_field(body, "mbr_source");
   if (body.contains("stream")) r.stream = boolean_field(body, "stream");
+  if (body.contains("mbr_noise_share")) {
+    const json& v = body["mbr_noise_share"];
+    if (!v.is_number()) bad(str_cat("\"mbr_noise_share\" must be a number, got ", v.type_name()));
+    r.options.mbr_noise_share = v.get<double>();
+  }
   if (body.contains("start_time")) {
     const json& v = body["start_time"];
     if (!v.is_number()) bad(str_cat("\"start_time\" must be a number, got ", v.type_name()));
