@@ -32,6 +32,12 @@ int64_t integer_field(const json& body, const char* name, int64_t lo, int64_t hi
   return *x;
 }
 
+double number_field(const json& body, const char* name) {
+  const json& v = body.at(name);
+  if (!v.is_number()) bad(str_cat("\"", name, "\" must be a number, got ", v.type_name()));
+  return v.get<double>();
+}
+
 bool boolean_field(const json& body, const char* name) {
   const json& v = body.at(name);
   if (!v.is_boolean()) bad(str_cat("\"", name, "\" must be true or false, got ", v.type_name()));
@@ -101,16 +107,8 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
   }
   if (body.contains("mbr_source")) r.options.mbr_source = boolean_field(body, "mbr_source");
   if (body.contains("stream")) r.stream = boolean_field(body, "stream");
-  if (body.contains("mbr_noise_share")) {
-    const json& v = body["mbr_noise_share"];
-    if (!v.is_number()) bad(str_cat("\"mbr_noise_share\" must be a number, got ", v.type_name()));
-    r.options.mbr_noise_share = v.get<double>();
-  }
-  if (body.contains("start_time")) {
-    const json& v = body["start_time"];
-    if (!v.is_number()) bad(str_cat("\"start_time\" must be a number, got ", v.type_name()));
-    r.options.sampler.start_time = v.get<double>();
-  }
+  if (body.contains("mbr_noise_share")) r.options.mbr_noise_share = number_field(body, "mbr_noise_share");
+  if (body.contains("start_time")) r.options.sampler.start_time = number_field(body, "start_time");
   if (body.contains("length")) {
     const json& v = body["length"];
     if (!v.is_string() || (v.get<std::string>() != "predict" && v.get<std::string>() != "source"))
