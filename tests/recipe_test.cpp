@@ -476,6 +476,49 @@ TEST(StartFromSource, TargetPositionJHoldsSourceTokenJ) {
   }
 }
 
+// On a canvas (data.target_canvas = "source", two slots) target position j holds source token j / 3
+// where j is a multiple of 3, PAD's embedding in the slots after it, m after the row's canvas; and
+// generation reads every place of the canvas.
+TEST(StartFromSource, OnACanvasEachSourceWordIsFollowedByItsEmptySlots) {
+  const Config c = config_of({"data.target_length=predict", "data.target_canvas=source", "data.canvas_slots=2",
+                              "data.max_trg_len=37"});
+  Denoiser m = make_model(c);
+  infer::TextGenerator generator(c, m, runtime::Runtime{});
+  InMemorySource source;
+  source.add({10, 11}, {});
+  source.add({13, 14, 15}, {});
+  const Batch batch = data::pack_batch(source, {0, 1}, generator.pack_options());
+  const BatchTensors bt = model::to_tensors(batch, torch::kCPU);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor anchor = m->embed(bt.ids_BL);
+  const torch::Tensor x0 = model::source_aligned_x0(bt, anchor, m->absorbing(), 3, m->canvas_blank(3));
+  const int64_t first = batch.src_region + 2;
+  const int64_t P = data::SpecialTokens::pad;
+  const std::vector<std::vector<int64_t>> expected = {{10, P, P, 11, P, P, -1, -1, -1, -1},
+                                                      {13, P, P, 14, P, P, 15, P, P, -1}};
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t j = 0; j < 10; ++j) {
+      const int64_t id = expected[static_cast<std::size_t>(b)][static_cast<std::size_t>(j)];
+      const torch::Tensor want = id < 0 ? m->absorbing() : m->embedding_weight()[id];
+      EXPECT_LT(max_diff(x0[b][first + j], want), 1e-7) << b << " " << j;
+    }
+  // The generator starts from the same canvas and gives each row its canvas's places.
+  generator.options().sampler.steps = 2;
+  generator.options().sampler.start_time = 0.5;
+  const auto generated = generator.generate_ids(batch, at::detail::createCPUGenerator(1));
+  ASSERT_EQ(generated.tokens.size(), 2u);
+  for (std::size_t b = 0; b < 2; ++b) {
+    EXPECT_GE(generated.tokens[b].size(), 1u);
+    EXPECT_LE(generated.tokens[b].size(), b == 0 ? 6u : 9u);
+    for (int32_t id : generated.tokens[b]) EXPECT_GE(id, data::SpecialTokens::count);
+  }
+  // Without the stride's empty-place embedding the start is refused by name.
+  EXPECT_THROW(model::source_aligned_x0(bt, anchor, m->absorbing(), 3), Error);
+  // Mask-predict rounds would read the empty places as words: refused.
+  generator.options().remask_rounds = 1;
+  EXPECT_THROW(generator.generate_ids(batch, at::detail::createCPUGenerator(1)), Error);
+}
+
 // Training from the source (train.source_start_prob): the chosen rows' input is the source-aligned x0
 // noised by the forward process, the others' the target's; the loss still asks for the target. The
 // loss equals that computed by hand from the same draws, and differs from training on targets alone.

@@ -318,6 +318,38 @@ TEST_F(TrainTest, OverfitsEightRealPairs) {
   EXPECT_GE(exact, 7);
 }
 
+// data.target_canvas = "source": a word inserted after the first word of each of 8 synopses is
+// learnt and written in place, sampled from the source, with the rest of the words where they were.
+TEST_F(TrainTest, ACanvasLearnsToInsertWords) {
+  auto all = read_jsonl(test::source_path(kPairs));
+  std::string pairs;
+  std::vector<std::string> sources, targets;
+  for (std::size_t i = 0; i < 8; ++i) {
+    const std::string& s = all[i].trg;
+    const std::size_t space = s.find(' ');
+    ASSERT_NE(space, std::string::npos) << s;
+    sources.push_back(s);
+    targets.push_back(s.substr(0, space) + " new" + s.substr(space));
+    pairs += "{\"src\": " + json_quote(sources.back()) + ", \"trg\": " + json_quote(targets.back()) + "}\n";
+  }
+  test::write_file(dir_->file("insert.jsonl"), pairs);
+  Config c = Config::load("", tiny("canvas", {"data.train=" + dir_->file("insert.jsonl"), "data.max_src_len=24",
+                                              "data.max_trg_len=73", "data.target_canvas=source", "data.canvas_slots=2",
+                                              "train.source_start_prob=1", "train.source_start_time=0.3",
+                                              "sample.start_time=0.3", "sample.start_jumps=false", "model.x0=softmax",
+                                              "loss.x0_ce_weight=1", "train.steps=1200", "train.lr=2e-3",
+                                              "train.warmup_steps=50", "train.ema_decay=0", "model.dropout=0"}));
+  train::train(c, {});
+  TextGenerator gen(fs::join(dir_->file("canvas"), "checkpoints/step_1200"));
+  const std::vector<std::string> predictions = gen.generate(sources);
+  int exact = 0;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    exact += predictions[i] == targets[i];
+    std::printf("  want: %s\n  got:  %s\n", targets[i].c_str(), predictions[i].c_str());
+  }
+  EXPECT_GE(exact, 7);
+}
+
 // metrics.jsonl of a run that resumes at step 4: the records of later steps (written before a kill
 // lost their checkpoint) and a line cut short go; earlier ones stay, and new records follow them.
 TEST(MetricsLogTest, ResumingDropsTheRecordsItWillWriteAgain) {

@@ -90,6 +90,8 @@ std::vector<KeySpec> make_schema() {
       s("data.truncation", "end", {"end", "start", "middle"}, "Which part of a long source is dropped."),
       s("data.trg_pad", "max", {"max", "batch"}, "Target region length: always data.max_trg_len, or the batch's longest target."),
       s("data.target_length", "predict", {"generate", "predict"}, "predict: a length head predicts the target length from the source, padding after EOS is masked out, and generation denoises exactly that many positions; generate: target padding is generated and the model decides the length (DiffuSeq)."),
+      s("data.target_canvas", "none", {"none", "source"}, "source: each target is laid out on its source, every source token followed by data.canvas_slots empty places, the target put in by the fewest edits (kept words where the source has them, inserted words in the places after the word they follow, empty places PAD). Sampling from the source (sample.start_time < 1) then inserts words without shifting the rest, and an output is read from its source's canvas (sample.length is not used; PAD places are dropped). Needs data.max_trg_len >= (data.canvas_slots + 1) * data.max_src_len + 1. none: target token j starts from source token j."),
+      i("data.canvas_slots", 1, 0, 16, "With data.target_canvas = \"source\": empty places after every source token, the most words an output can insert there."),
       i("data.batch_tokens", 16384, 1, kBig, "Token budget of a batch: B * L never exceeds it (padding included)."),
       i("data.max_batch_size", 0, 0, kBig, "Most sequences in a batch; 0 = no limit beyond the token budget."),
       i("data.bucket_window", 100, 1, kBig, "Length bucketing: examples are sorted by length within windows of this many batches."),

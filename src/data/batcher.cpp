@@ -7,6 +7,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "data/source_canvas.h"
 #include "data/special_tokens.h"
 
 namespace mds::data {
@@ -60,6 +61,15 @@ PackOptions pack_options_from_config(const Config& c) {
   p.trg_pad = parse_target_padding(c.get_string("data.trg_pad"));
   p.globals = parse_global_tokens(c.get_string("attention.globals"));
   p.mask_target_padding = c.get_string("data.target_length") == "predict";
+  p.source_canvas = c.get_string("data.target_canvas") == "source";
+  p.canvas_slots = static_cast<int>(c.get_int("data.canvas_slots"));
+  if (p.source_canvas) {
+    const int64_t need = canvas_length(p.max_src_len, p.canvas_slots) + 1;
+    MDS_CHECK(p.max_trg_len >= need, c.origin("data.max_trg_len"), ": data.target_canvas = \"source\" lays the target out on ",
+              "its source, (data.canvas_slots + 1) places a source token: data.max_trg_len must hold ", need,
+              " (data.max_src_len = ", p.max_src_len, ", data.canvas_slots = ", p.canvas_slots, ", and the EOS), not ",
+              p.max_trg_len);
+  }
   return p;
 }
 
@@ -109,6 +119,30 @@ void shuffle(std::vector<T>& v, std::mt19937_64& rng) {
 
 }  // namespace
 
+namespace {
+
+// The s tokens of `src` that a row keeps, written to `out`.
+void copy_kept_source(const TokenSpan& src, int64_t s, Truncation truncation, int32_t* out) {
+  const int64_t n_src = static_cast<int64_t>(src.size);
+  if (n_src <= s || truncation == Truncation::end) {
+    std::copy(src.data, src.data + s, out);
+  } else if (truncation == Truncation::start) {
+    std::copy(src.data + (n_src - s), src.data + n_src, out);
+  } else {  // middle: keep both ends, the head gets the odd token
+    const int64_t head = (s + 1) / 2, tail = s / 2;
+    std::copy(src.data, src.data + head, out);
+    std::copy(src.data + (n_src - tail), src.data + n_src, out + head);
+  }
+}
+
+}  // namespace
+
+std::vector<int32_t> kept_source(const TokenSpan& src, const PackOptions& options) {
+  std::vector<int32_t> out(static_cast<std::size_t>(packed_src_len(src.size, options)));
+  copy_kept_source(src, static_cast<int64_t>(out.size()), options.truncation, out.data());
+  return out;
+}
+
 int64_t packed_src_len(std::size_t src_len, const PackOptions& options) {
   return std::min<int64_t>(static_cast<int64_t>(src_len), options.max_src_len);
 }
@@ -156,17 +190,7 @@ Batch pack_batch(const ExampleSource& source, const std::vector<std::size_t>& ex
     const int64_t s = b.src_len[r], t = b.trg_len[r];
 
     ids[0] = SpecialTokens::bos;
-    int32_t* out = ids + 1;
-    const int64_t n_src = static_cast<int64_t>(src.size);
-    if (n_src <= s || options.truncation == Truncation::end) {
-      std::copy(src.data, src.data + s, out);
-    } else if (options.truncation == Truncation::start) {
-      std::copy(src.data + (n_src - s), src.data + n_src, out);
-    } else {  // middle: keep both ends, the head gets the odd token
-      const int64_t head = (s + 1) / 2, tail = s / 2;
-      std::copy(src.data, src.data + head, out);
-      std::copy(src.data + (n_src - tail), src.data + n_src, out + head);
-    }
+    copy_kept_source(src, s, options.truncation, ids + 1);
     for (int64_t p = 1 + s; p <= S; ++p) key_mask[p] = 0;  // source padding
     ids[S + 1] = SpecialTokens::sep;
 

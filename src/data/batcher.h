@@ -44,7 +44,18 @@ struct PackOptions {
   // The target region's padding after the EOS is masked like source padding (not noised, not in the
   // loss, not attended to) instead of being generated: data.target_length = "predict".
   bool mask_target_padding = false;
+  // data.target_canvas = "source": targets are laid out on their source, each source token followed
+  // by canvas_slots empty places (data/source_canvas.h).
+  bool source_canvas = false;
+  int canvas_slots = 1;
 };
+
+// Target position j starts from source token j / stride where j is a multiple of it (sample.start_time
+// < 1, train.source_start_prob): canvas_slots + 1 on a canvas, else 1.
+inline int64_t canvas_stride(const PackOptions& o) { return o.source_canvas ? o.canvas_slots + 1 : 1; }
+
+// The source tokens a packed row keeps: at most max_src_len, cut as `truncation` says.
+std::vector<int32_t> kept_source(const TokenSpan& src, const PackOptions& options);
 
 struct Batch {
   int64_t batch_size = 0;  // B
@@ -104,8 +115,8 @@ struct BatchPlanOptions {
   int rank = 0, world_size = 1;          // each rank gets every world_size-th batch
 };
 
-// data.max_src_len, data.max_trg_len, data.truncation, data.trg_pad, data.target_length and
-// attention.globals.
+// data.max_src_len, data.max_trg_len, data.truncation, data.trg_pad, data.target_length,
+// data.target_canvas, data.canvas_slots and attention.globals.
 PackOptions pack_options_from_config(const Config& config);
 // data.batch_tokens (checked against the longest row), data.max_batch_size, data.bucket_window,
 // data.shuffle (only when `shuffle`: validation batches are never shuffled) and train.seed.

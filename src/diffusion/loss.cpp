@@ -4,6 +4,7 @@
 
 #include "core/config.h"
 #include "core/host_to_device.h"
+#include "data/batcher.h"
 
 namespace mds::diffusion {
 
@@ -41,6 +42,7 @@ LossOptions loss_options_from_config(const Config& c) {
   if (c.get_bool("model.self_condition")) o.self_condition_prob = c.get_float("train.self_condition_prob");
   o.source_start_prob = c.get_float("train.source_start_prob");
   o.source_start_time = c.get_float("train.source_start_time");
+  o.canvas_stride = data::canvas_stride(data::pack_options_from_config(c));
   return o;
 }
 
@@ -91,7 +93,8 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   if (from_source_B.defined()) {
     // The chosen rows' input comes from the source put in the target's place, noised the same way.
     const Noised from_source =
-        noise_batch(s, model::source_aligned_x0(batch, emb_BLC, m_C), t_B, batch.trg_mask_BL, m_C, o.forward, gen);
+        noise_batch(s, model::source_aligned_x0(batch, emb_BLC, m_C, o.canvas_stride, model->canvas_blank(o.canvas_stride)),
+                    t_B, batch.trg_mask_BL, m_C, o.forward, gen);
     noised.x_t_BLC = torch::where(to_device_async(from_source_B, device).view({B, 1, 1}), from_source.x_t_BLC,
                                   noised.x_t_BLC);
   }

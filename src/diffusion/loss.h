@@ -38,12 +38,14 @@ struct LossOptions {
   // The share of examples noised from the source instead of the target (train_step draws them), and
   // the share of the diffusion time below which their t lies.
   double source_start_prob = 0.0, source_start_time = 0.1;
+  // Their target position j starts from source token j / canvas_stride (data.target_canvas).
+  int64_t canvas_stride = 1;
   ForwardOptions forward;
 };
 
 // loss.* (positions and weights; loss.length_weight with data.target_length = "predict"),
-// train.self_condition_prob (with model.self_condition), diffusion.soft_absorbing and
-// diffusion.absorb_rate.
+// train.self_condition_prob (with model.self_condition), train.source_start_*, data.target_canvas,
+// diffusion.soft_absorbing and diffusion.absorb_rate.
 LossOptions loss_options_from_config(const Config& config);
 
 struct LossTerms {

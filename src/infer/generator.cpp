@@ -14,6 +14,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "data/jsonl.h"
+#include "data/source_canvas.h"
 #include "data/special_tokens.h"
 #include "infer/remask.h"
 #include "io/checkpoint.h"
@@ -90,15 +91,18 @@ void TextGenerator::init_from_config() {
   if (has_tokenizer_) blank_ = tokenizer_.blank_ids();
   schedule_ = NoiseSchedule::from_config(config_);
   options_ = generate_options_from_config(config_);
-  check_options_for_model(options_);  // here, not after the first solve has run
   pack_ = pack_options_from_config(config_);
   pack_.trg_pad = TargetPadding::max;  // the output may use the whole target region
   pack_.mask_target_padding = false;   // a length head, if any, cuts each row (generate_ids)
+  check_options_for_model(options_);  // here, not after the first solve has run
 }
 
 void TextGenerator::check_options_for_model(const GenerateOptions& options) const {
   MDS_CHECK(options.remask_rounds == 0 || model_->absorbing().defined(),
             "sample.remask_rounds needs a model with the absorbing state m (diffusion.soft_absorbing = true)");
+  // Mask-predict rounds read every place as a word; a canvas's empty places are PAD.
+  MDS_CHECK(options.remask_rounds == 0 || !pack_.source_canvas,
+            "sample.remask_rounds does not work with data.target_canvas = \"source\"");
 }
 
 int64_t model_calls(const GenerateOptions& o, int64_t diffusion_steps) {
@@ -224,7 +228,8 @@ torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOpti
     in.start_x0_BLC = start.x0_BLC;
     in.start_jump_BL = start.jump_BL;
   } else if (options.start_time < 1.0) {
-    in.start_x0_BLC = model::source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C);
+    const int64_t stride = data::canvas_stride(pack_);
+    in.start_x0_BLC = model::source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C, stride, model_->canvas_blank(stride));
   }
   diffusion::X0Predictor predict = x0_predictor(model_, bt, in.anchor_BLC, runtime_, graphs);
   if (on_x0) {
@@ -250,8 +255,9 @@ torch::Tensor TextGenerator::predict_lengths(const BatchTensors& bt) {
 }
 
 torch::Tensor TextGenerator::output_lengths(const Batch& batch, const BatchTensors& bt) {
-  if (options_.length == "source") {
-    const std::vector<int64_t> n(batch.src_len.begin(), batch.src_len.end());
+  if (options_.length == "source" || pack_.source_canvas) {  // a canvas: the source's, with its empty places
+    std::vector<int64_t> n;
+    for (const int32_t src : batch.src_len) n.push_back(data::canvas_length(src, pack_.source_canvas ? pack_.canvas_slots : 0));
     return torch::tensor(n, torch::kLong).clamp(1, std::max<int64_t>(1, batch.trg_region - 1));
   }
   return model_->has_length_head() ? predict_lengths(bt) : torch::Tensor();
@@ -360,9 +366,13 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
     for (int64_t p = 0; p < std::min(T, end[b]); ++p) {
       const int64_t i = b * T + p;
       const bool ends = any[i] == SpecialTokens::eos || any[i] == SpecialTokens::pad;
+      if (ends && pack_.source_canvas) continue;  // an empty place of the canvas
       if (ends && (!decided || p > 0)) break;
       row.push_back(static_cast<int32_t>(word[i]));
     }
+    // A canvas read as all empty places: its first place's best word, as an output of decided length
+    // is never empty.
+    if (row.empty() && decided && end[b] > 0) row.push_back(static_cast<int32_t>(word[b * T]));
     // Read as text, the decided tokens could still be none (a lone word boundary "▁" and the EOS).
     if (decided && !blank_.empty() && reads_blank(row, blank_)) ensure_text(row, logits_BTV[b][0], blank_);
   }

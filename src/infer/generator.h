@@ -34,7 +34,8 @@ diffusion::X0Predictor x0_predictor(model::Denoiser& model, const model::BatchTe
                                     bool cuda_graphs = false);
 
 // Target ids of each row of a batch, up to (not including) the first EOS or PAD; with a length head at
-// most the predicted length, at least one token and no special ids.
+// most the predicted length, at least one token and no special ids. On a canvas (data.target_canvas)
+// every place of the source's canvas is read and its empty places (PAD, EOS) are dropped.
 struct GeneratedBatch {
   std::vector<std::vector<int32_t>> tokens;
 };
@@ -142,7 +143,8 @@ class TextGenerator {
   // generate_ids with a sampler of its own (an MBR candidate's: candidate_sampler).
   GeneratedBatch generate_ids(const data::Batch& batch, at::Generator generator, const IdsObserver& observe,
                               const diffusion::SamplerOptions& sampler);
-  // The target ids of x0 (as the final rounding reads them): rows end at EOS / PAD, or at length_B.
+  // The target ids of x0 (as the final rounding reads them): rows end at EOS / PAD, or at length_B
+  // (a canvas drops its empty places instead).
   GeneratedBatch read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B);
   // Mask-predict round `round` of options().remask_rounds on a solved x0 (infer/remask.h): the solver
   // runs again from options().remask_time, started by remask_start(). Returns the new x0.

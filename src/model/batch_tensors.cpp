@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/error.h"
 #include "core/host_to_device.h"
 #include "data/special_tokens.h"
 #include "model/attention.h"
@@ -93,15 +94,26 @@ BatchTensors to_tensors(const Batch& batch, c10::Device device) {
   return out;
 }
 
-at::Tensor source_aligned_x0(const BatchTensors& bt, const at::Tensor& anchor_BLC, const at::Tensor& m_C) {
+at::Tensor source_aligned_x0(const BatchTensors& bt, const at::Tensor& anchor_BLC, const at::Tensor& m_C, int64_t stride,
+                             const at::Tensor& blank_C) {
+  MDS_CHECK(stride >= 1 && (stride == 1 || blank_C.defined()), "source_aligned_x0: a canvas stride of ", stride,
+            " needs the empty places' embedding");
   const int64_t B = anchor_BLC.size(0), L = anchor_BLC.size(1), C = anchor_BLC.size(2);
-  const int64_t first = bt.src_region + 2, n = std::min(bt.src_region, L - first);
+  const int64_t first = bt.src_region + 2, n = std::min(stride * bt.src_region, L - first);
   at::Tensor x0_BLC = m_C.defined() ? m_C.to(anchor_BLC.scalar_type()).view({1, 1, C}).expand({B, L, C}).clone()
                                        : at::zeros_like(anchor_BLC);
   if (n <= 0) return x0_BLC;
-  // Target position j takes source token j (position 1 + j) where the row's source has one.
-  const at::Tensor has_BN1 = (at::arange(n, bt.src_len_B.options()).unsqueeze(0) < bt.src_len_B.unsqueeze(1)).unsqueeze(-1);
-  x0_BLC.narrow(1, first, n).copy_(at::where(has_BN1, anchor_BLC.narrow(1, 1, n), x0_BLC.narrow(1, first, n)));
+  // Target position j takes source token j / stride (position 1 + j / stride) where j is a multiple of
+  // the stride and the row's source has that token; the places between take the empty places' embedding.
+  const at::Tensor j_N = at::arange(n, bt.src_len_B.options());
+  const at::Tensor q_N = j_N.div(stride, "floor");
+  const at::Tensor has_BN1 = (q_N.unsqueeze(0) < bt.src_len_B.unsqueeze(1)).unsqueeze(-1);
+  at::Tensor from_BNC = anchor_BLC.index_select(1, (q_N + 1).to(anchor_BLC.device()));
+  if (stride > 1) {
+    const at::Tensor token_1N1 = (j_N.remainder(stride) == 0).view({1, n, 1}).to(anchor_BLC.device());
+    from_BNC = at::where(token_1N1, from_BNC, blank_C.to(anchor_BLC.scalar_type()).view({1, 1, C}));
+  }
+  x0_BLC.narrow(1, first, n).copy_(at::where(has_BN1.to(anchor_BLC.device()), from_BNC, x0_BLC.narrow(1, first, n)));
   return x0_BLC;
 }
 

@@ -34,7 +34,10 @@ BatchTensors limit_target_region(const BatchTensors& batch, const at::Tensor& ke
 
 // The source put where the target goes: target position j holds the embedding of source token j
 // (anchor position 1 + j) where the row's source has one, m (or 0 without it) elsewhere. [B, L, C].
+// On a canvas (data.target_canvas = "source", stride = data.canvas_slots + 1) position j holds source
+// token j / stride where j is a multiple of the stride, and `blank_C` (PAD's embedding) between them.
 // Sampling starts from it with sample.start_time < 1; training noises it with train.source_start_prob.
-at::Tensor source_aligned_x0(const BatchTensors& batch, const at::Tensor& anchor_BLC, const at::Tensor& m_C);
+at::Tensor source_aligned_x0(const BatchTensors& batch, const at::Tensor& anchor_BLC, const at::Tensor& m_C,
+                             int64_t stride = 1, const at::Tensor& blank_C = at::Tensor());
 
 }  // namespace mds::model

@@ -72,6 +72,10 @@ torch::Tensor DenoiserImpl::embed(const torch::Tensor& ids_BL) const {
   return torch::embedding(embedding_weight(), ids_BL);
 }
 
+torch::Tensor DenoiserImpl::canvas_blank(int64_t stride) const {
+  return stride > 1 ? embedding_weight()[data::SpecialTokens::pad] : torch::Tensor();
+}
+
 torch::Tensor DenoiserImpl::logits(const torch::Tensor& x_BLC) const {
   const torch::Tensor w = embedding_weight();
   return torch::linear(x_BLC, w.to(x_BLC.scalar_type()), lm_bias_.to(x_BLC.scalar_type()));

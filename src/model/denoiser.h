@@ -91,6 +91,9 @@ class DenoiserImpl : public torch::nn::Module {
   torch::Tensor logits(const torch::Tensor& x_BLC) const;     // -> [B, L, V] (any leading shape)
   // The embedding table the diffusion space uses: the learned rows, or the normalised ones. [V, C]
   torch::Tensor embedding_weight() const;
+  // The empty places of a canvas (data.target_canvas) start from PAD's embedding; undefined for a
+  // stride of 1 (no canvas). [C]
+  torch::Tensor canvas_blank(int64_t stride) const;
   // The length head's logits [B, T] from the anchor (clean source embeddings) and the source positions
   // (BOS, source tokens, SEP: key_mask and not trg_mask). Needs options().length_classes > 0.
   torch::Tensor length_logits(const torch::Tensor& anchor_BLC, const torch::Tensor& src_mask_BL);

@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "data/batcher.h"
 #include "data/open_examples.h"
+#include "data/source_canvas.h"
 #include "data/tokenizer.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_writer.h"
@@ -256,7 +257,20 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   const data::PackOptions pack = pack_options_from_config(c);
   // Say what the length limits cut: a short data.max_src_len on long sources is a choice to see.
   log_info("data: ", data::describe_length_cuts(data::length_cuts(*train_data, pack), pack));
-  Batcher batcher(*train_data, pack, plan);
+  // data.target_canvas: the targets laid out on their sources, once. Validation by generation still
+  // scores against the targets as written.
+  std::unique_ptr<data::CanvasTargets> train_canvas, valid_canvas;
+  if (pack.source_canvas) {
+    const auto keep = [&pack](const data::TokenSpan& src) { return data::kept_source(src, pack); };
+    const auto start = std::chrono::steady_clock::now();
+    train_canvas = std::make_unique<data::CanvasTargets>(*train_data, pack.canvas_slots, keep);
+    if (valid_data) valid_canvas = std::make_unique<data::CanvasTargets>(*valid_data, pack.canvas_slots, keep);
+    log_info("data: targets laid out on their sources' canvas (", pack.canvas_slots, " empty place(s) after every source token) in ",
+             format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()), "; ",
+             train_canvas->cut(), " of ", train_canvas->size(), " longer than their canvas, cut");
+  }
+  const ExampleSource& train_examples = train_canvas ? *train_canvas : *train_data;
+  Batcher batcher(train_examples, pack, plan);
   StepOptions step_options = step_options_from_config(c);
   std::unique_ptr<GradientReducer> reducer;
   if (dist.active()) {
@@ -428,7 +442,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   auto validate = [&] {
     const int64_t step = state.step;
     validated_step = step;
-    const double loss_v = validation_loss(state, *valid_data, c);
+    const double loss_v = validation_loss(state, valid_canvas ? *valid_canvas : *valid_data, c);
     crash_point("train.validation");
     nlohmann::json record = {{"step", step}, {"valid_loss", loss_v}};
     double v = loss_v;
