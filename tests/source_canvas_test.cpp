@@ -133,6 +133,29 @@ TEST(CanvasTargets, AlignsEachTargetToTheSourcePackingKeeps) {
   EXPECT_EQ(std::vector<int32_t>(b.ids.begin() + 4, b.ids.begin() + 9), (std::vector<int32_t>{7, 20, 8, P, SpecialTokens::eos}));
 }
 
+TEST(CanvasTargets, ATargetThatKeepsFewSourceWordsIsWrittenFromTheFirstPlace) {
+  InMemorySource inner;
+  inner.add({7, 8, 9, 10}, {7, 20, 8, 9, 10});  // keeps 4 of its 5 tokens on equal source words: aligned
+  inner.add({7, 8, 9, 10}, {30, 31, 7, 32});    // keeps 1 of 4: a rewrite
+  inner.add({7, 8}, {7, 8, 1, 2, 3});           // longer than its canvas: a rewrite, cut
+  PackOptions pack;
+  pack.max_src_len = 8;
+  const auto keep = [&](const TokenSpan& s) { return kept_source(s, pack); };
+  const auto trg = [](const CanvasTargets& c, std::size_t i) { return std::vector<int32_t>(c.trg(i).begin(), c.trg(i).end()); };
+  const CanvasTargets rewrite(inner, 1, keep, 0.5);
+  EXPECT_EQ(trg(rewrite, 0), (std::vector<int32_t>{7, 20, 8, P, 9, P, 10, P}));
+  EXPECT_EQ(trg(rewrite, 1), (std::vector<int32_t>{30, 31, 7, 32, P, P, P, P}));
+  EXPECT_EQ(trg(rewrite, 2), (std::vector<int32_t>{7, 8, 1, 2}));
+  EXPECT_EQ(rewrite.rewritten(), 2u);
+  EXPECT_EQ(rewrite.cut(), 1u);
+  // Off (0): every target aligned.
+  const CanvasTargets aligned(inner, 1, keep);
+  EXPECT_EQ(trg(aligned, 1), align({7, 8, 9, 10}, {30, 31, 7, 32}, 1));
+  EXPECT_NE(trg(aligned, 1), trg(rewrite, 1));
+  EXPECT_EQ(aligned.rewritten(), 0u);
+  EXPECT_EQ(kept_on_canvas(align({7, 8, 9}, {7, 21, 9}, 1), span({7, 8, 9}), 1), 2u);
+}
+
 TEST(CanvasTargets, TheTargetRegionMustHoldTheCanvas) {
   const std::vector<std::string> on = {"data.target_canvas=source", "data.max_src_len=10"};
   std::vector<std::string> sets = on;

@@ -51,15 +51,30 @@ std::vector<int32_t> align_to_canvas(const TokenSpan& src, const TokenSpan& trg,
   return out;
 }
 
+std::size_t kept_on_canvas(const std::vector<int32_t>& aligned, const TokenSpan& src, int slots) {
+  std::size_t kept = 0;
+  const std::size_t stride = static_cast<std::size_t>(slots + 1);
+  for (std::size_t i = 0; i < src.size && i * stride < aligned.size(); ++i) kept += aligned[i * stride] == src.data[i] ? 1 : 0;
+  return kept;
+}
+
 CanvasTargets::CanvasTargets(const ExampleSource& inner, int slots,
-                             const std::function<std::vector<int32_t>(const TokenSpan&)>& keep)
+                             const std::function<std::vector<int32_t>(const TokenSpan&)>& keep, double rewrite_below)
     : inner_(inner) {
   trg_.reserve(inner_.size());
   for (std::size_t i = 0; i < inner_.size(); ++i) {
     const std::vector<int32_t> src = keep(inner_.src(i));
+    const TokenSpan src_span{src.data(), src.size()}, trg = inner_.trg(i);
     bool cut = false;
-    trg_.push_back(align_to_canvas({src.data(), src.size()}, inner_.trg(i), slots, &cut));
+    std::vector<int32_t> aligned = align_to_canvas(src_span, trg, slots, &cut);
     cut_ += cut ? 1 : 0;
+    const double kept = static_cast<double>(kept_on_canvas(aligned, src_span, slots));
+    if (rewrite_below > 0 && (cut || kept < rewrite_below * static_cast<double>(trg.size))) {
+      std::fill(aligned.begin(), aligned.end(), SpecialTokens::pad);
+      std::copy(trg.data, trg.data + std::min(trg.size, aligned.size()), aligned.begin());
+      ++rewritten_;
+    }
+    trg_.push_back(std::move(aligned));
   }
 }
 

@@ -31,21 +31,29 @@ std::vector<int32_t> source_canvas(const TokenSpan& src, int slots);
 // canvas-length tokens (`cut`, when given, is set). Ties put inserted tokens as early as they can go.
 std::vector<int32_t> align_to_canvas(const TokenSpan& src, const TokenSpan& trg, int slots, bool* cut = nullptr);
 
+// The places of an aligned canvas target whose word is the source word there (not a slot).
+std::size_t kept_on_canvas(const std::vector<int32_t>& aligned, const TokenSpan& src, int slots);
+
 // Every example of `inner` (which must outlive it) with its target aligned to its source's canvas.
 // The source is the part that packing keeps (`keep`: batcher.h's kept_source); the aligned targets
-// are computed once, here. cut(): the examples whose target was longer than its canvas.
+// are computed once, here. A target that keeps fewer than `rewrite_below` of its tokens on equal
+// source words, or that is longer than its canvas, is a rewrite: written from the canvas's first place
+// on, PAD after it (data.canvas_rewrite_below). cut(): the examples whose target was longer than its
+// canvas; rewritten(): those written from the first place.
 class CanvasTargets : public ExampleSource {
  public:
-  CanvasTargets(const ExampleSource& inner, int slots, const std::function<std::vector<int32_t>(const TokenSpan&)>& keep);
+  CanvasTargets(const ExampleSource& inner, int slots, const std::function<std::vector<int32_t>(const TokenSpan&)>& keep,
+                double rewrite_below = 0.0);
   std::size_t size() const override { return inner_.size(); }
   TokenSpan src(std::size_t i) const override { return inner_.src(i); }
   TokenSpan trg(std::size_t i) const override { return {trg_[i].data(), trg_[i].size()}; }
   std::size_t cut() const { return cut_; }
+  std::size_t rewritten() const { return rewritten_; }
 
  private:
   const ExampleSource& inner_;
   std::vector<std::vector<int32_t>> trg_;
-  std::size_t cut_ = 0;
+  std::size_t cut_ = 0, rewritten_ = 0;
 };
 
 }  // namespace mds::data

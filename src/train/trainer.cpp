@@ -263,11 +263,13 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   if (pack.source_canvas) {
     const auto keep = [&pack](const data::TokenSpan& src) { return data::kept_source(src, pack); };
     const auto start = std::chrono::steady_clock::now();
-    train_canvas = std::make_unique<data::CanvasTargets>(*train_data, pack.canvas_slots, keep);
-    if (valid_data) valid_canvas = std::make_unique<data::CanvasTargets>(*valid_data, pack.canvas_slots, keep);
+    const double rewrite = c.get_float("data.canvas_rewrite_below");
+    train_canvas = std::make_unique<data::CanvasTargets>(*train_data, pack.canvas_slots, keep, rewrite);
+    if (valid_data) valid_canvas = std::make_unique<data::CanvasTargets>(*valid_data, pack.canvas_slots, keep, rewrite);
     log_info("data: targets laid out on their sources' canvas (", pack.canvas_slots, " empty place(s) after every source token) in ",
              format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()), "; ",
-             train_canvas->cut(), " of ", train_canvas->size(), " longer than their canvas, cut");
+             train_canvas->cut(), " of ", train_canvas->size(), " longer than their canvas, cut; ", train_canvas->rewritten(),
+             " written from the first place (data.canvas_rewrite_below = ", rewrite, ")");
   }
   const ExampleSource& train_examples = train_canvas ? *train_canvas : *train_data;
   Batcher batcher(train_examples, pack, plan);
