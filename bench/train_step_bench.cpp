@@ -60,6 +60,7 @@
 #include "data/batcher.h"
 #include "data/example_source.h"
 #include "data/open_examples.h"
+#include "data/source_canvas.h"
 #include "data/tokenizer.h"
 #include "data/special_tokens.h"
 #include "runtime/runtime.h"
@@ -476,7 +477,10 @@ int bench_main(int argc, char** argv) {
     std::fflush(stdout);
   }
   if (real_data) {
-    data::Batcher batcher(*real_data, pack_options_from_config(config), data::batch_plan_options_from_config(config, true));
+    const data::PackOptions pack = pack_options_from_config(config);
+    // data.target_canvas: the targets as training reads them.
+    const auto canvas = data::on_canvas(*real_data, pack, config.get_float("data.canvas_rewrite_below"));
+    data::Batcher batcher(canvas ? *canvas : *real_data, pack, data::batch_plan_options_from_config(config, true));
     runs.push_back(measure_data(*trainee, config, batcher, opt));
     const Run& r = runs.back();
     std::printf("  %s (%zu examples): %s padded tok/s, %s not padding, %.0f padded tokens a step%s\n", opt.data.c_str(),

@@ -156,6 +156,20 @@ TEST(CanvasTargets, ATargetThatKeepsFewSourceWordsIsWrittenFromTheFirstPlace) {
   EXPECT_EQ(kept_on_canvas(align({7, 8, 9}, {7, 21, 9}, 1), span({7, 8, 9}), 1), 2u);
 }
 
+TEST(CanvasTargets, OnCanvasReadsTheExamplesAsPackingDoes) {
+  InMemorySource inner;
+  inner.add({7, 8, 9}, {7, 20, 9});
+  PackOptions pack;
+  pack.max_src_len = 2;
+  EXPECT_EQ(on_canvas(inner, pack, 0.0), nullptr);  // no canvas: the examples as they are
+  pack.source_canvas = true;
+  const auto canvas = on_canvas(inner, pack, 0.0);
+  ASSERT_NE(canvas, nullptr);
+  // The target aligned to the canvas of the source as packing cuts it (7 8), not of 7 8 9.
+  EXPECT_EQ(std::vector<int32_t>(canvas->trg(0).begin(), canvas->trg(0).end()), align({7, 8}, {7, 20, 9}, 1));
+  EXPECT_NE(align({7, 8}, {7, 20, 9}, 1), align({7, 8, 9}, {7, 20, 9}, 1));
+}
+
 TEST(CanvasTargets, TheTargetRegionMustHoldTheCanvas) {
   const std::vector<std::string> on = {"data.target_canvas=source", "data.max_src_len=10"};
   std::vector<std::string> sets = on;

@@ -78,4 +78,10 @@ CanvasTargets::CanvasTargets(const ExampleSource& inner, int slots,
   }
 }
 
+std::unique_ptr<CanvasTargets> on_canvas(const ExampleSource& examples, const PackOptions& pack, double rewrite_below) {
+  if (!pack.source_canvas) return nullptr;
+  return std::make_unique<CanvasTargets>(
+      examples, pack.canvas_slots, [pack](const TokenSpan& src) { return kept_source(src, pack); }, rewrite_below);
+}
+
 }  // namespace mds::data

@@ -12,8 +12,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
+#include "data/batcher.h"
 #include "data/example_source.h"
 
 namespace mds::data {
@@ -55,5 +57,9 @@ class CanvasTargets : public ExampleSource {
   std::vector<std::vector<int32_t>> trg_;
   std::size_t cut_ = 0, rewritten_ = 0;
 };
+
+// `examples` as packing under `pack` reads them: on their sources' canvas where pack.source_canvas is
+// set (the source cut as packing cuts it), else nullptr (read `examples` as they are).
+std::unique_ptr<CanvasTargets> on_canvas(const ExampleSource& examples, const PackOptions& pack, double rewrite_below);
 
 }  // namespace mds::data

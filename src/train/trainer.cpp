@@ -261,11 +261,10 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   // scores against the targets as written.
   std::unique_ptr<data::CanvasTargets> train_canvas, valid_canvas;
   if (pack.source_canvas) {
-    const auto keep = [&pack](const data::TokenSpan& src) { return data::kept_source(src, pack); };
-    const auto start = std::chrono::steady_clock::now();
     const double rewrite = c.get_float("data.canvas_rewrite_below");
-    train_canvas = std::make_unique<data::CanvasTargets>(*train_data, pack.canvas_slots, keep, rewrite);
-    if (valid_data) valid_canvas = std::make_unique<data::CanvasTargets>(*valid_data, pack.canvas_slots, keep, rewrite);
+    const auto start = std::chrono::steady_clock::now();
+    train_canvas = data::on_canvas(*train_data, pack, rewrite);
+    if (valid_data) valid_canvas = data::on_canvas(*valid_data, pack, rewrite);
     log_info("data: targets laid out on their sources' canvas (", pack.canvas_slots, " empty place(s) after every source token) in ",
              format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()), "; ",
              train_canvas->cut(), " of ", train_canvas->size(), " longer than their canvas, cut; ", train_canvas->rewritten(),
