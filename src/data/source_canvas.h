@@ -5,8 +5,9 @@
 // token j) shifts everything after the first insertion. Empty places hold PAD; reading an output
 // drops them.
 //
-// Java -> C# (CodeXGLUE, 499 valid pairs): 7.9% of the target tokens start on an equal source token in
-// the plain layout, up to 59.6% (the longest common subsequence) on the canvas with one slot.
+// Java -> C# (CodeXGLUE's 499 valid pairs, a 4,000-piece tokenizer trained on the training pairs as the
+// quality race trains its own): 9.3% of the target tokens start on an equal source token in the plain
+// layout, up to 57.9% (the longest common subsequence) on a canvas.
 #pragma once
 
 #include <cstddef>
