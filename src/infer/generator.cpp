@@ -102,7 +102,8 @@ void TextGenerator::check_options_for_model(const GenerateOptions& options) cons
             "sample.remask_rounds needs a model with the absorbing state m (diffusion.soft_absorbing = true)");
   // Mask-predict rounds read every place as a word; a canvas's empty places are PAD.
   MDS_CHECK(options.remask_rounds == 0 || !pack_.source_canvas,
-            "sample.remask_rounds does not work with data.target_canvas = \"source\"");
+            "--remask-rounds (sample.remask_rounds) does not work with a model laid out on its source's canvas "
+            "(data.target_canvas = \"source\")");
 }
 
 int64_t model_calls(const GenerateOptions& o, int64_t diffusion_steps) {
@@ -257,7 +258,7 @@ torch::Tensor TextGenerator::predict_lengths(const BatchTensors& bt) {
 torch::Tensor TextGenerator::output_lengths(const Batch& batch, const BatchTensors& bt) {
   if (options_.length == "source" || pack_.source_canvas) {  // a canvas: the source's, with its empty places
     std::vector<int64_t> n;
-    for (const int32_t src : batch.src_len) n.push_back(data::canvas_length(src, pack_.source_canvas ? pack_.canvas_slots : 0));
+    for (const int32_t src : batch.src_len) n.push_back(src * data::canvas_stride(pack_));
     return torch::tensor(n, torch::kLong).clamp(1, std::max<int64_t>(1, batch.trg_region - 1));
   }
   return model_->has_length_head() ? predict_lengths(bt) : torch::Tensor();
@@ -372,7 +373,7 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
     }
     // A canvas read as all empty places: its first place's best word, as an output of decided length
     // is never empty.
-    if (row.empty() && decided && end[b] > 0) row.push_back(static_cast<int32_t>(word[b * T]));
+    if (pack_.source_canvas && row.empty() && end[b] > 0) row.push_back(static_cast<int32_t>(word[b * T]));
     // Read as text, the decided tokens could still be none (a lone word boundary "▁" and the EOS).
     if (decided && !blank_.empty() && reads_blank(row, blank_)) ensure_text(row, logits_BTV[b][0], blank_);
   }

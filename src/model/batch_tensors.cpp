@@ -108,8 +108,9 @@ at::Tensor source_aligned_x0(const BatchTensors& bt, const at::Tensor& anchor_BL
   const at::Tensor j_N = at::arange(n, bt.src_len_B.options());
   const at::Tensor q_N = j_N.div(stride, "floor");
   const at::Tensor has_BN1 = (q_N.unsqueeze(0) < bt.src_len_B.unsqueeze(1)).unsqueeze(-1);
-  at::Tensor from_BNC = anchor_BLC.index_select(1, (q_N + 1).to(anchor_BLC.device()));
+  at::Tensor from_BNC = anchor_BLC.narrow(1, 1, n);  // stride 1: source tokens 0 .. n-1
   if (stride > 1) {
+    from_BNC = anchor_BLC.index_select(1, (q_N + 1).to(anchor_BLC.device()));
     const at::Tensor token_1N1 = (j_N.remainder(stride) == 0).view({1, n, 1}).to(anchor_BLC.device());
     from_BNC = at::where(token_1N1, from_BNC, blank_C.to(anchor_BLC.scalar_type()).view({1, 1, C}));
   }

@@ -259,14 +259,13 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   log_info("data: ", data::describe_length_cuts(data::length_cuts(*train_data, pack), pack));
   // data.target_canvas: the targets laid out on their sources, once. Validation by generation still
   // scores against the targets as written.
-  std::unique_ptr<data::CanvasTargets> train_canvas, valid_canvas;
-  if (pack.source_canvas) {
-    const double rewrite = c.get_float("data.canvas_rewrite_below");
-    const auto start = std::chrono::steady_clock::now();
-    train_canvas = data::on_canvas(*train_data, pack, rewrite);
-    if (valid_data) valid_canvas = data::on_canvas(*valid_data, pack, rewrite);
+  const double rewrite = c.get_float("data.canvas_rewrite_below");
+  const auto canvas_start = std::chrono::steady_clock::now();
+  const std::unique_ptr<data::CanvasTargets> train_canvas = data::on_canvas(*train_data, pack, rewrite);
+  const std::unique_ptr<data::CanvasTargets> valid_canvas = valid_data ? data::on_canvas(*valid_data, pack, rewrite) : nullptr;
+  if (train_canvas) {
     log_info("data: targets laid out on their sources' canvas (", pack.canvas_slots, " empty place(s) after every source token) in ",
-             format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()), "; ",
+             format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - canvas_start).count()), "; ",
              train_canvas->cut(), " of ", train_canvas->size(), " longer than their canvas, cut; ", train_canvas->rewritten(),
              " written from the first place (data.canvas_rewrite_below = ", rewrite, ")");
   }
