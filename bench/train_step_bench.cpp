@@ -479,7 +479,8 @@ int bench_main(int argc, char** argv) {
   if (real_data) {
     const data::PackOptions pack = pack_options_from_config(config);
     // data.target_canvas: the targets as training reads them.
-    const auto canvas = data::on_canvas(*real_data, pack, config.get_float("data.canvas_rewrite_below"));
+    const auto canvas = data::on_canvas(*real_data, pack, config.get_float("data.canvas_rewrite_below"),
+                                        config.get_bool("data.canvas_rewrite_compact"));
     data::Batcher batcher(canvas ? *canvas : *real_data, pack, data::batch_plan_options_from_config(config, true));
     runs.push_back(measure_data(*trainee, config, batcher, opt));
     const Run& r = runs.back();

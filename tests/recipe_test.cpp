@@ -512,6 +512,35 @@ TEST(StartFromSource, OnACanvasEachSourceWordIsFollowedByItsEmptySlots) {
     EXPECT_LE(generated.tokens[b].size(), b == 0 ? 6u : 9u);
     for (int32_t id : generated.tokens[b]) EXPECT_GE(id, data::SpecialTokens::count);
   }
+  // A row marked compact (a rewrite of data.canvas_rewrite_compact) starts as the plain layout does:
+  // source token j at place j, m after the source; the other row keeps its canvas.
+  BatchTensors mixed = bt;
+  mixed.compact_start_B = torch::tensor({true, false});
+  const torch::Tensor x0_mixed = model::source_aligned_x0(mixed, anchor, m->absorbing(), 3, m->canvas_blank(3));
+  const torch::Tensor x0_plain = model::source_aligned_x0(bt, anchor, m->absorbing());
+  EXPECT_EQ(max_diff(x0_mixed[0], x0_plain[0]), 0.0);
+  EXPECT_EQ(max_diff(x0_mixed[1], x0[1]), 0.0);
+  EXPECT_LT(max_diff(x0_mixed[0][first], m->embedding_weight()[10]), 1e-7);
+  EXPECT_LT(max_diff(x0_mixed[0][first + 1], m->embedding_weight()[11]), 1e-7);
+  EXPECT_LT(max_diff(x0_mixed[0][first + 2], m->absorbing()), 1e-7);
+  // The generator's compact candidates start so too (sample.mbr_compact_share): each row reads its
+  // canvas's places either way.
+  {
+    infer::GenerateOptions& o = generator.options();
+    o.sampler.steps = 2;
+    o.sampler.start_time = 0.5;
+    o.mbr = 2;
+    o.mbr_compact_share = 0.5;
+    EXPECT_FALSE(infer::candidate_sampler(o, 0).compact_start);
+    EXPECT_TRUE(infer::candidate_sampler(o, 1).compact_start);
+    o.sampler.compact_start = true;
+    const auto compact = generator.generate_ids(batch, at::detail::createCPUGenerator(1));
+    ASSERT_EQ(compact.tokens.size(), 2u);
+    EXPECT_LE(compact.tokens[0].size(), 6u);
+    o.sampler.compact_start = false;
+    o.mbr = 1;
+    o.mbr_compact_share = 0.0;
+  }
   // Without the stride's empty-place embedding the start is refused by name.
   EXPECT_THROW(model::source_aligned_x0(bt, anchor, m->absorbing(), 3), Error);
   // Mask-predict rounds would read the empty places as words: refused.

@@ -96,7 +96,8 @@ std::pair<int, std::string> refused(const std::string& body, const ApiLimits& li
 
 TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
   const infer::GenerateRequest one = parse_generate_request(R"({"src": "hello", "steps": 4, "seed": 9, "mbr": 2,
-      "sampler": "dpm++3m", "start_time": 0.5, "length": "source", "remask_rounds": 2, "mbr_source": true, "mbr_noise_share": 0.25})", GenerateOptions(), {});
+      "sampler": "dpm++3m", "start_time": 0.5, "length": "source", "remask_rounds": 2, "mbr_source": true, "mbr_noise_share": 0.25,
+      "mbr_compact_share": 0.5})", GenerateOptions(), {});
   EXPECT_TRUE(one.single);
   EXPECT_EQ(one.sources, std::vector<std::string>{"hello"});
   EXPECT_EQ(one.options.sampler.steps, 4);
@@ -104,6 +105,7 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
   EXPECT_EQ(one.options.mbr, 2);
   EXPECT_TRUE(one.options.mbr_source);
   EXPECT_DOUBLE_EQ(one.options.mbr_noise_share, 0.25);
+  EXPECT_DOUBLE_EQ(one.options.mbr_compact_share, 0.5);
   EXPECT_EQ(one.options.sampler.sampler, "dpm++3m");
   EXPECT_DOUBLE_EQ(one.options.sampler.start_time, 0.5);
   EXPECT_EQ(one.options.length, "source");
@@ -126,7 +128,7 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {"[1, 2]", 400, "must be a JSON object, got array"},
       {R"({"source": "x"})", 400,
        "unknown field \"source\" (known: src, inputs, steps, sampler, seed, mbr, mbr_source, mbr_noise_share, "
-       "start_time, length, "
+       "mbr_compact_share, start_time, length, "
        "remask_rounds, stream)"},
       {R"({})", 400, "either \"src\""},
       {R"({"src": "a", "inputs": ["b"]})", 400, "either \"src\""},
@@ -281,6 +283,20 @@ TEST_F(ServeTest, MbrCandidatesFromNoiseAreTheSeedsGenerationsFromNoise) {
   EXPECT_EQ(infer::mbr_noise_candidates(o), 0);
   EXPECT_EQ(infer::candidate_sampler(o, 0).start_time, 0.3);
   o.mbr_noise_share = 1.5;
+  EXPECT_THROW(infer::check_generate_options(o), Error);
+  // sample.mbr_compact_share: the candidates just before the noise ones start compact (a canvas
+  // model's rewrites); the two shares cannot ask for more than every candidate.
+  o.mbr = 8;
+  o.mbr_noise_share = 0.25;
+  o.mbr_compact_share = 0.5;
+  EXPECT_EQ(infer::mbr_compact_candidates(o), 4);
+  for (int64_t k = 0; k < 8; ++k) {
+    const auto s = infer::candidate_sampler(o, k);
+    EXPECT_EQ(s.start_time, k < 6 ? 0.3 : 1.0) << k;
+    EXPECT_EQ(s.compact_start, k >= 2 && k < 6) << k;
+  }
+  infer::check_generate_options(o);
+  o.mbr_compact_share = 0.8;
   EXPECT_THROW(infer::check_generate_options(o), Error);
 
   const std::vector<std::string> sources = {"a tool to manage packages", "chess", "a chess game",

@@ -156,6 +156,28 @@ TEST(CanvasTargets, ATargetThatKeepsFewSourceWordsIsWrittenFromTheFirstPlace) {
   EXPECT_EQ(kept_on_canvas(align({7, 8, 9}, {7, 21, 9}, 1), span({7, 8, 9}), 1), 2u);
 }
 
+// data.canvas_rewrite_compact: the rewrites (and only they) start from their source packed at the
+// first places; a batch says so for its rows, and says nothing when no row does.
+TEST(CanvasTargets, RewritesStartCompactWhereAskedAndBatchesCarryTheRows) {
+  InMemorySource inner;
+  inner.add({7, 8, 9, 10}, {7, 20, 8, 9, 10});  // aligned
+  inner.add({7, 8, 9, 10}, {30, 31, 7, 32});    // a rewrite
+  PackOptions pack;
+  pack.max_src_len = 8;
+  pack.max_trg_len = 17;
+  pack.source_canvas = true;
+  const auto compact = on_canvas(inner, pack, 0.5, true);
+  EXPECT_FALSE(compact->compact_start(0));
+  EXPECT_TRUE(compact->compact_start(1));
+  const auto stretched = on_canvas(inner, pack, 0.5, false);  // rewritten, trained from the canvas
+  EXPECT_EQ(stretched->rewritten(), 1u);
+  EXPECT_FALSE(stretched->compact_start(1));
+  EXPECT_FALSE(inner.compact_start(1));
+  EXPECT_EQ(pack_batch(*compact, {1, 0}, pack).compact_start, (std::vector<uint8_t>{1, 0}));
+  EXPECT_TRUE(pack_batch(*compact, {0}, pack).compact_start.empty());
+  EXPECT_TRUE(pack_batch(*stretched, {1, 0}, pack).compact_start.empty());
+}
+
 TEST(CanvasTargets, OnCanvasReadsTheExamplesAsPackingDoes) {
   InMemorySource inner;
   inner.add({7, 8, 9}, {7, 20, 9});

@@ -173,6 +173,11 @@ Batch pack_batch(const ExampleSource& source, const std::vector<std::size_t>& ex
   b.trg_region = T;
   b.length = L;
   b.example = examples;
+  for (std::size_t r = 0; r < examples.size(); ++r) {
+    if (!source.compact_start(examples[r])) continue;
+    if (b.compact_start.empty()) b.compact_start.assign(examples.size(), 0);
+    b.compact_start[r] = 1;
+  }
 
   const std::size_t n = static_cast<std::size_t>(b.batch_size * L);
   b.ids.assign(n, SpecialTokens::pad);

@@ -69,6 +69,9 @@ struct Batch {
   std::vector<int32_t> src_len;       // B, after truncation
   std::vector<int32_t> trg_len;       // B, after truncation, EOS not counted
   std::vector<std::size_t> example;   // B, index into the source
+  // B: the row starts from its source packed at the first places, not stretched over its canvas
+  // (ExampleSource::compact_start); empty when no row of the batch does.
+  std::vector<uint8_t> compact_start;
   int64_t tokens() const { return batch_size * length; }  // padded
   // Not padding: each row's BOS, source, SEP, target and EOS.
   int64_t real_tokens() const {

@@ -23,6 +23,9 @@ class ExampleSource {
   virtual std::size_t size() const = 0;
   virtual TokenSpan src(std::size_t i) const = 0;  // source tokens, no special tokens
   virtual TokenSpan trg(std::size_t i) const = 0;  // target tokens, no special tokens (may be empty)
+  // A target written from its canvas's first place that trains from its source packed there, as the
+  // plain layout starts, not stretched over the canvas (data.canvas_rewrite_compact, source_canvas.h).
+  virtual bool compact_start(std::size_t /*i*/) const { return false; }
 };
 
 class InMemorySource : public ExampleSource {

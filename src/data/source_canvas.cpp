@@ -59,9 +59,11 @@ std::size_t kept_on_canvas(const std::vector<int32_t>& aligned, const TokenSpan&
 }
 
 CanvasTargets::CanvasTargets(const ExampleSource& inner, int slots,
-                             const std::function<std::vector<int32_t>(const TokenSpan&)>& keep, double rewrite_below)
+                             const std::function<std::vector<int32_t>(const TokenSpan&)>& keep, double rewrite_below,
+                             bool compact_rewrites)
     : inner_(inner) {
   trg_.reserve(inner_.size());
+  compact_.assign(inner_.size(), 0);
   for (std::size_t i = 0; i < inner_.size(); ++i) {
     const std::vector<int32_t> src = keep(inner_.src(i));
     const TokenSpan src_span{src.data(), src.size()}, trg = inner_.trg(i);
@@ -73,15 +75,18 @@ CanvasTargets::CanvasTargets(const ExampleSource& inner, int slots,
       std::fill(aligned.begin(), aligned.end(), SpecialTokens::pad);
       std::copy(trg.data, trg.data + std::min(trg.size, aligned.size()), aligned.begin());
       ++rewritten_;
+      compact_[i] = compact_rewrites ? 1 : 0;
     }
     trg_.push_back(std::move(aligned));
   }
 }
 
-std::unique_ptr<CanvasTargets> on_canvas(const ExampleSource& examples, const PackOptions& pack, double rewrite_below) {
+std::unique_ptr<CanvasTargets> on_canvas(const ExampleSource& examples, const PackOptions& pack, double rewrite_below,
+                                         bool compact_rewrites) {
   if (!pack.source_canvas) return nullptr;
   return std::make_unique<CanvasTargets>(
-      examples, pack.canvas_slots, [pack](const TokenSpan& src) { return kept_source(src, pack); }, rewrite_below);
+      examples, pack.canvas_slots, [pack](const TokenSpan& src) { return kept_source(src, pack); }, rewrite_below,
+      compact_rewrites);
 }
 
 }  // namespace mds::data

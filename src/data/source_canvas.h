@@ -41,26 +41,31 @@ std::size_t kept_on_canvas(const std::vector<int32_t>& aligned, const TokenSpan&
 // The source is the part that packing keeps (`keep`: batcher.h's kept_source); the aligned targets
 // are computed once, here. A target that keeps fewer than `rewrite_below` of its tokens on equal
 // source words, or that is longer than its canvas, is a rewrite: written from the canvas's first place
-// on, PAD after it (data.canvas_rewrite_below). cut(): the examples whose target was longer than its
-// canvas; rewritten(): those written from the first place.
+// on, PAD after it (data.canvas_rewrite_below). With `compact_rewrites` a rewrite trains from its
+// source packed at the first places (compact_start; data.canvas_rewrite_compact), as the plain layout
+// starts. cut(): the examples whose target was longer than its canvas; rewritten(): those written from
+// the first place.
 class CanvasTargets : public ExampleSource {
  public:
   CanvasTargets(const ExampleSource& inner, int slots, const std::function<std::vector<int32_t>(const TokenSpan&)>& keep,
-                double rewrite_below = 0.0);
+                double rewrite_below = 0.0, bool compact_rewrites = false);
   std::size_t size() const override { return inner_.size(); }
   TokenSpan src(std::size_t i) const override { return inner_.src(i); }
   TokenSpan trg(std::size_t i) const override { return {trg_[i].data(), trg_[i].size()}; }
+  bool compact_start(std::size_t i) const override { return compact_[i] != 0; }
   std::size_t cut() const { return cut_; }
   std::size_t rewritten() const { return rewritten_; }
 
  private:
   const ExampleSource& inner_;
   std::vector<std::vector<int32_t>> trg_;
+  std::vector<uint8_t> compact_;
   std::size_t cut_ = 0, rewritten_ = 0;
 };
 
 // `examples` as packing under `pack` reads them: on their sources' canvas where pack.source_canvas is
 // set (the source cut as packing cuts it), else nullptr (read `examples` as they are).
-std::unique_ptr<CanvasTargets> on_canvas(const ExampleSource& examples, const PackOptions& pack, double rewrite_below);
+std::unique_ptr<CanvasTargets> on_canvas(const ExampleSource& examples, const PackOptions& pack, double rewrite_below,
+                                         bool compact_rewrites = false);
 
 }  // namespace mds::data

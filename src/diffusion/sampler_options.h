@@ -23,6 +23,10 @@ struct SamplerOptions {
   // m + alpha (x0 - m) + sigma eps.
   double start_time = 1.0;
   bool start_jumps = true;  // false: no token jumps to m at the start (the given x0 kept whole)
+  // Not the sampler's: on a canvas (data.target_canvas = "source"), the start from the source packs it
+  // at the first places, as a rewrite trains with data.canvas_rewrite_compact, instead of stretching
+  // it over the canvas. Set for the MBR candidates of sample.mbr_compact_share, not by a key.
+  bool compact_start = false;
   // Not the sampler's: whether the generator replays the model call of each step as a CUDA graph,
   // for batches of at most cuda_graphs_max_len positions a row (longer ones are bound by the GPU, where
   // the capture costs more than it saves: bench/README.md, "Where CUDA graphs stop paying").

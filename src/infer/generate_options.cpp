@@ -18,6 +18,7 @@ GenerateOptions generate_options_from_config(const Config& c) {
   o.mbr_metric = c.get_string("sample.mbr_metric");
   o.mbr_source = c.get_bool("sample.mbr_source");
   o.mbr_noise_share = c.get_float("sample.mbr_noise_share");
+  o.mbr_compact_share = c.get_float("sample.mbr_compact_share");
   o.length = c.get_string("sample.length");
   o.remask_rounds = c.get_int("sample.remask_rounds");
   o.remask_share = c.get_float("sample.remask_share");
@@ -30,9 +31,18 @@ int64_t mbr_noise_candidates(const GenerateOptions& o) {
   return std::clamp<int64_t>(std::llround(o.mbr_noise_share * static_cast<double>(o.mbr)), 0, o.mbr);
 }
 
+int64_t mbr_compact_candidates(const GenerateOptions& o) {
+  if (o.mbr < 2) return 0;
+  return std::clamp<int64_t>(std::llround(o.mbr_compact_share * static_cast<double>(o.mbr)), 0, o.mbr);
+}
+
 diffusion::SamplerOptions candidate_sampler(const GenerateOptions& o, int64_t k) {
   diffusion::SamplerOptions s = o.sampler;
-  if (k >= o.mbr - mbr_noise_candidates(o)) s.start_time = 1.0;
+  const int64_t noise = o.mbr - mbr_noise_candidates(o), compact = noise - mbr_compact_candidates(o);
+  if (k >= noise)
+    s.start_time = 1.0;
+  else if (k >= compact)
+    s.compact_start = true;
   return s;
 }
 
@@ -47,6 +57,9 @@ void check_generate_options(const GenerateOptions& o) {
             o.sampler.sampler);
   MDS_CHECK(o.mbr_noise_share >= 0.0 && o.mbr_noise_share <= 1.0,
             "--mbr-noise-share (sample.mbr_noise_share) must be in [0, 1], got ", o.mbr_noise_share);
+  MDS_CHECK(o.mbr_compact_share >= 0.0 && o.mbr_compact_share + o.mbr_noise_share <= 1.0,
+            "--mbr-compact-share (sample.mbr_compact_share) must be in [0, 1 - sample.mbr_noise_share], got ",
+            o.mbr_compact_share, " with a noise share of ", o.mbr_noise_share);
   MDS_CHECK(o.mbr_metric == "bleu" || o.mbr_metric == "rouge-l", "--mbr-metric must be bleu or rouge-l, got \"",
             o.mbr_metric, "\"");
   MDS_CHECK(o.remask_rounds >= 0, "--remask-rounds (sample.remask_rounds) must be at least 0, got ", o.remask_rounds);

@@ -25,6 +25,11 @@ struct GenerateOptions {
   // and long ones from the source, and MBR keeps the candidate the others agree with. 0 = all start at
   // start_time; inert with mbr = 1.
   double mbr_noise_share = 0.0;
+  // On a canvas trained with data.canvas_rewrite_compact: the share of the MBR candidates that start
+  // from the source packed at the first places (a rewrite's start) rather than stretched over the
+  // canvas (an edit's): MBR keeps the kind the candidates agree on. The candidates before the noise
+  // ones; 0 = none; inert with mbr = 1.
+  double mbr_compact_share = 0.0;
   // How many target positions each row denoises: the length head's prediction (without one, the
   // whole region, the model's EOS ending the text), or the row's source length (the start from the
   // source puts target token j on source token j: the same length keeps every source word in place).
@@ -39,8 +44,11 @@ struct GenerateOptions {
 // How many of the options.mbr candidates start from noise (the last ones): round(mbr_noise_share * mbr),
 // none without MBR.
 int64_t mbr_noise_candidates(const GenerateOptions& options);
+// How many of the options.mbr candidates start compact (those just before the noise ones):
+// round(mbr_compact_share * mbr), none without MBR.
+int64_t mbr_compact_candidates(const GenerateOptions& options);
 // The sampler of MBR candidate k (0-based): options.sampler, from noise for the last
-// mbr_noise_candidates(options) of them.
+// mbr_noise_candidates(options) of them, compact for the mbr_compact_candidates(options) before those.
 diffusion::SamplerOptions candidate_sampler(const GenerateOptions& options, int64_t k);
 
 // The sample.* keys (and diffusion.absorb_rate for the discrete noise).

@@ -101,6 +101,9 @@ void TextGenerator::check_options_for_model(const GenerateOptions& options) cons
   MDS_CHECK(options.remask_rounds == 0 || model_->absorbing().defined(),
             "sample.remask_rounds needs a model with the absorbing state m (diffusion.soft_absorbing = true)");
   // Mask-predict rounds read every place as a word; a canvas's empty places are PAD.
+  MDS_CHECK(options.mbr_compact_share == 0.0 || pack_.source_canvas,
+            "--mbr-compact-share (sample.mbr_compact_share) needs a model laid out on its source's canvas "
+            "(data.target_canvas = \"source\")");
   MDS_CHECK(options.remask_rounds == 0 || !pack_.source_canvas,
             "--remask-rounds (sample.remask_rounds) does not work with a model laid out on its source's canvas "
             "(data.target_canvas = \"source\")");
@@ -229,7 +232,7 @@ torch::Tensor TextGenerator::sample_x0(const BatchTensors& bt, const SamplerOpti
     in.start_x0_BLC = start.x0_BLC;
     in.start_jump_BL = start.jump_BL;
   } else if (options.start_time < 1.0) {
-    const int64_t stride = data::canvas_stride(pack_);
+    const int64_t stride = options.compact_start ? 1 : data::canvas_stride(pack_);
     in.start_x0_BLC = model::source_aligned_x0(bt, in.anchor_BLC, in.absorbing_C, stride, model_->canvas_blank(stride));
   }
   diffusion::X0Predictor predict = x0_predictor(model_, bt, in.anchor_BLC, runtime_, graphs);

@@ -86,6 +86,7 @@ BatchTensors to_tensors(const Batch& batch, c10::Device device) {
   out.global_mask_BL = to_bool(batch.global_mask, bl, device);
   out.src_len_B = to_long(batch.src_len, {batch.batch_size}, device);
   out.trg_len_B = to_long(batch.trg_len, {batch.batch_size}, device);
+  if (!batch.compact_start.empty()) out.compact_start_B = to_bool(batch.compact_start, {batch.batch_size}, device);
   out.trg_rows_N = true_rows(batch.trg_mask, device);
   out.key_rows_N = true_rows(batch.key_mask, device);
   out.facts = host_mask_facts(batch);
@@ -115,6 +116,12 @@ at::Tensor source_aligned_x0(const BatchTensors& bt, const at::Tensor& anchor_BL
     from_BNC = at::where(token_1N1, from_BNC, blank_C.to(anchor_BLC.scalar_type()).view({1, 1, C}));
   }
   x0_BLC.narrow(1, first, n).copy_(at::where(has_BN1.to(anchor_BLC.device()), from_BNC, x0_BLC.narrow(1, first, n)));
+  if (stride > 1 && bt.compact_start_B.defined()) {
+    BatchTensors plain = bt;
+    plain.compact_start_B = at::Tensor();
+    const at::Tensor compact_B11 = bt.compact_start_B.to(anchor_BLC.device()).view({B, 1, 1});
+    return at::where(compact_B11, source_aligned_x0(plain, anchor_BLC, m_C, 1), x0_BLC);
+  }
   return x0_BLC;
 }
 

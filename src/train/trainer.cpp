@@ -260,14 +260,19 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   // data.target_canvas: the targets laid out on their sources, once. Validation by generation still
   // scores against the targets as written.
   const double rewrite = c.get_float("data.canvas_rewrite_below");
+  const bool compact = c.get_bool("data.canvas_rewrite_compact");
+  MDS_CHECK(!compact || (pack.source_canvas && rewrite > 0),
+            "data.canvas_rewrite_compact needs data.target_canvas = \"source\" and data.canvas_rewrite_below > 0");
   const auto canvas_start = std::chrono::steady_clock::now();
-  const std::unique_ptr<data::CanvasTargets> train_canvas = data::on_canvas(*train_data, pack, rewrite);
-  const std::unique_ptr<data::CanvasTargets> valid_canvas = valid_data ? data::on_canvas(*valid_data, pack, rewrite) : nullptr;
+  const std::unique_ptr<data::CanvasTargets> train_canvas = data::on_canvas(*train_data, pack, rewrite, compact);
+  const std::unique_ptr<data::CanvasTargets> valid_canvas =
+      valid_data ? data::on_canvas(*valid_data, pack, rewrite, compact) : nullptr;
   if (train_canvas) {
     log_info("data: targets laid out on their sources' canvas (", pack.canvas_slots, " empty place(s) after every source token) in ",
              format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - canvas_start).count()), "; ",
              train_canvas->cut(), " of ", train_canvas->size(), " longer than their canvas, cut; ", train_canvas->rewritten(),
-             " written from the first place (data.canvas_rewrite_below = ", rewrite, ")");
+             " written from the first place (data.canvas_rewrite_below = ", rewrite, ")",
+             compact ? ", trained from their sources packed there (data.canvas_rewrite_compact)" : "");
   }
   const ExampleSource& train_examples = train_canvas ? *train_canvas : *train_data;
   Batcher batcher(train_examples, pack, plan);
