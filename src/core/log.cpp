@@ -50,6 +50,9 @@ void log_message(LogLevel level, const std::string& message) {
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
   std::lock_guard<std::mutex> lock(g_mutex);
+  // Output printed before this line first: where stdout and stderr share a pipe (`2>&1 | tee`),
+  // stdout's buffer would otherwise land after it, or split a table's line around it.
+  std::fflush(stdout);
   std::fprintf(stderr, "[%s %s] %s\n", stamp, names[static_cast<int>(level)], message.c_str());
   std::fflush(stderr);
 }
