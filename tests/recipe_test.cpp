@@ -537,6 +537,12 @@ TEST(StartFromSource, OnACanvasEachSourceWordIsFollowedByItsEmptySlots) {
     const auto compact = generator.generate_ids(batch, at::detail::createCPUGenerator(1));
     ASSERT_EQ(compact.tokens.size(), 2u);
     EXPECT_LE(compact.tokens[0].size(), 6u);
+    // How sure the model is of each row: a mean of probabilities, above chance (1 / V).
+    ASSERT_EQ(compact.confidence.size(), 2u);
+    for (double c : compact.confidence) {
+      EXPECT_GT(c, 1.0 / static_cast<double>(m->embedding_weight().size(0)));
+      EXPECT_LE(c, 1.0);
+    }
     o.sampler.compact_start = false;
     o.mbr = 1;
     o.mbr_compact_share = 0.0;

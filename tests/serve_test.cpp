@@ -296,6 +296,16 @@ TEST_F(ServeTest, MbrCandidatesFromNoiseAreTheSeedsGenerationsFromNoise) {
     EXPECT_EQ(s.compact_start, k >= 2 && k < 6) << k;
   }
   infer::check_generate_options(o);
+  // MBR chooses within the kind the model is surer of: the compact candidates 2..5 here.
+  const std::vector<double> surer_compact = {0.5, 0.6, 0.9, 0.8, 0.7, 0.9, 0.99, 0.4};
+  EXPECT_EQ(infer::surer_kind(o, surer_compact), (std::vector<std::size_t>{2, 3, 4, 5}));
+  const std::vector<double> surer_canvas = {0.9, 0.8, 0.5, 0.6, 0.7, 0.5, 0.7, 0.9};
+  EXPECT_EQ(infer::surer_kind(o, surer_canvas), (std::vector<std::size_t>{0, 1, 6, 7}));
+  const std::vector<double> tie(8, 0.5);  // a tie keeps the others
+  EXPECT_EQ(infer::surer_kind(o, tie), (std::vector<std::size_t>{0, 1, 6, 7}));
+  EXPECT_THROW(infer::surer_kind(o, {0.5}), Error);
+  o.mbr_compact_share = 0.0;  // one kind: every candidate
+  EXPECT_EQ(infer::surer_kind(o, tie).size(), 8u);
   o.mbr_compact_share = 0.8;
   EXPECT_THROW(infer::check_generate_options(o), Error);
 

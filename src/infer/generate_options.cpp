@@ -36,6 +36,24 @@ int64_t mbr_compact_candidates(const GenerateOptions& o) {
   return std::clamp<int64_t>(std::llround(o.mbr_compact_share * static_cast<double>(o.mbr)), 0, o.mbr);
 }
 
+std::vector<std::size_t> surer_kind(const GenerateOptions& o, const std::vector<double>& confidence_K) {
+  MDS_CHECK(static_cast<int64_t>(confidence_K.size()) == o.mbr, "surer_kind: ", confidence_K.size(),
+            " confidences for ", o.mbr, " candidates");
+  const int64_t compact = mbr_compact_candidates(o), to = o.mbr - mbr_noise_candidates(o), from = to - compact;
+  const auto is_compact = [&](int64_t k) { return k >= from && k < to; };
+  std::vector<std::size_t> kept;
+  if (compact == 0 || compact == o.mbr) {
+    for (int64_t k = 0; k < o.mbr; ++k) kept.push_back(static_cast<std::size_t>(k));
+    return kept;
+  }
+  double in = 0.0, out = 0.0;
+  for (int64_t k = 0; k < o.mbr; ++k) (is_compact(k) ? in : out) += confidence_K[static_cast<std::size_t>(k)];
+  const bool packed = in / static_cast<double>(compact) > out / static_cast<double>(o.mbr - compact);
+  for (int64_t k = 0; k < o.mbr; ++k)
+    if (is_compact(k) == packed) kept.push_back(static_cast<std::size_t>(k));
+  return kept;
+}
+
 diffusion::SamplerOptions candidate_sampler(const GenerateOptions& o, int64_t k) {
   diffusion::SamplerOptions s = o.sampler;
   const int64_t noise = o.mbr - mbr_noise_candidates(o), compact = noise - mbr_compact_candidates(o);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "diffusion/sampler_options.h"
@@ -27,8 +28,8 @@ struct GenerateOptions {
   double mbr_noise_share = 0.0;
   // On a canvas trained with data.canvas_rewrite_compact: the share of the MBR candidates that start
   // from the source packed at the first places (a rewrite's start) rather than stretched over the
-  // canvas (an edit's): MBR keeps the kind the candidates agree on. The candidates before the noise
-  // ones; 0 = none; inert with mbr = 1.
+  // canvas (an edit's): MBR chooses within the kind the model is surer of (surer_kind). The candidates
+  // before the noise ones; 0 = none; inert with mbr = 1.
   double mbr_compact_share = 0.0;
   // How many target positions each row denoises: the length head's prediction (without one, the
   // whole region, the model's EOS ending the text), or the row's source length (the start from the
@@ -47,6 +48,11 @@ int64_t mbr_noise_candidates(const GenerateOptions& options);
 // How many of the options.mbr candidates start compact (those just before the noise ones):
 // round(mbr_compact_share * mbr), none without MBR.
 int64_t mbr_compact_candidates(const GenerateOptions& options);
+// With candidates started compact and others (sample.mbr_compact_share): the indices of the kind the
+// model is surer of, its mean `confidence_K[k]` (GeneratedBatch::confidence) over the kind's candidates
+// the higher (the others on a tie), among which MBR then chooses. From the start that does not fit an
+// example the model writes salad, and knows it less surely. Every index where there is one kind.
+std::vector<std::size_t> surer_kind(const GenerateOptions& options, const std::vector<double>& confidence_K);
 // The sampler of MBR candidate k (0-based): options.sampler, from noise for the last
 // mbr_noise_candidates(options) of them, compact for the mbr_compact_candidates(options) before those.
 diffusion::SamplerOptions candidate_sampler(const GenerateOptions& options, int64_t k);

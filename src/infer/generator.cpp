@@ -123,18 +123,24 @@ std::vector<std::string> TextGenerator::generate(const std::vector<std::string>&
   // MBR: candidates from different seeds (the last sample.mbr_noise_share of them from noise), then
   // the one that agrees most with the others.
   std::vector<std::vector<std::string>> candidates;
+  std::vector<std::vector<double>> sure(static_cast<std::size_t>(options_.mbr));
   for (int64_t k = 0; k < options_.mbr; ++k)
     candidates.push_back(generate_once(sources, candidate_sampler(options_, k),
-                                       options_.seed + static_cast<uint64_t>(k), k, observe));
+                                       options_.seed + static_cast<uint64_t>(k), k, observe, &sure[static_cast<std::size_t>(k)]));
   // With the source a candidate: as far as each output reaches (a summary is offered the lead, not
   // the article), and index options.size() is that text.
   const std::vector<std::string> starts = options_.mbr_source ? start_texts(sources) : std::vector<std::string>();
   std::vector<std::string> out(sources.size());
   for (std::size_t i = 0; i < sources.size(); ++i) {
     std::vector<std::string> options;
-    for (const auto& c : candidates) options.push_back(c[i]);
-    const std::size_t pick = options_.mbr_source ? mbr_select_or_source(options, options_.mbr_metric, starts[i])
-                                                 : mbr_select(options, options_.mbr_metric);
+    // Candidates started two ways (sample.mbr_compact_share): MBR chooses within the kind of start the
+    // model is surer of.
+    std::vector<double> sure_K;
+    for (const auto& s : sure) sure_K.push_back(s[i]);
+    for (std::size_t k : surer_kind(options_, sure_K)) options.push_back(candidates[k][i]);
+    const std::size_t pick = options_.mbr_source && options.size() >= 2
+                                 ? mbr_select_or_source(options, options_.mbr_metric, starts[i])
+                                 : mbr_select(options, options_.mbr_metric);
     out[i] = pick < options.size() ? options[pick] : starts[i];
   }
   return out;
@@ -363,10 +369,16 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
   const torch::Tensor end_B = decided ? length_B.to(torch::kCPU, torch::kLong).contiguous()
                                       : torch::full({B}, T, torch::kLong);
   const int64_t *any = any_BT.data_ptr<int64_t>(), *word = word_BT.data_ptr<int64_t>(), *end = end_B.data_ptr<int64_t>();
+  const torch::Tensor sure_BT =
+      std::get<0>(torch::softmax(logits_BTV.to(torch::kFloat), -1).max(-1)).to(torch::kCPU, torch::kDouble).contiguous();
+  const double* sure = sure_BT.data_ptr<double>();
   GeneratedBatch out;
   out.tokens.resize(static_cast<std::size_t>(B));
+  out.confidence.assign(static_cast<std::size_t>(B), 0.0);
   for (int64_t b = 0; b < B; ++b) {
     auto& row = out.tokens[static_cast<std::size_t>(b)];
+    const int64_t places = std::min(T, end[b]);
+    for (int64_t p = 0; p < places; ++p) out.confidence[static_cast<std::size_t>(b)] += sure[b * T + p] / static_cast<double>(places);
     for (int64_t p = 0; p < std::min(T, end[b]); ++p) {
       const int64_t i = b * T + p;
       const bool ends = any[i] == SpecialTokens::eos || any[i] == SpecialTokens::pad;
@@ -385,10 +397,11 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
 
 std::vector<std::string> TextGenerator::generate_once(const std::vector<std::string>& sources,
                                                      const SamplerOptions& sampler, uint64_t seed, int64_t candidate,
-                                                     const StepObserver& observe) {
+                                                     const StepObserver& observe, std::vector<double>* confidence) {
   const PackedSources packed = pack_sources(sources);
   at::Generator gen = at::detail::createCPUGenerator(seed);
   std::vector<std::string> out(sources.size());
+  if (confidence) confidence->assign(sources.size(), 0.0);
   for (const auto& idx : packed.batches) {
     IdsObserver on_ids;
     if (observe) {
@@ -403,7 +416,10 @@ std::vector<std::string> TextGenerator::generate_once(const std::vector<std::str
       };
     }
     GeneratedBatch generated = generate_ids(pack_batch(packed.source, idx, pack_), gen, on_ids, sampler);
-    for (std::size_t b = 0; b < idx.size(); ++b) out[idx[b]] = tokenizer_.decode(generated.tokens[b]);
+    for (std::size_t b = 0; b < idx.size(); ++b) {
+      out[idx[b]] = tokenizer_.decode(generated.tokens[b]);
+      if (confidence) (*confidence)[idx[b]] = generated.confidence[b];
+    }
   }
   return out;
 }

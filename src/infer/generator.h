@@ -38,6 +38,9 @@ diffusion::X0Predictor x0_predictor(model::Denoiser& model, const model::BatchTe
 // every place of the source's canvas is read and its empty places (PAD, EOS) are dropped.
 struct GeneratedBatch {
   std::vector<std::vector<int32_t>> tokens;
+  // Per row: the mean over the places read of the rounding's largest probability (how sure the model
+  // is of what it wrote).
+  std::vector<double> confidence;
 };
 
 // Whether `row` holds ids and every one of them is blank (blank_V, as Tokenizer::blank_ids gives it).
@@ -139,7 +142,7 @@ class TextGenerator {
   PackedSources pack_sources(const std::vector<std::string>& sources) const;
   std::vector<std::string> generate_once(const std::vector<std::string>& sources,
                                          const diffusion::SamplerOptions& sampler, uint64_t seed, int64_t candidate,
-                                         const StepObserver& observe);
+                                         const StepObserver& observe, std::vector<double>* confidence = nullptr);
   // generate_ids with a sampler of its own (an MBR candidate's: candidate_sampler).
   GeneratedBatch generate_ids(const data::Batch& batch, at::Generator generator, const IdsObserver& observe,
                               const diffusion::SamplerOptions& sampler);
