@@ -369,16 +369,21 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
   const torch::Tensor end_B = decided ? length_B.to(torch::kCPU, torch::kLong).contiguous()
                                       : torch::full({B}, T, torch::kLong);
   const int64_t *any = any_BT.data_ptr<int64_t>(), *word = word_BT.data_ptr<int64_t>(), *end = end_B.data_ptr<int64_t>();
-  const torch::Tensor sure_BT =
-      std::get<0>(torch::softmax(logits_BTV.to(torch::kFloat), -1).max(-1)).to(torch::kCPU, torch::kDouble).contiguous();
-  const double* sure = sure_BT.data_ptr<double>();
   GeneratedBatch out;
   out.tokens.resize(static_cast<std::size_t>(B));
-  out.confidence.assign(static_cast<std::size_t>(B), 0.0);
+  // How sure the model is: a softmax over the vocabulary, only where MBR chooses between kinds of start.
+  if (mbr_compact_candidates(options_) > 0) {
+    const torch::Tensor sure_BT =
+        std::get<0>(torch::softmax(logits_BTV.to(torch::kFloat), -1).max(-1)).to(torch::kCPU, torch::kDouble).contiguous();
+    const double* sure = sure_BT.data_ptr<double>();
+    out.confidence.assign(static_cast<std::size_t>(B), 0.0);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t places = std::min(T, end[b]);
+      for (int64_t p = 0; p < places; ++p) out.confidence[static_cast<std::size_t>(b)] += sure[b * T + p] / static_cast<double>(places);
+    }
+  }
   for (int64_t b = 0; b < B; ++b) {
     auto& row = out.tokens[static_cast<std::size_t>(b)];
-    const int64_t places = std::min(T, end[b]);
-    for (int64_t p = 0; p < places; ++p) out.confidence[static_cast<std::size_t>(b)] += sure[b * T + p] / static_cast<double>(places);
     for (int64_t p = 0; p < std::min(T, end[b]); ++p) {
       const int64_t i = b * T + p;
       const bool ends = any[i] == SpecialTokens::eos || any[i] == SpecialTokens::pad;
@@ -418,7 +423,7 @@ std::vector<std::string> TextGenerator::generate_once(const std::vector<std::str
     GeneratedBatch generated = generate_ids(pack_batch(packed.source, idx, pack_), gen, on_ids, sampler);
     for (std::size_t b = 0; b < idx.size(); ++b) {
       out[idx[b]] = tokenizer_.decode(generated.tokens[b]);
-      if (confidence) (*confidence)[idx[b]] = generated.confidence[b];
+      if (confidence && !generated.confidence.empty()) (*confidence)[idx[b]] = generated.confidence[b];
     }
   }
   return out;

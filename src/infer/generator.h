@@ -39,7 +39,7 @@ diffusion::X0Predictor x0_predictor(model::Denoiser& model, const model::BatchTe
 struct GeneratedBatch {
   std::vector<std::vector<int32_t>> tokens;
   // Per row: the mean over the places read of the rounding's largest probability (how sure the model
-  // is of what it wrote).
+  // is of what it wrote); empty unless the options start MBR candidates compact (surer_kind reads it).
   std::vector<double> confidence;
 };
 
