@@ -554,6 +554,117 @@ TEST(StartFromSource, OnACanvasEachSourceWordIsFollowedByItsEmptySlots) {
   EXPECT_THROW(generator.generate_ids(batch, at::detail::createCPUGenerator(1)), Error);
 }
 
+// ----------------------------------------------------------------------------- rewrite head
+
+// data.canvas_rewrite_compact gives the model a rewrite head: from the source alone, the probability
+// that the target is a rewrite (written from the first place, started from the packed source). Its loss
+// is the binary cross-entropy against the rows marked compact, and it can learn a rule of the source.
+TEST(RewriteHead, ItsLossIsTheCrossEntropyOfTheCompactRowsAndItLearns) {
+  const std::vector<std::string> canvas = {"data.target_canvas=source", "data.max_trg_len=37",
+                                           "data.canvas_rewrite_below=0.45"};
+  std::vector<std::string> with_sets = canvas;
+  with_sets.push_back("data.canvas_rewrite_compact=true");
+  const Config c = config_of(with_sets);
+  Denoiser m = make_model(c), without = make_model(config_of(canvas));
+  ASSERT_TRUE(m->has_rewrite_head());
+  ASSERT_FALSE(without->has_rewrite_head());
+  const int64_t D = 16;
+  EXPECT_EQ(m->parameter_counts().total - without->parameter_counts().total, 2 * D * D + D + D + 1);
+
+  BatchTensors bt = model::to_tensors(make_batch(c), torch::kCPU);
+  bt.compact_start_B = torch::tensor({true, false, true});
+  const diffusion::LossOptions o = diffusion::loss_options_from_config(c);
+  ASSERT_EQ(o.rewrite_weight, 0.1);
+  ASSERT_EQ(diffusion::loss_options_from_config(config_of(canvas)).rewrite_weight, 0.0);
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  const diffusion::NoiseSchedule s = diffusion::NoiseSchedule::from_config(c);
+  const diffusion::LossTerms t = diffusion::diffusion_loss(m, bt, s, torch::tensor({5, 50, 500}), torch::ones({3}), o, gen);
+  const torch::Tensor src_mask = bt.key_mask_BL & bt.trg_mask_BL.logical_not();
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor logits_B = m->rewrite_logits(m->embed(bt.ids_BL), src_mask);
+    ASSERT_EQ(logits_B.sizes(), (torch::IntArrayRef{3}));
+    const torch::Tensor p_B = torch::sigmoid(logits_B.to(torch::kDouble));
+    const double bce = -(std::log(p_B[0].item<double>()) + std::log(1 - p_B[1].item<double>()) +
+                         std::log(p_B[2].item<double>())) / 3;
+    EXPECT_NEAR(t.rewrite.item<double>(), bce, 1e-5);
+  }
+  // A batch without compact rows asks the head for 0 everywhere.
+  bt.compact_start_B = torch::Tensor();
+  at::Generator gen2 = at::detail::createCPUGenerator(3);
+  const diffusion::LossTerms none = diffusion::diffusion_loss(m, bt, s, torch::tensor({5, 50, 500}), torch::ones({3}), o, gen2);
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor p_B = torch::sigmoid(m->rewrite_logits(m->embed(bt.ids_BL), src_mask).to(torch::kDouble));
+    EXPECT_NEAR(none.rewrite.item<double>(), -torch::log1p(-p_B).mean().item<double>(), 1e-5);
+  }
+  // The rule "the source holds token 30" (a template's mark), learnt by the head from eight sources.
+  InMemorySource source;
+  const std::vector<std::vector<int32_t>> sources = {{10, 30, 12}, {14, 15}, {30, 17, 18, 19}, {20, 21, 22},
+                                                     {23, 24, 30}, {25, 26, 27, 28}, {31, 30}, {32, 33, 34}};
+  for (const auto& src : sources) source.add(src, {35});
+  const BatchTensors rule = model::to_tensors(data::pack_batch(source, {0, 1, 2, 3, 4, 5, 6, 7}, data::pack_options_from_config(c)),
+                                              torch::kCPU);
+  const torch::Tensor want = torch::tensor({1.0f, 0.0f, 1.0f, 0.0f, 1.0f, 0.0f, 1.0f, 0.0f});
+  const torch::Tensor rule_src = rule.key_mask_BL & rule.trg_mask_BL.logical_not();
+  torch::optim::Adam adam(m->parameters(), torch::optim::AdamOptions(1e-2));
+  for (int step = 0; step < 150; ++step) {
+    adam.zero_grad();
+    torch::binary_cross_entropy_with_logits(m->rewrite_logits(m->embed(rule.ids_BL), rule_src), want).backward();
+    adam.step();
+  }
+  torch::NoGradGuard no_grad;
+  const torch::Tensor p = torch::sigmoid(m->rewrite_logits(m->embed(rule.ids_BL), rule_src));
+  EXPECT_TRUE(torch::equal(p > 0.5, want > 0.5)) << p;
+}
+
+// Generation starts each row as the rewrite head says: a row above sample.rewrite_threshold from its
+// packed source, read up to its first empty place, exactly as a candidate started packed
+// (sample.mbr_compact_share); a threshold of 1 keeps every row on the canvas.
+TEST(RewriteHead, GenerationStartsEachRowAsItsHeadSays) {
+  const Config c = config_of({"data.target_canvas=source", "data.max_trg_len=37", "data.canvas_rewrite_below=0.45",
+                              "data.canvas_rewrite_compact=true"});
+  Denoiser m = make_model(c);
+  {
+    torch::NoGradGuard no_grad;
+    auto params = m->named_parameters();
+    params["rewrite_fc2.weight"].zero_();
+    params["rewrite_fc2.bias"].fill_(10.0);  // every row a rewrite
+  }
+  m->eval();
+  infer::TextGenerator generator(c, m, runtime::Runtime{});
+  infer::GenerateOptions& o = generator.options();
+  o.sampler.steps = 2;
+  o.sampler.start_time = 0.5;
+  InMemorySource source;
+  source.add({10, 11}, {});
+  source.add({13, 14, 15}, {});
+  const Batch batch = data::pack_batch(source, {0, 1}, generator.pack_options());
+  const BatchTensors bt = model::to_tensors(batch, torch::kCPU);
+  EXPECT_TRUE(torch::equal(generator.predict_rewrites(bt), torch::tensor({true, true})));
+  const auto by_head = generator.generate_ids(batch, at::detail::createCPUGenerator(1));
+  o.rewrite_threshold = 1.0;
+  EXPECT_TRUE(torch::equal(generator.predict_rewrites(bt), torch::tensor({false, false})));
+  const auto on_canvas = generator.generate_ids(batch, at::detail::createCPUGenerator(1));
+  o.sampler.compact_start = true;  // what a packed MBR candidate does, whatever the head says
+  const auto packed = generator.generate_ids(batch, at::detail::createCPUGenerator(1));
+  EXPECT_EQ(by_head.tokens, packed.tokens);
+  EXPECT_NE(by_head.tokens, on_canvas.tokens);
+  // A head that says no to every row keeps them all on the canvas, as the threshold of 1 did.
+  o.sampler.compact_start = false;
+  o.rewrite_threshold = 0.5;
+  {
+    torch::NoGradGuard no_grad;
+    m->named_parameters()["rewrite_fc2.bias"].fill_(-10.0);
+  }
+  EXPECT_EQ(generator.generate_ids(batch, at::detail::createCPUGenerator(1)).tokens, on_canvas.tokens);
+  // A packed row is read up to its first empty place: every id a word, at most its canvas's places.
+  for (std::size_t b = 0; b < 2; ++b) {
+    EXPECT_LE(packed.tokens[b].size(), b == 0 ? 4u : 6u);
+    for (int32_t id : packed.tokens[b]) EXPECT_GE(id, data::SpecialTokens::count);
+  }
+}
+
 // Training from the source (train.source_start_prob): the chosen rows' input is the source-aligned x0
 // noised by the forward process, the others' the target's; the loss still asks for the target. The
 // loss equals that computed by hand from the same draws, and differs from training on targets alone.

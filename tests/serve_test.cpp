@@ -97,7 +97,7 @@ std::pair<int, std::string> refused(const std::string& body, const ApiLimits& li
 TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
   const infer::GenerateRequest one = parse_generate_request(R"({"src": "hello", "steps": 4, "seed": 9, "mbr": 2,
       "sampler": "dpm++3m", "start_time": 0.5, "length": "source", "remask_rounds": 2, "mbr_source": true, "mbr_noise_share": 0.25,
-      "mbr_compact_share": 0.5})", GenerateOptions(), {});
+      "mbr_compact_share": 0.5, "rewrite_threshold": 0.8})", GenerateOptions(), {});
   EXPECT_TRUE(one.single);
   EXPECT_EQ(one.sources, std::vector<std::string>{"hello"});
   EXPECT_EQ(one.options.sampler.steps, 4);
@@ -106,6 +106,7 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
   EXPECT_TRUE(one.options.mbr_source);
   EXPECT_DOUBLE_EQ(one.options.mbr_noise_share, 0.25);
   EXPECT_DOUBLE_EQ(one.options.mbr_compact_share, 0.5);
+  EXPECT_DOUBLE_EQ(one.options.rewrite_threshold, 0.8);
   EXPECT_EQ(one.options.sampler.sampler, "dpm++3m");
   EXPECT_DOUBLE_EQ(one.options.sampler.start_time, 0.5);
   EXPECT_EQ(one.options.length, "source");
@@ -129,7 +130,7 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {R"({"source": "x"})", 400,
        "unknown field \"source\" (known: src, inputs, steps, sampler, seed, mbr, mbr_source, mbr_noise_share, "
        "mbr_compact_share, start_time, length, "
-       "remask_rounds, stream)"},
+       "remask_rounds, rewrite_threshold, stream)"},
       {R"({})", 400, "either \"src\""},
       {R"({"src": "a", "inputs": ["b"]})", 400, "either \"src\""},
       {R"({"src": 3})", 400, "\"src\" must be a string, got number"},

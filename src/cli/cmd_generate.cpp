@@ -23,7 +23,7 @@ struct GenerateArgs {
   std::vector<std::string> sets;
   std::optional<std::string> sampler, skip_type, mbr_metric, length;
   std::optional<int64_t> steps, seed, batch_size, mbr, remask_rounds;
-  std::optional<double> start_time, mbr_noise_share, mbr_compact_share;
+  std::optional<double> start_time, mbr_noise_share, mbr_compact_share, rewrite_threshold;
   bool clamp = false, discrete_noise = false, mbr_source = false;
 };
 }  // namespace
@@ -64,6 +64,11 @@ void add_generate_command(CLI::App& app) {
                   "a canvas model trained with data.canvas_rewrite_compact: this share of the --mbr candidates starts "
                   "from the source packed at the first places, a rewrite's start (default sample.mbr_compact_share)")
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--rewrite-threshold", a->rewrite_threshold,
+                  "a model with a rewrite head (data.canvas_rewrite_compact): rows whose head gives them a higher "
+                  "probability of being a rewrite start from the packed source, the others on the canvas; 1 = none "
+                  "(default sample.rewrite_threshold)")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--remask-rounds", a->remask_rounds,
                   "mask-predict rounds after the solver: the least confident tokens are denoised again (default "
                   "sample.remask_rounds; sample.remask_share, sample.remask_time)")
@@ -86,6 +91,7 @@ void add_generate_command(CLI::App& app) {
     if (a->mbr_source) o.mbr_source = true;
     if (a->mbr_noise_share) o.mbr_noise_share = *a->mbr_noise_share;
     if (a->mbr_compact_share) o.mbr_compact_share = *a->mbr_compact_share;
+    if (a->rewrite_threshold) o.rewrite_threshold = *a->rewrite_threshold;
     if (a->remask_rounds) o.remask_rounds = *a->remask_rounds;
     if (a->clamp) o.sampler.clamp = true;
     if (a->discrete_noise) o.sampler.discrete_noise = true;

@@ -39,6 +39,7 @@ LossOptions loss_options_from_config(const Config& c) {
   o.mse_weight = c.get_float("loss.mse_weight");
   o.x0_ce_weight = c.get_float("loss.x0_ce_weight");
   if (c.get_string("data.target_length") == "predict") o.length_weight = c.get_float("loss.length_weight");
+  if (c.get_bool("data.canvas_rewrite_compact")) o.rewrite_weight = c.get_float("loss.rewrite_weight");
   if (c.get_bool("model.self_condition")) o.self_condition_prob = c.get_float("train.self_condition_prob");
   o.source_start_prob = c.get_float("train.source_start_prob");
   o.source_start_time = c.get_float("train.source_start_time");
@@ -152,6 +153,16 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
     length_B = torch::nn::functional::cross_entropy(
         at_least_fp32(logits_BT), target_B, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   }
+  // The rewrite head: whether the row's target is a rewrite (started from its packed source), from the
+  // source alone; a batch without rewrites has no compact rows.
+  torch::Tensor rewrite_B = torch::zeros({B}, mse_B.options());
+  if (o.rewrite_weight > 0 && model->has_rewrite_head()) {
+    const torch::Tensor logits_B = model->rewrite_logits(emb_BLC, batch.key_mask_BL & batch.trg_mask_BL.logical_not());
+    const torch::Tensor target_B = batch.compact_start_B.defined()
+                                       ? batch.compact_start_B.to(device, at_least_fp32(logits_B).scalar_type())
+                                       : torch::zeros({B}, at_least_fp32(logits_B).options());
+    rewrite_B = torch::binary_cross_entropy_with_logits(at_least_fp32(logits_B), target_B, {}, {}, at::Reduction::None);
+  }
 
   LossTerms terms;
   auto loss_B = o.mse_weight * mse_B + o.rounding_weight * rounding_B + o.prior_weight * prior_B;
@@ -162,12 +173,14 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   terms.total = (loss_B * to_device_async(weight_B, device, loss_B.scalar_type())).mean() + o.absorb_reg * absorb +
                 out.moe_loss.to(loss_B.scalar_type());
   if (o.length_weight > 0) terms.total = terms.total + o.length_weight * length_B.mean();
+  if (o.rewrite_weight > 0) terms.total = terms.total + o.rewrite_weight * rewrite_B.mean();
   terms.loss_B = loss_B.detach();
   terms.mse = mse_B.mean().detach();
   terms.rounding = rounding_B.mean().detach();
   terms.prior = prior_B.mean().detach();
   terms.x0_ce = x0_ce_B.mean().detach();
   terms.length = length_B.mean().detach();
+  terms.rewrite = rewrite_B.mean().detach();
   terms.absorb = absorb.detach();
   terms.moe_aux = out.aux_loss.detach();
   terms.moe_z = out.z_loss.detach();

@@ -7,9 +7,11 @@
 //   prior    = mean over the chosen positions of |sqrt(ab_{T-1}) (x0 - m)|^2 / C   (the tT term)
 //   x0_ce    = mean over target positions of CE(logits(z), ids)   (z: x0_hat, or the softmax logits)
 //   length   = CE(length head, target length)                     (data.target_length = "predict")
+//   rewrite  = BCE(rewrite head, the row is a rewrite)              (data.canvas_rewrite_compact)
 //   loss_B   = mse_weight * mse + rounding_weight * rounding + prior_weight * prior
 //              + x0_ce_weight * x0_ce                                    (per example)
 //   total    = mean_B(importance_weight_B * loss_B) + length_weight * mean_B(length)
+//              + rewrite_weight * mean_B(rewrite)
 //              + absorb_reg * |m| + MoE losses
 // Self-conditioning (self_condition_prob > 0): with that probability per step, x0 is first estimated
 // without gradient from the same x_t and fed back as the model's self-conditioning input.
@@ -33,7 +35,7 @@ namespace mds::diffusion {
 struct LossOptions {
   bool target_only = true;
   double rounding_weight = 1.0, prior_weight = 1.0, absorb_reg = 0.01;
-  double mse_weight = 1.0, x0_ce_weight = 0.0, length_weight = 0.0;
+  double mse_weight = 1.0, x0_ce_weight = 0.0, length_weight = 0.0, rewrite_weight = 0.0;
   double self_condition_prob = 0.0;  // 0: never (a model without self-conditioning)
   // The share of examples noised from the source instead of the target (train_step draws them), and
   // the share of the diffusion time below which their t lies.
@@ -43,7 +45,8 @@ struct LossOptions {
   ForwardOptions forward;
 };
 
-// loss.* (positions and weights; loss.length_weight with data.target_length = "predict"),
+// loss.* (positions and weights; loss.length_weight with data.target_length = "predict",
+// loss.rewrite_weight with data.canvas_rewrite_compact),
 // train.self_condition_prob (with model.self_condition), train.source_start_*, data.target_canvas,
 // diffusion.soft_absorbing and diffusion.absorb_rate.
 LossOptions loss_options_from_config(const Config& config);
@@ -52,7 +55,7 @@ struct LossTerms {
   at::Tensor total;   // scalar to differentiate
   at::Tensor loss_B;  // per-example diffusion loss, detached (for the loss-aware t-sampler)
   // Detached scalars for logging.
-  at::Tensor mse, rounding, prior, x0_ce, length, absorb, moe_aux, moe_z;
+  at::Tensor mse, rounding, prior, x0_ce, length, rewrite, absorb, moe_aux, moe_z;
   at::Tensor dropped;  // int64 0-dim on the device: MoE assignments dropped by a capacity
 };
 

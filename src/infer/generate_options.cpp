@@ -19,6 +19,7 @@ GenerateOptions generate_options_from_config(const Config& c) {
   o.mbr_source = c.get_bool("sample.mbr_source");
   o.mbr_noise_share = c.get_float("sample.mbr_noise_share");
   o.mbr_compact_share = c.get_float("sample.mbr_compact_share");
+  o.rewrite_threshold = c.get_float("sample.rewrite_threshold");
   o.length = c.get_string("sample.length");
   o.remask_rounds = c.get_int("sample.remask_rounds");
   o.remask_share = c.get_float("sample.remask_share");
@@ -78,6 +79,8 @@ void check_generate_options(const GenerateOptions& o) {
   MDS_CHECK(o.mbr_compact_share >= 0.0 && o.mbr_compact_share + o.mbr_noise_share <= 1.0,
             "--mbr-compact-share (sample.mbr_compact_share) must be in [0, 1 - sample.mbr_noise_share], got ",
             o.mbr_compact_share, " with a noise share of ", o.mbr_noise_share);
+  MDS_CHECK(o.rewrite_threshold >= 0.0 && o.rewrite_threshold <= 1.0,
+            "--rewrite-threshold (sample.rewrite_threshold) must be in [0, 1], got ", o.rewrite_threshold);
   MDS_CHECK(o.mbr_metric == "bleu" || o.mbr_metric == "rouge-l", "--mbr-metric must be bleu or rouge-l, got \"",
             o.mbr_metric, "\"");
   MDS_CHECK(o.remask_rounds >= 0, "--remask-rounds (sample.remask_rounds) must be at least 0, got ", o.remask_rounds);

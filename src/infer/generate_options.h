@@ -31,6 +31,10 @@ struct GenerateOptions {
   // canvas (an edit's): MBR chooses within the kind the model is surer of (surer_kind). The candidates
   // before the noise ones; 0 = none; inert with mbr = 1.
   double mbr_compact_share = 0.0;
+  // A model with a rewrite head (data.canvas_rewrite_compact) and mbr_compact_share = 0: a row whose
+  // head gives it a probability above this of being a rewrite starts every candidate packed; the others
+  // on the canvas. 1 = every row on the canvas.
+  double rewrite_threshold = 0.5;
   // How many target positions each row denoises: the length head's prediction (without one, the
   // whole region, the model's EOS ending the text), or the row's source length (the start from the
   // source puts target token j on source token j: the same length keeps every source word in place).

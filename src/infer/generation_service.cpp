@@ -14,7 +14,8 @@ bool same_sampling(const GenerateOptions& a, const GenerateOptions& b) {
          x.absorb_rate == y.absorb_rate && x.start_time == y.start_time && x.start_jumps == y.start_jumps &&
          a.seed == b.seed && a.mbr == b.mbr && a.mbr_metric == b.mbr_metric &&
          a.mbr_source == b.mbr_source && a.mbr_noise_share == b.mbr_noise_share &&
-         a.mbr_compact_share == b.mbr_compact_share && a.batch_size == b.batch_size &&
+         a.mbr_compact_share == b.mbr_compact_share && a.rewrite_threshold == b.rewrite_threshold &&
+         a.batch_size == b.batch_size &&
          a.length == b.length && a.remask_rounds == b.remask_rounds && a.remask_share == b.remask_share &&
          a.remask_time == b.remask_time;
 }

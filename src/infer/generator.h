@@ -121,6 +121,10 @@ class TextGenerator {
   // The length head's choice for each row: the number of target tokens before EOS, the median of its
   // distribution over 1 .. T-1 tokens, int64 [B].
   torch::Tensor predict_lengths(const model::BatchTensors& batch);
+  // The rows the rewrite head (data.canvas_rewrite_compact) gives a probability above
+  // options().rewrite_threshold of being a rewrite: they start from their source packed at the first
+  // places. bool [B] on device().
+  torch::Tensor predict_rewrites(const model::BatchTensors& batch);
   // The number of target tokens each row of `batch` is given (sample.length): the length head's
   // prediction, or the source's length (at least 1, at most the region less its EOS); undefined where
   // the whole region is denoised (no length head, sample.length = "predict"). int64 [B].
@@ -147,8 +151,10 @@ class TextGenerator {
   GeneratedBatch generate_ids(const data::Batch& batch, at::Generator generator, const IdsObserver& observe,
                               const diffusion::SamplerOptions& sampler);
   // The target ids of x0 (as the final rounding reads them): rows end at EOS / PAD, or at length_B
-  // (a canvas drops its empty places instead).
-  GeneratedBatch read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B);
+  // (a canvas drops its empty places instead, but for the rows of packed_B, which started packed: bool
+  // [B], undefined = none).
+  GeneratedBatch read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B,
+                          const torch::Tensor& packed_B = {});
   // Mask-predict round `round` of options().remask_rounds on a solved x0 (infer/remask.h): the solver
   // runs again from options().remask_time, started by remask_start(). Returns the new x0.
   torch::Tensor remask_round(const model::BatchTensors& batch, const torch::Tensor& x0_BLC, int64_t first,

@@ -2,7 +2,8 @@
 //   GET  /healthz       {"status": "ok"}
 //   GET  /v1/info       the model, tokenizer, device, configuration and limits
 //   POST /v1/generate   {"src": "..."} or {"inputs": ["...", ...]}, optional "steps", "sampler",
-//                       "seed", "mbr", "mbr_source", "start_time", "length", "remask_rounds";
+//                       "seed", "mbr", "mbr_source", "mbr_noise_share", "mbr_compact_share",
+//                       "rewrite_threshold", "start_time", "length", "remask_rounds";
 //                       answers {"prediction": "..."} or {"predictions": [...]};
 //                       with "stream": true, Server-Sent Events: an "step" event with the text of the
 //                       current x0 estimate after every solver step, then "done" with the answer

@@ -67,7 +67,7 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
   if (!body.is_object()) bad(str_cat("the body must be a JSON object, got ", body.type_name()));
   static const char* known[] = {"src",    "inputs",        "steps",           "sampler",           "seed",
                                 "mbr",    "mbr_source",    "mbr_noise_share", "mbr_compact_share", "start_time",
-                                "length", "remask_rounds", "stream"};
+                                "length", "remask_rounds", "rewrite_threshold", "stream"};
   for (const auto& [key, value] : body.items()) {
     bool ok = false;
     std::string names;
@@ -110,6 +110,7 @@ GenerateRequest parse_generate_request(const std::string& text, const GenerateOp
   if (body.contains("stream")) r.stream = boolean_field(body, "stream");
   if (body.contains("mbr_noise_share")) r.options.mbr_noise_share = number_field(body, "mbr_noise_share");
   if (body.contains("mbr_compact_share")) r.options.mbr_compact_share = number_field(body, "mbr_compact_share");
+  if (body.contains("rewrite_threshold")) r.options.rewrite_threshold = number_field(body, "rewrite_threshold");
   if (body.contains("start_time")) r.options.sampler.start_time = number_field(body, "start_time");
   if (body.contains("length")) {
     const json& v = body["length"];

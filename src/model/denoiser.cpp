@@ -51,6 +51,10 @@ DenoiserImpl::DenoiserImpl(ModelOptions o) : options_(std::move(o)) {
     copy_k_ = register_module("copy_k", torch::nn::Linear(o_.dim, o_.copy_dim));
     copy_gate_ = register_module("copy_gate", torch::nn::Linear(o_.dim, 1));
   }
+  if (o_.rewrite_head) {
+    rewrite_fc1_ = register_module("rewrite_fc1", torch::nn::Linear(2 * o_.dim, o_.dim));
+    rewrite_fc2_ = register_module("rewrite_fc2", torch::nn::Linear(o_.dim, 1));
+  }
 }
 
 torch::Tensor restart_position_ids(const torch::Tensor& trg_mask_BL) {
@@ -81,15 +85,24 @@ torch::Tensor DenoiserImpl::logits(const torch::Tensor& x_BLC) const {
   return torch::linear(x_BLC, w.to(x_BLC.scalar_type()), lm_bias_.to(x_BLC.scalar_type()));
 }
 
-torch::Tensor DenoiserImpl::length_logits(const torch::Tensor& anchor_BLC, const torch::Tensor& src_mask_BL) {
-  MDS_CHECK(has_length_head(), "this model has no length head (data.target_length = \"generate\")");
+torch::Tensor DenoiserImpl::source_summary(const torch::Tensor& anchor_BLC, const torch::Tensor& src_mask_BL) {
   const torch::Tensor up_BLD = up_->forward(anchor_BLC);
   const torch::Tensor w_BL1 = src_mask_BL.unsqueeze(-1).to(up_BLD.scalar_type());
   const torch::Tensor count_B1 = w_BL1.sum(1).clamp_min(1.0);
   const torch::Tensor pooled_BD = (up_BLD * w_BL1).sum(1) / count_B1;
   // The source length itself, as the model sees time: a sinusoid of the count.
   const torch::Tensor length_BD = timestep_embedding(count_B1.squeeze(1), options_.dim).to(pooled_BD.scalar_type());
-  return linear(length_fc2_, torch::silu(linear(length_fc1_, torch::cat({pooled_BD, length_BD}, 1))));
+  return torch::cat({pooled_BD, length_BD}, 1);
+}
+
+torch::Tensor DenoiserImpl::length_logits(const torch::Tensor& anchor_BLC, const torch::Tensor& src_mask_BL) {
+  MDS_CHECK(has_length_head(), "this model has no length head (data.target_length = \"generate\")");
+  return linear(length_fc2_, torch::silu(linear(length_fc1_, source_summary(anchor_BLC, src_mask_BL))));
+}
+
+torch::Tensor DenoiserImpl::rewrite_logits(const torch::Tensor& anchor_BLC, const torch::Tensor& src_mask_BL) {
+  MDS_CHECK(has_rewrite_head(), "this model has no rewrite head (data.canvas_rewrite_compact = false)");
+  return linear(rewrite_fc2_, torch::silu(linear(rewrite_fc1_, source_summary(anchor_BLC, src_mask_BL)))).squeeze(1);
 }
 
 DenoiserOutput DenoiserImpl::forward(const torch::Tensor& x_t_BLC, const torch::Tensor& t_B,

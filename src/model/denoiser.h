@@ -18,6 +18,8 @@
 //                      embedding (source / target)
 //   length head        [mean over source positions of UpProj(anchor) ; sinusoid(source length)]
 //                      -> Linear(2D, D) -> SiLU -> Linear(D, T): the number of target tokens before EOS
+//   rewrite head       the same summary -> Linear(2D, D) -> SiLU -> Linear(D, 1): that the target is a
+//                      rewrite, to be started from the packed source (data.canvas_rewrite_compact)
 //   copy head          (softmax x0) p = g softmax(z W^T + b) + (1 - g) sum_i a_i onehot(src_i), with
 //                      a = softmax over source positions of (h Wq)(h Wk)^T / sqrt(copy_dim) and
 //                      g = sigmoid(h w_g + b_g) from the final hidden state h (pointer-generator)
@@ -98,6 +100,10 @@ class DenoiserImpl : public torch::nn::Module {
   // (BOS, source tokens, SEP: key_mask and not trg_mask). Needs options().length_classes > 0.
   torch::Tensor length_logits(const torch::Tensor& anchor_BLC, const torch::Tensor& src_mask_BL);
   bool has_length_head() const { return options_.length_classes > 0; }
+  // The rewrite head's logit [B]: that the row's target is a rewrite (data.canvas_rewrite_compact: written
+  // from the canvas's first place, started from the source packed there), from the same source summary.
+  torch::Tensor rewrite_logits(const torch::Tensor& anchor_BLC, const torch::Tensor& src_mask_BL);
+  bool has_rewrite_head() const { return static_cast<bool>(rewrite_fc1_); }
   const torch::Tensor& absorbing() const { return absorbing_; }  // m [C]; undefined when off
   const ModelOptions& options() const { return options_; }
   std::vector<Block>& blocks() { return blocks_; }
@@ -110,6 +116,9 @@ class DenoiserImpl : public torch::nn::Module {
 
  private:
   bool copy_head_active() const { return static_cast<bool>(copy_q_); }
+  // What the length and rewrite heads read: [mean over the source of UpProj(anchor) ; sinusoid(source
+  // length)], [B, 2D].
+  torch::Tensor source_summary(const torch::Tensor& anchor_BLC, const torch::Tensor& src_mask_BL);
   // The copy head's mixture for the target rows trg_N (flat indices into B * L): float32 [N, V].
   torch::Tensor mix_in_copy(const torch::Tensor& h_BLD, const DenoiserInputs& in, const torch::Tensor& trg_N,
                             const torch::Tensor& p_vocab_NV);
@@ -127,6 +136,7 @@ class DenoiserImpl : public torch::nn::Module {
   torch::Tensor segment_embedding_;  // [2, D]: source, target
   torch::nn::Linear length_fc1_{nullptr}, length_fc2_{nullptr};
   torch::nn::Linear copy_q_{nullptr}, copy_k_{nullptr}, copy_gate_{nullptr};
+  torch::nn::Linear rewrite_fc1_{nullptr}, rewrite_fc2_{nullptr};
 };
 TORCH_MODULE(Denoiser);
 

@@ -76,6 +76,7 @@ ModelOptions model_options_from_config(const Config& c, int64_t vocab_size) {
             ": model.copy_head = true needs model.x0 = \"softmax\" (it mixes into the vocabulary distribution)");
   // The head predicts the tokens before EOS: 0 .. max_trg_len - 1 (the region also holds the EOS).
   if (c.get_string("data.target_length") == "predict") o.length_classes = c.get_int("data.max_trg_len");
+  o.rewrite_head = c.get_bool("data.canvas_rewrite_compact");
   return o;
 }
 

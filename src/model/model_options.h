@@ -45,6 +45,9 @@ struct ModelOptions {
   int64_t length_classes = 0;     // > 0: a length head over 0 .. length_classes - 1 target tokens
   bool copy_head = false;         // x0_softmax only: mix in a pointer over the source tokens (pointer-generator)
   int64_t copy_dim = 64;          // its query/key width
+  // A canvas trained with data.canvas_rewrite_compact: a head that tells from the source whether its target is
+  // a rewrite (written from the first place, started from the packed source) or an edit on the canvas.
+  bool rewrite_head = false;
 };
 
 // Resolves the model.*, attention.* and moe.* keys; `vocab_size` comes from the tokenizer.

@@ -80,6 +80,7 @@ torch::Tensor StepResult::log_row() const {
   std::vector<torch::Tensor> row(kNumLogFields);
   row[kLogLoss] = f(loss), row[kLogMse] = f(last.mse), row[kLogRounding] = f(last.rounding);
   row[kLogPrior] = f(last.prior), row[kLogX0Ce] = f(last.x0_ce), row[kLogLength] = f(last.length);
+  row[kLogRewrite] = f(last.rewrite);
   row[kLogAbsorb] = f(last.absorb), row[kLogMoeAux] = f(last.moe_aux), row[kLogMoeZ] = f(last.moe_z);
   row[kLogGradNorm] = f(grad_norm), row[kLogSkipped] = f(skipped), row[kLogMoeDropped] = f(last.dropped);
   return torch::stack(row);

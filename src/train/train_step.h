@@ -103,7 +103,7 @@ struct StepResult {
   torch::Tensor log_row() const;
 };
 enum LogField : int {
-  kLogLoss, kLogMse, kLogRounding, kLogPrior, kLogX0Ce, kLogLength, kLogAbsorb, kLogMoeAux, kLogMoeZ,
+  kLogLoss, kLogMse, kLogRounding, kLogPrior, kLogX0Ce, kLogLength, kLogRewrite, kLogAbsorb, kLogMoeAux, kLogMoeZ,
   kLogGradNorm, kLogSkipped, kLogMoeDropped, kNumLogFields
 };
 

@@ -93,14 +93,14 @@ LoopOptions loop_options_from_config(const Config& c) {
 
 // Running sums of the logged terms between two log lines (steps that were not skipped).
 struct LogWindow {
-  double loss = 0, mse = 0, rounding = 0, prior = 0, x0_ce = 0, length = 0, absorb = 0, aux = 0, z = 0, grad_norm = 0;
+  double loss = 0, mse = 0, rounding = 0, prior = 0, x0_ce = 0, length = 0, rewrite = 0, absorb = 0, aux = 0, z = 0, grad_norm = 0;
   int64_t steps = 0, tokens = 0, real_tokens = 0, skipped = 0, dropped = 0;
   Clock::time_point start = Clock::now();
 
   // One step's values, indexed by LogField.
   void add(const float* v) {
     loss += v[kLogLoss], mse += v[kLogMse], rounding += v[kLogRounding], prior += v[kLogPrior];
-    x0_ce += v[kLogX0Ce], length += v[kLogLength], absorb += v[kLogAbsorb], aux += v[kLogMoeAux];
+    x0_ce += v[kLogX0Ce], length += v[kLogLength], rewrite += v[kLogRewrite], absorb += v[kLogAbsorb], aux += v[kLogMoeAux];
     z += v[kLogMoeZ], grad_norm += v[kLogGradNorm];
     dropped += static_cast<int64_t>(v[kLogMoeDropped]);
     ++steps;
@@ -272,7 +272,9 @@ TrainResult train(const Config& c, const TrainOptions& options) {
              format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - canvas_start).count()), "; ",
              train_canvas->cut(), " of ", train_canvas->size(), " longer than their canvas, cut; ", train_canvas->rewritten(),
              " written from the first place (data.canvas_rewrite_below = ", rewrite, ")",
-             compact ? ", trained from their sources packed there (data.canvas_rewrite_compact)" : "");
+             compact ? ", trained from their sources packed there, and the rewrite head learns which they are "
+                       "(data.canvas_rewrite_compact)"
+                     : "");
   }
   const ExampleSource& train_examples = train_canvas ? *train_canvas : *train_data;
   Batcher batcher(train_examples, pack, plan);
@@ -522,7 +524,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       if (on_budget) left = std::min(left, std::max(0.0, loop.max_seconds - state.train_seconds));
       metrics_log.write({{"step", step}, {"loss", window.loss / n}, {"mse", window.mse / n},
                          {"rounding", window.rounding / n}, {"prior", window.prior / n},
-                         {"x0_ce", window.x0_ce / n}, {"length", window.length / n},
+                         {"x0_ce", window.x0_ce / n}, {"length", window.length / n}, {"rewrite", window.rewrite / n},
                          {"absorb", window.absorb / n}, {"moe_aux", window.aux / n}, {"moe_z", window.z / n},
                          {"grad_norm", window.grad_norm / n}, {"lr", r.lr}, {"tokens_per_s", tok_s},
                          {"real_tokens_per_s", real_tok_s}, {"moe_dropped", window.dropped},
