@@ -154,14 +154,15 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
         at_least_fp32(logits_BT), target_B, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   }
   // The rewrite head: whether the row's target is a rewrite (started from its packed source), from the
-  // source alone; a batch without rewrites has no compact rows.
-  torch::Tensor rewrite_B = torch::zeros({B}, mse_B.options());
+  // source alone; a batch without rewrites has no compact rows. Without the head the term is not logged.
+  torch::Tensor rewrite_B;
   if (o.rewrite_weight > 0 && model->has_rewrite_head()) {
-    const torch::Tensor logits_B = model->rewrite_logits(emb_BLC, batch.key_mask_BL & batch.trg_mask_BL.logical_not());
+    const torch::Tensor logits_B =
+        at_least_fp32(model->rewrite_logits(emb_BLC, batch.key_mask_BL & batch.trg_mask_BL.logical_not()));
     const torch::Tensor target_B = batch.compact_start_B.defined()
-                                       ? batch.compact_start_B.to(device, at_least_fp32(logits_B).scalar_type())
-                                       : torch::zeros({B}, at_least_fp32(logits_B).options());
-    rewrite_B = torch::binary_cross_entropy_with_logits(at_least_fp32(logits_B), target_B, {}, {}, at::Reduction::None);
+                                       ? batch.compact_start_B.to(device, logits_B.scalar_type())
+                                       : torch::zeros({B}, logits_B.options());
+    rewrite_B = torch::binary_cross_entropy_with_logits(logits_B, target_B, {}, {}, at::Reduction::None);
   }
 
   LossTerms terms;
@@ -173,14 +174,14 @@ LossTerms diffusion_loss(Denoiser& model, const BatchTensors& batch, const Noise
   terms.total = (loss_B * to_device_async(weight_B, device, loss_B.scalar_type())).mean() + o.absorb_reg * absorb +
                 out.moe_loss.to(loss_B.scalar_type());
   if (o.length_weight > 0) terms.total = terms.total + o.length_weight * length_B.mean();
-  if (o.rewrite_weight > 0) terms.total = terms.total + o.rewrite_weight * rewrite_B.mean();
+  if (rewrite_B.defined()) terms.total = terms.total + o.rewrite_weight * rewrite_B.mean();
   terms.loss_B = loss_B.detach();
   terms.mse = mse_B.mean().detach();
   terms.rounding = rounding_B.mean().detach();
   terms.prior = prior_B.mean().detach();
   terms.x0_ce = x0_ce_B.mean().detach();
   terms.length = length_B.mean().detach();
-  terms.rewrite = rewrite_B.mean().detach();
+  if (rewrite_B.defined()) terms.rewrite = rewrite_B.mean().detach();
   terms.absorb = absorb.detach();
   terms.moe_aux = out.aux_loss.detach();
   terms.moe_z = out.z_loss.detach();

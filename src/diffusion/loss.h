@@ -55,7 +55,8 @@ struct LossTerms {
   at::Tensor total;   // scalar to differentiate
   at::Tensor loss_B;  // per-example diffusion loss, detached (for the loss-aware t-sampler)
   // Detached scalars for logging.
-  at::Tensor mse, rounding, prior, x0_ce, length, rewrite, absorb, moe_aux, moe_z;
+  at::Tensor mse, rounding, prior, x0_ce, length, absorb, moe_aux, moe_z;
+  at::Tensor rewrite;  // undefined without a rewrite head (logged as 0)
   at::Tensor dropped;  // int64 0-dim on the device: MoE assignments dropped by a capacity
 };
 

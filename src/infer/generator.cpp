@@ -294,21 +294,25 @@ GeneratedBatch TextGenerator::generate_ids(const Batch& batch, at::Generator gen
   // are denoised.
   const torch::Tensor length_B = output_lengths(batch, bt);
   if (length_B.defined()) bt = model::limit_target_region(bt, length_B + 1);
-  // The rewrite head chooses each row's start, unless a share of the MBR candidates is set to start packed.
-  if (model_->has_rewrite_head() && pack_.source_canvas && sampler.start_time < 1.0 && !sampler.compact_start &&
-      options_.mbr_compact_share == 0.0)
+  // The rows that start packed on a canvas: every row of a candidate started so (sample.mbr_compact_share),
+  // else those the rewrite head calls rewrites. Read from the host once for every read of the batch.
+  if (pack_.source_canvas && sampler.compact_start)
+    bt.compact_start_B = torch::ones({batch.batch_size}, torch::kBool);
+  else if (pack_.source_canvas && model_->has_rewrite_head() && sampler.start_time < 1.0 && options_.mbr_compact_share == 0.0)
     bt.compact_start_B = predict_rewrites(bt);
-  const torch::Tensor packed_B = sampler.compact_start && pack_.source_canvas
-                                     ? torch::ones({batch.batch_size}, torch::kBool)
-                                     : bt.compact_start_B;
+  std::vector<uint8_t> packed(static_cast<std::size_t>(batch.batch_size), 0);
+  if (bt.compact_start_B.defined()) {
+    const torch::Tensor host_B = bt.compact_start_B.to(torch::kCPU, torch::kBool).contiguous();
+    std::copy(host_B.data_ptr<bool>(), host_B.data_ptr<bool>() + host_B.numel(), packed.begin());
+  }
   const int64_t first = batch.src_region + 2;  // BOS, source region, SEP
   int64_t step = 0;
   std::function<void(const torch::Tensor&)> on_x0;
   if (observe)
-    on_x0 = [&](const torch::Tensor& x0_BLC) { observe(++step, read_ids(x0_BLC.to(torch::kFloat), first, length_B, packed_B)); };
+    on_x0 = [&](const torch::Tensor& x0_BLC) { observe(++step, read_ids(x0_BLC.to(torch::kFloat), first, length_B, packed)); };
   torch::Tensor x0_BLC = sample_x0(bt, sampler, gen, on_x0);
   for (int64_t r = 1; r <= options_.remask_rounds; ++r) x0_BLC = remask_round(bt, x0_BLC, first, length_B, r, gen, on_x0);
-  return read_ids(x0_BLC, first, length_B, packed_B);
+  return read_ids(x0_BLC, first, length_B, packed);
 }
 
 namespace {
@@ -371,7 +375,7 @@ void ensure_text(std::vector<int32_t>& row, const torch::Tensor& first_logits_V,
 }
 
 GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B,
-                                       const torch::Tensor& packed_B) {
+                                       const std::vector<uint8_t>& packed) {
   // Read up to the model's own EOS, but with a decided length never as an empty output (training
   // never sees one) and never as a special token: where the rounding prefers one, the best word is read.
   const bool decided = length_B.defined();  // sample.length or the length head gave each row its length
@@ -386,9 +390,6 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
   const torch::Tensor end_B = decided ? length_B.to(torch::kCPU, torch::kLong).contiguous()
                                       : torch::full({B}, T, torch::kLong);
   const int64_t *any = any_BT.data_ptr<int64_t>(), *word = word_BT.data_ptr<int64_t>(), *end = end_B.data_ptr<int64_t>();
-  const torch::Tensor packed_cpu_B = packed_B.defined() ? packed_B.to(torch::kCPU, torch::kBool).contiguous()
-                                                        : torch::zeros({B}, torch::kBool);
-  const bool* packed = packed_cpu_B.data_ptr<bool>();
   GeneratedBatch out;
   out.tokens.resize(static_cast<std::size_t>(B));
   // How sure the model is: a softmax over the vocabulary, only where MBR chooses between kinds of start.
@@ -409,7 +410,7 @@ GeneratedBatch TextGenerator::read_ids(const torch::Tensor& x0_BLC, int64_t firs
       const bool ends = any[i] == SpecialTokens::eos || any[i] == SpecialTokens::pad;
       // An empty place of the canvas; a row started packed is written from the first place on, as the
       // plain layout writes it, and ends at its first empty place.
-      if (ends && pack_.source_canvas && !packed[b]) continue;
+      if (ends && pack_.source_canvas && (packed.empty() || packed[static_cast<std::size_t>(b)] == 0)) continue;
       if (ends && (!decided || p > 0)) break;
       row.push_back(static_cast<int32_t>(word[i]));
     }

@@ -151,10 +151,10 @@ class TextGenerator {
   GeneratedBatch generate_ids(const data::Batch& batch, at::Generator generator, const IdsObserver& observe,
                               const diffusion::SamplerOptions& sampler);
   // The target ids of x0 (as the final rounding reads them): rows end at EOS / PAD, or at length_B
-  // (a canvas drops its empty places instead, but for the rows of packed_B, which started packed: bool
-  // [B], undefined = none).
+  // (a canvas drops its empty places instead, but for the rows marked in `packed`, which started
+  // packed; empty = none).
   GeneratedBatch read_ids(const torch::Tensor& x0_BLC, int64_t first, const torch::Tensor& length_B,
-                          const torch::Tensor& packed_B = {});
+                          const std::vector<uint8_t>& packed = {});
   // Mask-predict round `round` of options().remask_rounds on a solved x0 (infer/remask.h): the solver
   // runs again from options().remask_time, started by remask_start(). Returns the new x0.
   torch::Tensor remask_round(const model::BatchTensors& batch, const torch::Tensor& x0_BLC, int64_t first,
