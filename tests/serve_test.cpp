@@ -152,6 +152,8 @@ TEST(ServeApi, ParsesRequestsAndNamesEveryError) {
       {R"({"src": "a", "mbr_source": 1})", 400, "\"mbr_source\" must be true or false, got number"},
       {R"({"src": "a", "mbr_noise_share": "half"})", 400, "\"mbr_noise_share\" must be a number, got string"},
       {R"({"src": "a", "mbr_noise_share": 2})", 400, "sample.mbr_noise_share) must be in [0, 1], got 2"},
+      {R"({"src": "a", "rewrite_threshold": 1.5})", 400, "sample.rewrite_threshold) must be in [0, 1], got 1.5"},
+      {R"({"src": "a", "rewrite_threshold": "high"})", 400, "\"rewrite_threshold\" must be a number"},
       {"{\"src\": \"\xff\xfe\"}", 400, "not valid JSON"},  // invalid UTF-8
       {R"({"src": "a", "seed": 1e999})", 400, "not valid JSON"},  // past a double
       {R"({"src": "a", "seed": 1e300})", 400, "\"seed\" must be an integer, got number"},
